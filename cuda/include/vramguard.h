@@ -1,0 +1,213 @@
+/*
+ * vramguard C ABI.
+ *
+ * Conventions: every function returns a vg_status; out-parameters come last; no function throws
+ * or unwinds. After a failing call, vg_last_error() returns this thread's message for it.
+ * Enumerations travel as int32_t so that an out-of-range value is representable and rejected
+ * with VG_ERR_INVALID_ENUM rather than being undefined behaviour. No CUDA or C++ types appear here.
+ */
+#ifndef VRAMGUARD_H
+#define VRAMGUARD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum vg_status {
+  VG_OK = 0,
+  VG_ERR_NULL_ARGUMENT = 1,        /* a handle, out-parameter or pointer argument was NULL */
+  VG_ERR_INVALID_SIZE = 2,         /* zero bytes, over VG_MAX_ALLOCATION_BYTES, or wrapping */
+  VG_ERR_INVALID_ENUM = 3,         /* purpose, kind or mask value out of range */
+  VG_ERR_DESCRIPTION_TOO_LONG = 4, /* over VG_MAX_DESCRIPTION_BYTES */
+  VG_ERR_UNKNOWN_POINTER = 5,      /* not tracked by this tracker (unknown, or already freed) */
+  VG_ERR_ALREADY_TRACKED = 6,      /* the pointer is already recorded */
+  VG_ERR_OWNERSHIP = 7,            /* vg_free on a recorded pointer, or vg_deallocate on an owned one */
+  VG_ERR_BUFFER_TOO_SMALL = 8,     /* caller buffer too small: *needed says how large */
+  VG_ERR_OUT_OF_RANGE = 9,         /* a copy reaches past the end of its allocation */
+  VG_ERR_INVALID_DEVICE = 10,      /* device ordinal out of range */
+  VG_ERR_NO_DEVICE = 11,           /* no CUDA driver or no GPU */
+  VG_ERR_OUT_OF_MEMORY = 12,       /* the device (or host, for pinned memory) is out of memory */
+  VG_ERR_CUDA = 13,                /* any other CUDA runtime error; vg_last_error names it */
+  VG_ERR_INTERNAL = 14             /* an unexpected failure inside vramguard (a bug) */
+} vg_status;
+
+typedef enum vg_purpose {
+  VG_PURPOSE_MODEL_WEIGHTS = 0,
+  VG_PURPOSE_KV_CACHE = 1,
+  VG_PURPOSE_INTERMEDIATE_BUFFERS = 2,
+  VG_PURPOSE_UNKNOWN = 3
+} vg_purpose;
+#define VG_PURPOSE_COUNT 4
+/* Residency purpose masks: bit (1 << purpose). */
+#define VG_PURPOSE_MASK_ALL 0xFu
+
+typedef enum vg_kind {
+  VG_KIND_DEVICE = 0,      /* cudaMalloc */
+  VG_KIND_POOL = 1,        /* cudaMallocAsync on the tracker's CUDA memory pool */
+  VG_KIND_MANAGED = 2,     /* cudaMallocManaged: a RAM-fallback kind, only when asked for */
+  VG_KIND_PINNED_HOST = 3, /* cudaMallocHost: a RAM-fallback kind, only when asked for */
+  VG_KIND_ADOPTED = 4      /* made by another allocator, recorded with vg_adopt, never freed here */
+} vg_kind;
+#define VG_KIND_COUNT 5
+
+/* What cudaPointerGetAttributes says a pointer is. */
+typedef enum vg_memory_type {
+  VG_MEMORY_UNREGISTERED = 0,
+  VG_MEMORY_HOST = 1,
+  VG_MEMORY_DEVICE = 2,
+  VG_MEMORY_MANAGED = 3
+} vg_memory_type;
+
+/* Why a tracked allocation is not resident. */
+typedef enum vg_violation_reason {
+  VG_VIOLATION_NOT_DEVICE_MEMORY = 0, /* type is not cudaMemoryTypeDevice */
+  VG_VIOLATION_HOST_POINTER = 1,      /* device type but with a host mapping */
+  VG_VIOLATION_WRONG_DEVICE = 2,      /* device memory of another GPU */
+  VG_VIOLATION_QUERY_FAILED = 3       /* cudaPointerGetAttributes failed for this pointer */
+} vg_violation_reason;
+
+#define VG_MAX_DESCRIPTION_BYTES 255
+#define VG_MAX_ALLOCATION_BYTES (1ull << 48) /* 256 TiB: beyond any device, far below overflow */
+#define VG_MAX_NAME_BYTES 255
+
+typedef struct vg_tracker vg_tracker;
+
+/* One live allocation, copied out of the tracker. */
+typedef struct vg_allocation {
+  uint64_t id;          /* unique within the tracker, never reused */
+  uint64_t address;
+  uint64_t bytes;
+  int32_t purpose;      /* vg_purpose */
+  int32_t kind;         /* vg_kind */
+  int32_t device;
+  int32_t owned;        /* 1: allocated by vramguard (free with vg_free); 0: recorded/adopted */
+  uint64_t recorded_at_unix_ns;
+  char description[VG_MAX_DESCRIPTION_BYTES + 1];
+} vg_allocation;
+
+/* Counters, read without walking the allocation map. */
+typedef struct vg_usage {
+  uint64_t total_bytes;
+  uint64_t allocation_count;
+  uint64_t purpose_bytes[VG_PURPOSE_COUNT];
+  uint64_t purpose_count[VG_PURPOSE_COUNT];
+  uint64_t peak_total_bytes;
+  uint64_t peak_purpose_bytes[VG_PURPOSE_COUNT];
+  uint64_t lifetime_allocations;   /* records ever made */
+  uint64_t unknown_deallocations;  /* deallocations of pointers that were not tracked (T2) */
+} vg_usage;
+
+typedef struct vg_device_info {
+  int32_t ordinal;
+  int32_t compute_major;
+  int32_t compute_minor;
+  int32_t integrated;                 /* shares physical memory with the host */
+  int32_t managed_memory;             /* supports cudaMallocManaged */
+  int32_t concurrent_managed_access;
+  int32_t pageable_memory_access;     /* can access pageable host memory (HMM / ATS): unified */
+  int32_t memory_pools;               /* supports cudaMallocAsync pools */
+  uint64_t total_bytes;
+  uint64_t free_bytes;
+  char name[VG_MAX_NAME_BYTES + 1];
+} vg_device_info;
+
+typedef struct vg_pointer_check {
+  int32_t resident;         /* 1 when device memory of the expected device, no host mapping */
+  int32_t memory_type;      /* vg_memory_type */
+  int32_t device;           /* as reported (-2 for unregistered host memory) */
+  int32_t has_host_pointer;
+  int32_t cuda_error;       /* 0 unless the query itself failed */
+} vg_pointer_check;
+
+typedef struct vg_violation {
+  uint64_t id;
+  uint64_t address;
+  uint64_t bytes;
+  int32_t purpose;
+  int32_t kind;
+  int32_t reason;           /* vg_violation_reason */
+  int32_t memory_type;      /* observed vg_memory_type */
+  int32_t observed_device;
+  int32_t cuda_error;
+  char description[VG_MAX_DESCRIPTION_BYTES + 1];
+} vg_violation;
+
+typedef struct vg_residency {
+  int32_t resident;           /* 1 when no violation was found */
+  int32_t device;
+  uint64_t checked;           /* allocations whose purpose was in the mask */
+  uint64_t violation_count;   /* may exceed the capacity passed in: only that many were copied */
+  uint64_t tracked_bytes;
+  uint64_t allocation_count;
+  uint64_t device_used_bytes; /* total - free from cudaMemGetInfo */
+  uint64_t device_total_bytes;
+} vg_residency;
+
+/* Errors and names ------------------------------------------------------------------------- */
+const char* vg_last_error(void);           /* never NULL; this thread's last failure message */
+const char* vg_status_name(int32_t status); /* "VG_ERR_NULL_ARGUMENT", ...; never NULL */
+
+/* Devices ---------------------------------------------------------------------------------- */
+vg_status vg_device_count(int32_t* out_count);
+vg_status vg_device_info_get(int32_t device, vg_device_info* out_info);
+vg_status vg_set_device(int32_t device);
+vg_status vg_memory_info(int32_t device, uint64_t* out_free, uint64_t* out_total);
+
+/* Trackers: one per device. Creating one needs no GPU; allocating through it does. ---------- */
+vg_status vg_tracker_create(int32_t device, vg_tracker** out_tracker);
+/* Frees every allocation the tracker still owns, then the tracker. */
+vg_status vg_tracker_destroy(vg_tracker* tracker);
+vg_status vg_tracker_device(const vg_tracker* tracker, int32_t* out_device);
+
+/* Bookkeeping without allocation ------------------------------------------------------------ */
+/* Records memory the caller allocated itself. description may be NULL. */
+vg_status vg_record(vg_tracker* tracker, const void* ptr, uint64_t bytes, int32_t purpose,
+                    int32_t kind, const char* description, uint64_t* out_id);
+/* Records a pointer made by another allocator (a framework's tensor) as kind VG_KIND_ADOPTED. */
+vg_status vg_adopt(vg_tracker* tracker, const void* ptr, uint64_t bytes, int32_t purpose,
+                   const char* description, uint64_t* out_id);
+/* Forgets a recorded or adopted pointer. Unknown pointers change nothing and are counted. */
+vg_status vg_deallocate(vg_tracker* tracker, const void* ptr);
+
+/* Reads -------------------------------------------------------------------------------------- */
+vg_status vg_usage_get(const vg_tracker* tracker, vg_usage* out_usage);
+vg_status vg_total_bytes(const vg_tracker* tracker, uint64_t* out_bytes);
+vg_status vg_purpose_bytes(const vg_tracker* tracker, int32_t purpose, uint64_t* out_bytes);
+vg_status vg_allocation_count(const vg_tracker* tracker, uint64_t* out_count);
+/* Copies the live allocations, oldest first. With too small a capacity: VG_ERR_BUFFER_TOO_SMALL,
+ * nothing copied, *out_count = the number needed. out may be NULL when capacity is 0. */
+vg_status vg_snapshot(const vg_tracker* tracker, vg_allocation* out, uint64_t capacity,
+                      uint64_t* out_count);
+/* Copies the human-readable usage report, NUL-terminated. *out_needed counts the NUL. */
+vg_status vg_report(const vg_tracker* tracker, char* out, uint64_t capacity, uint64_t* out_needed);
+
+/* Allocation --------------------------------------------------------------------------------- */
+vg_status vg_alloc(vg_tracker* tracker, uint64_t bytes, int32_t purpose, int32_t kind,
+                   const char* description, void** out_ptr);
+/* Frees and un-records an allocation made by vg_alloc. A second free is VG_ERR_UNKNOWN_POINTER. */
+vg_status vg_free(vg_tracker* tracker, void* ptr);
+/* Copies between host memory and a vg_alloc allocation, at a byte offset inside it. */
+vg_status vg_copy_to_device(vg_tracker* tracker, void* dst, uint64_t offset, const void* src,
+                            uint64_t bytes);
+vg_status vg_copy_to_host(vg_tracker* tracker, void* dst, const void* src, uint64_t offset,
+                          uint64_t bytes);
+
+/* Residency ---------------------------------------------------------------------------------- */
+/* Classifies one pointer against the expected device. */
+vg_status vg_check_pointer(int32_t device, const void* ptr, vg_pointer_check* out_check);
+/* Verifies every allocation whose purpose bit is in purpose_mask; copies up to capacity
+ * violations (violations may be NULL when capacity is 0). */
+vg_status vg_verify(vg_tracker* tracker, uint32_t purpose_mask, vg_residency* out_residency,
+                    vg_violation* violations, uint64_t capacity);
+/* Runs a verification and copies the human-readable residency report. */
+vg_status vg_residency_report(vg_tracker* tracker, char* out, uint64_t capacity,
+                              uint64_t* out_needed);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* VRAMGUARD_H */

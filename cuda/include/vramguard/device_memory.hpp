@@ -1,0 +1,53 @@
+// M1: DeviceMemory allocates, records, frees and un-records. Move-only; the destructor never
+// throws. Kinds Managed and PinnedHost exist only so RAM-fallback detection can be tested on
+// real memory: they must be asked for by name.
+#pragma once
+
+#include <cstddef>
+#include <string_view>
+
+#include "vramguard/memory_pool.hpp"
+#include "vramguard/purpose.hpp"
+#include "vramguard/tracker.hpp"
+
+namespace vramguard {
+
+class DeviceMemory {
+ public:
+  // Throws Error (bad arguments) or CudaError (status VG_ERR_OUT_OF_MEMORY when the device is
+  // full); on a throw nothing is allocated or recorded. Kind Pool needs a pool of the tracker's
+  // device.
+  DeviceMemory(std::size_t bytes, VramTracker* tracker, VramPurpose purpose,
+               std::string_view description = {}, AllocationKind kind = AllocationKind::Device,
+               MemoryPool* pool = nullptr);
+  ~DeviceMemory() noexcept { reset(); }
+
+  DeviceMemory(DeviceMemory&& other) noexcept;
+  DeviceMemory& operator=(DeviceMemory&& other) noexcept;
+  DeviceMemory(const DeviceMemory&) = delete;
+  DeviceMemory& operator=(const DeviceMemory&) = delete;
+
+  void* get() const noexcept { return ptr_; }
+  std::size_t size() const noexcept { return bytes_; }
+  VramPurpose purpose() const noexcept { return purpose_; }
+  AllocationKind kind() const noexcept { return kind_; }
+  explicit operator bool() const noexcept { return ptr_ != nullptr; }
+
+  void copy_from_host(const void* src, std::size_t bytes, std::size_t offset = 0);
+  void copy_to_host(void* dst, std::size_t bytes, std::size_t offset = 0) const;
+
+  // Un-records and frees now. Returns the CUDA error code of the free (0 on success).
+  int reset() noexcept;
+  // Gives up ownership without freeing: the allocation stays recorded as owned, to be freed later
+  // through the tracker (the C ABI's vg_free). Returns the pointer.
+  void* release() noexcept;
+
+ private:
+  VramTracker* tracker_ = nullptr;
+  void* ptr_ = nullptr;
+  std::size_t bytes_ = 0;
+  VramPurpose purpose_ = VramPurpose::Unknown;
+  AllocationKind kind_ = AllocationKind::Device;
+};
+
+}  // namespace vramguard

@@ -1,0 +1,118 @@
+// VramTracker: every byte of VRAM a worker holds, by purpose (T1-T7).
+//
+// Records live in 64 shards, each a small map behind its own mutex, so threads touching different
+// pointers rarely meet. Totals, per-purpose figures and peaks are atomics updated while the shard
+// lock is held: reads are O(1), and a snapshot that holds every shard lock sees counters that
+// equal the sum of its records exactly.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "vramguard/allocation_record.hpp"
+#include "vramguard/purpose.hpp"
+#include "vramguard/usage.hpp"
+
+namespace vramguard {
+
+inline constexpr std::size_t kMaxDescriptionBytes = 255;
+inline constexpr std::uint64_t kMaxAllocationBytes = 1ull << 48;
+
+// Outcome of removing a record.
+enum class Removal {
+  Removed,
+  Unknown,           // not tracked: nothing changed, counted in unknown_deallocations (T2)
+  OwnershipMismatch, // record_deallocation on an owned allocation, or take_owned on a recorded one
+};
+
+// What a residency sweep needs of a record: copied under the shard lock, queried outside it.
+struct ResidencyCandidate {
+  std::uint64_t id;
+  const void* ptr;
+};
+
+class VramTracker {
+ public:
+  explicit VramTracker(int device = 0);
+  VramTracker(const VramTracker&) = delete;
+  VramTracker& operator=(const VramTracker&) = delete;
+
+  int device() const noexcept { return device_; }
+
+  // Records memory the caller allocated. Throws Error on a null pointer, zero or oversized bytes,
+  // an over-long description or a pointer already tracked; nothing changes then. Returns the id.
+  std::uint64_t record_allocation(const void* ptr, std::size_t bytes, VramPurpose purpose,
+                                  std::string_view description = {},
+                                  AllocationKind kind = AllocationKind::Device);
+  // T7: records a pointer made by another allocator (kind Adopted, never freed by vramguard).
+  std::uint64_t adopt(const void* ptr, std::size_t bytes, VramPurpose purpose,
+                      std::string_view description = {});
+  // For allocators (DeviceMemory, the C ABI): records memory vramguard itself allocated.
+  std::uint64_t record_owned_allocation(const void* ptr, std::size_t bytes, VramPurpose purpose,
+                                        std::string_view description, AllocationKind kind);
+
+  // Forgets a recorded or adopted pointer. Never throws; an unknown pointer changes nothing.
+  Removal record_deallocation(const void* ptr) noexcept;
+  // Removes an owned record and hands it back, so the allocator can free the memory.
+  Removal take_owned(const void* ptr, AllocationRecord* out) noexcept;
+
+  // Checks what record_allocation would reject, without recording anything.
+  static void validate(const void* ptr, std::size_t bytes, std::string_view description);
+
+  // O(1) reads.
+  std::size_t total_usage() const noexcept;
+  std::size_t usage_by_purpose(VramPurpose purpose) const noexcept;
+  std::size_t allocation_count() const noexcept;
+  std::size_t peak_usage() const noexcept;
+  UsageStats usage() const noexcept;
+  std::array<std::size_t, kPurposeCount> usage_breakdown() const noexcept;
+
+  // Copies (never references into live state), T5.
+  std::optional<AllocationRecord> find(const void* ptr) const;
+  std::vector<AllocationRecord> snapshot() const;  // oldest first, consistent with usage()
+  struct Snapshot {
+    UsageStats usage;
+    std::vector<AllocationRecord> records;
+  };
+  Snapshot consistent_snapshot() const;
+  std::vector<ResidencyCandidate> residency_candidates(unsigned purpose_mask) const;
+  std::string usage_report() const;
+
+ private:
+  struct alignas(64) Shard {
+    mutable std::mutex mutex;
+    std::unordered_map<std::uintptr_t, AllocationRecord> records;
+    std::uint64_t next_sequence = 0;
+  };
+  struct alignas(64) PurposeCounters {
+    std::atomic<std::uint64_t> bytes{0};
+    std::atomic<std::uint64_t> count{0};
+    std::atomic<std::uint64_t> peak{0};
+  };
+  static constexpr std::size_t kShardCount = 64;
+
+  std::uint64_t insert(const void* ptr, std::size_t bytes, VramPurpose purpose,
+                       std::string_view description, AllocationKind kind, bool owned);
+  Removal remove(const void* ptr, bool owned, AllocationRecord* out) noexcept;
+  Shard& shard_for(const void* ptr) const noexcept;
+  UsageStats read_counters() const noexcept;
+
+  int device_;
+  mutable std::array<Shard, kShardCount> shards_;
+  alignas(64) std::atomic<std::uint64_t> total_bytes_{0};
+  std::atomic<std::uint64_t> peak_total_bytes_{0};
+  std::atomic<std::uint64_t> count_{0};
+  alignas(64) std::array<PurposeCounters, kPurposeCount> purposes_;
+  alignas(64) std::atomic<std::uint64_t> lifetime_allocations_{0};
+  std::atomic<std::uint64_t> unknown_deallocations_{0};
+};
+
+}  // namespace vramguard

@@ -1,0 +1,446 @@
+// The C ABI: validates every argument, maps every C++ failure to a vg_status and a thread-local
+// message, and lets no exception escape (E3).
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <string>
+
+#include "copy.hpp"
+#include "raw_allocation.hpp"
+#include "vramguard.h"
+#include "vramguard/device.hpp"
+#include "vramguard/device_memory.hpp"
+#include "vramguard/error.hpp"
+#include "vramguard/health.hpp"
+#include "vramguard/memory_pool.hpp"
+#include "vramguard/tracker.hpp"
+
+struct vg_tracker {
+  explicit vg_tracker(int device) : tracker(device) {}
+  ~vg_tracker() {
+    // Free what the caller never freed, then the pool those allocations may come from.
+    try {
+      for (const auto& record : tracker.snapshot()) {
+        if (record.owned) (void)vramguard::detail::release_owned(tracker, record.ptr, nullptr);
+      }
+    } catch (...) {
+      // No host memory for the snapshot: the pool's destruction below still returns pool memory.
+    }
+    pool.reset();
+  }
+
+  vramguard::MemoryPool* memory_pool() {
+    std::lock_guard<std::mutex> lock(pool_mutex);
+    if (!pool) pool = std::make_unique<vramguard::MemoryPool>(tracker.device());
+    return pool.get();
+  }
+
+  vramguard::VramTracker tracker;
+  std::mutex pool_mutex;
+  std::unique_ptr<vramguard::MemoryPool> pool;
+};
+
+namespace {
+
+using vramguard::Error;
+
+thread_local std::string t_last_error;
+
+vg_status fail(vg_status status, const char* message) noexcept {
+  try {
+    t_last_error = message;
+  } catch (...) {
+    // Out of host memory while storing the message: the status still says what happened.
+  }
+  return status;
+}
+
+template <typename Body>
+vg_status guarded(const char* function, Body&& body) noexcept {
+  try {
+    body();
+    return VG_OK;
+  } catch (const Error& e) {
+    return fail(e.status(), (std::string(function) + ": " + e.what()).c_str());
+  } catch (const std::bad_alloc&) {
+    return fail(VG_ERR_INTERNAL, "host memory exhausted inside vramguard");
+  } catch (const std::exception& e) {
+    return fail(VG_ERR_INTERNAL, e.what());
+  } catch (...) {
+    return fail(VG_ERR_INTERNAL, "unknown exception inside vramguard");
+  }
+}
+
+void require(const void* argument, const char* name) {
+  if (argument == nullptr) throw Error(VG_ERR_NULL_ARGUMENT, std::string(name) + " is NULL");
+}
+
+vramguard::VramPurpose to_purpose(int32_t value) {
+  if (!vramguard::is_valid_purpose(value)) {
+    throw Error(VG_ERR_INVALID_ENUM, "purpose " + std::to_string(value) + " is not a vg_purpose");
+  }
+  return static_cast<vramguard::VramPurpose>(value);
+}
+
+vramguard::AllocationKind to_kind(int32_t value) {
+  if (!vramguard::is_valid_kind(value)) {
+    throw Error(VG_ERR_INVALID_ENUM, "kind " + std::to_string(value) + " is not a vg_kind");
+  }
+  return static_cast<vramguard::AllocationKind>(value);
+}
+
+std::string_view description_of(const char* description) {
+  if (description == nullptr) return {};
+  // Bounded scan: an unterminated or huge string is rejected without reading past the limit + 1.
+  const std::size_t length = strnlen(description, vramguard::kMaxDescriptionBytes + 1);
+  return {description, length};
+}
+
+void copy_text(const std::string& text, char* out, uint64_t capacity, uint64_t* needed) {
+  require(needed, "out_needed");
+  *needed = text.size() + 1;
+  if (capacity < text.size() + 1) {
+    throw Error(VG_ERR_BUFFER_TOO_SMALL, "buffer of " + std::to_string(capacity) +
+                                             " bytes is too small; " + std::to_string(*needed) +
+                                             " needed");
+  }
+  require(out, "out");
+  std::memcpy(out, text.c_str(), text.size() + 1);
+}
+
+void copy_description(const std::string& description, char* out) {
+  const std::size_t n = std::min(description.size(), std::size_t{VG_MAX_DESCRIPTION_BYTES});
+  std::memcpy(out, description.data(), n);
+  out[n] = '\0';
+}
+
+void removal_to_status(vramguard::Removal removal, const char* wrong_owner_message) {
+  switch (removal) {
+    case vramguard::Removal::Removed: return;
+    case vramguard::Removal::Unknown:
+      throw Error(VG_ERR_UNKNOWN_POINTER, "pointer is not tracked (never recorded, or already freed)");
+    case vramguard::Removal::OwnershipMismatch:
+      throw Error(VG_ERR_OWNERSHIP, wrong_owner_message);
+  }
+}
+
+// A tracked allocation of this tracker that [ptr + offset, + bytes) lies inside.
+vramguard::AllocationRecord copy_target(const vg_tracker* tracker, const void* ptr,
+                                        uint64_t offset, uint64_t bytes) {
+  auto record = tracker->tracker.find(ptr);
+  if (!record) throw Error(VG_ERR_UNKNOWN_POINTER, "copy target is not a tracked allocation");
+  vramguard::detail::check_copy_range(offset, bytes, record->bytes);
+  return *record;
+}
+
+}  // namespace
+
+extern "C" {
+
+const char* vg_last_error(void) { return t_last_error.c_str(); }
+
+const char* vg_status_name(int32_t status) {
+  switch (status) {
+    case VG_OK: return "VG_OK";
+    case VG_ERR_NULL_ARGUMENT: return "VG_ERR_NULL_ARGUMENT";
+    case VG_ERR_INVALID_SIZE: return "VG_ERR_INVALID_SIZE";
+    case VG_ERR_INVALID_ENUM: return "VG_ERR_INVALID_ENUM";
+    case VG_ERR_DESCRIPTION_TOO_LONG: return "VG_ERR_DESCRIPTION_TOO_LONG";
+    case VG_ERR_UNKNOWN_POINTER: return "VG_ERR_UNKNOWN_POINTER";
+    case VG_ERR_ALREADY_TRACKED: return "VG_ERR_ALREADY_TRACKED";
+    case VG_ERR_OWNERSHIP: return "VG_ERR_OWNERSHIP";
+    case VG_ERR_BUFFER_TOO_SMALL: return "VG_ERR_BUFFER_TOO_SMALL";
+    case VG_ERR_OUT_OF_RANGE: return "VG_ERR_OUT_OF_RANGE";
+    case VG_ERR_INVALID_DEVICE: return "VG_ERR_INVALID_DEVICE";
+    case VG_ERR_NO_DEVICE: return "VG_ERR_NO_DEVICE";
+    case VG_ERR_OUT_OF_MEMORY: return "VG_ERR_OUT_OF_MEMORY";
+    case VG_ERR_CUDA: return "VG_ERR_CUDA";
+    case VG_ERR_INTERNAL: return "VG_ERR_INTERNAL";
+    default: return "VG_STATUS_UNKNOWN";
+  }
+}
+
+vg_status vg_device_count(int32_t* out_count) {
+  return guarded(__func__, [&] {
+    require(out_count, "out_count");
+    *out_count = vramguard::device_count();
+  });
+}
+
+vg_status vg_device_info_get(int32_t device, vg_device_info* out_info) {
+  return guarded(__func__, [&] {
+    require(out_info, "out_info");
+    const auto info = vramguard::device_info(device);
+    vg_device_info result{};
+    result.ordinal = info.ordinal;
+    result.compute_major = info.compute_major;
+    result.compute_minor = info.compute_minor;
+    result.integrated = info.integrated;
+    result.managed_memory = info.managed_memory;
+    result.concurrent_managed_access = info.concurrent_managed_access;
+    result.pageable_memory_access = info.pageable_memory_access;
+    result.memory_pools = info.memory_pools;
+    result.total_bytes = info.memory.total_bytes;
+    result.free_bytes = info.memory.free_bytes;
+    const std::size_t n = std::min(info.name.size(), std::size_t{VG_MAX_NAME_BYTES});
+    std::memcpy(result.name, info.name.data(), n);
+    *out_info = result;
+  });
+}
+
+vg_status vg_set_device(int32_t device) {
+  return guarded(__func__, [&] { vramguard::set_device(device); });
+}
+
+vg_status vg_memory_info(int32_t device, uint64_t* out_free, uint64_t* out_total) {
+  return guarded(__func__, [&] {
+    require(out_free, "out_free");
+    require(out_total, "out_total");
+    const auto info = vramguard::memory_info(device);
+    *out_free = info.free_bytes;
+    *out_total = info.total_bytes;
+  });
+}
+
+vg_status vg_tracker_create(int32_t device, vg_tracker** out_tracker) {
+  return guarded(__func__, [&] {
+    require(out_tracker, "out_tracker");
+    *out_tracker = new vg_tracker(device);
+  });
+}
+
+vg_status vg_tracker_destroy(vg_tracker* tracker) {
+  return guarded(__func__, [&] {
+    require(tracker, "tracker");
+    delete tracker;
+  });
+}
+
+vg_status vg_tracker_device(const vg_tracker* tracker, int32_t* out_device) {
+  return guarded(__func__, [&] {
+    require(tracker, "tracker");
+    require(out_device, "out_device");
+    *out_device = tracker->tracker.device();
+  });
+}
+
+vg_status vg_record(vg_tracker* tracker, const void* ptr, uint64_t bytes, int32_t purpose,
+                    int32_t kind, const char* description, uint64_t* out_id) {
+  return guarded(__func__, [&] {
+    require(tracker, "tracker");
+    require(ptr, "ptr");
+    const auto id = tracker->tracker.record_allocation(ptr, bytes, to_purpose(purpose),
+                                                       description_of(description), to_kind(kind));
+    if (out_id != nullptr) *out_id = id;
+  });
+}
+
+vg_status vg_adopt(vg_tracker* tracker, const void* ptr, uint64_t bytes, int32_t purpose,
+                   const char* description, uint64_t* out_id) {
+  return guarded(__func__, [&] {
+    require(tracker, "tracker");
+    require(ptr, "ptr");
+    const auto id =
+        tracker->tracker.adopt(ptr, bytes, to_purpose(purpose), description_of(description));
+    if (out_id != nullptr) *out_id = id;
+  });
+}
+
+vg_status vg_deallocate(vg_tracker* tracker, const void* ptr) {
+  return guarded(__func__, [&] {
+    require(tracker, "tracker");
+    require(ptr, "ptr");
+    removal_to_status(tracker->tracker.record_deallocation(ptr),
+                      "pointer was allocated by vramguard: release it with vg_free");
+  });
+}
+
+vg_status vg_usage_get(const vg_tracker* tracker, vg_usage* out_usage) {
+  return guarded(__func__, [&] {
+    require(tracker, "tracker");
+    require(out_usage, "out_usage");
+    const auto stats = tracker->tracker.usage();
+    vg_usage usage{};
+    usage.total_bytes = stats.total_bytes;
+    usage.allocation_count = stats.allocation_count;
+    for (int p = 0; p < VG_PURPOSE_COUNT; ++p) {
+      usage.purpose_bytes[p] = stats.purpose_bytes[p];
+      usage.purpose_count[p] = stats.purpose_count[p];
+      usage.peak_purpose_bytes[p] = stats.peak_purpose_bytes[p];
+    }
+    usage.peak_total_bytes = stats.peak_total_bytes;
+    usage.lifetime_allocations = stats.lifetime_allocations;
+    usage.unknown_deallocations = stats.unknown_deallocations;
+    *out_usage = usage;
+  });
+}
+
+vg_status vg_total_bytes(const vg_tracker* tracker, uint64_t* out_bytes) {
+  return guarded(__func__, [&] {
+    require(tracker, "tracker");
+    require(out_bytes, "out_bytes");
+    *out_bytes = tracker->tracker.total_usage();
+  });
+}
+
+vg_status vg_purpose_bytes(const vg_tracker* tracker, int32_t purpose, uint64_t* out_bytes) {
+  return guarded(__func__, [&] {
+    require(tracker, "tracker");
+    require(out_bytes, "out_bytes");
+    *out_bytes = tracker->tracker.usage_by_purpose(to_purpose(purpose));
+  });
+}
+
+vg_status vg_allocation_count(const vg_tracker* tracker, uint64_t* out_count) {
+  return guarded(__func__, [&] {
+    require(tracker, "tracker");
+    require(out_count, "out_count");
+    *out_count = tracker->tracker.allocation_count();
+  });
+}
+
+vg_status vg_snapshot(const vg_tracker* tracker, vg_allocation* out, uint64_t capacity,
+                      uint64_t* out_count) {
+  return guarded(__func__, [&] {
+    require(tracker, "tracker");
+    require(out_count, "out_count");
+    const auto records = tracker->tracker.snapshot();
+    *out_count = records.size();
+    if (capacity < records.size()) {
+      throw Error(VG_ERR_BUFFER_TOO_SMALL, "capacity " + std::to_string(capacity) + " < " +
+                                               std::to_string(records.size()) + " allocations");
+    }
+    if (!records.empty()) require(out, "out");
+    for (std::size_t i = 0; i < records.size(); ++i) {
+      const auto& r = records[i];
+      vg_allocation& a = out[i];
+      a = vg_allocation{};
+      a.id = r.id;
+      a.address = reinterpret_cast<uint64_t>(r.ptr);
+      a.bytes = r.bytes;
+      a.purpose = static_cast<int32_t>(r.purpose);
+      a.kind = static_cast<int32_t>(r.kind);
+      a.device = r.device;
+      a.owned = r.owned ? 1 : 0;
+      a.recorded_at_unix_ns = r.recorded_at_unix_ns;
+      copy_description(r.description, a.description);
+    }
+  });
+}
+
+vg_status vg_report(const vg_tracker* tracker, char* out, uint64_t capacity, uint64_t* out_needed) {
+  return guarded(__func__, [&] {
+    require(tracker, "tracker");
+    copy_text(tracker->tracker.usage_report(), out, capacity, out_needed);
+  });
+}
+
+vg_status vg_alloc(vg_tracker* tracker, uint64_t bytes, int32_t purpose, int32_t kind,
+                   const char* description, void** out_ptr) {
+  return guarded(__func__, [&] {
+    require(tracker, "tracker");
+    require(out_ptr, "out_ptr");
+    const auto alloc_kind = to_kind(kind);
+    vramguard::MemoryPool* pool =
+        alloc_kind == vramguard::AllocationKind::Pool ? tracker->memory_pool() : nullptr;
+    vramguard::DeviceMemory memory(bytes, &tracker->tracker, to_purpose(purpose),
+                                   description_of(description), alloc_kind, pool);
+    *out_ptr = memory.release();
+  });
+}
+
+vg_status vg_free(vg_tracker* tracker, void* ptr) {
+  return guarded(__func__, [&] {
+    require(tracker, "tracker");
+    require(ptr, "ptr");
+    int cuda_error = 0;
+    removal_to_status(vramguard::detail::release_owned(tracker->tracker, ptr, &cuda_error),
+                      "pointer was recorded, not allocated by vramguard: use vg_deallocate");
+    if (cuda_error != 0) throw vramguard::CudaError(cuda_error, "free");
+  });
+}
+
+vg_status vg_copy_to_device(vg_tracker* tracker, void* dst, uint64_t offset, const void* src,
+                            uint64_t bytes) {
+  return guarded(__func__, [&] {
+    require(tracker, "tracker");
+    require(dst, "dst");
+    require(src, "src");
+    const auto record = copy_target(tracker, dst, offset, bytes);
+    vramguard::detail::copy_on_device(record.device, static_cast<char*>(dst) + offset, src, bytes);
+  });
+}
+
+vg_status vg_copy_to_host(vg_tracker* tracker, void* dst, const void* src, uint64_t offset,
+                          uint64_t bytes) {
+  return guarded(__func__, [&] {
+    require(tracker, "tracker");
+    require(dst, "dst");
+    require(src, "src");
+    const auto record = copy_target(tracker, src, offset, bytes);
+    vramguard::detail::copy_on_device(record.device, dst, static_cast<const char*>(src) + offset,
+                                      bytes);
+  });
+}
+
+vg_status vg_check_pointer(int32_t device, const void* ptr, vg_pointer_check* out_check) {
+  return guarded(__func__, [&] {
+    require(out_check, "out_check");
+    vramguard::require_valid_device(device);
+    const auto observed = vramguard::Health::inspect_pointer(ptr, device);
+    vg_pointer_check check{};
+    check.resident = observed.resident;
+    check.memory_type = static_cast<int32_t>(observed.type);
+    check.device = observed.device;
+    check.has_host_pointer = observed.has_host_pointer;
+    check.cuda_error = observed.cuda_error;
+    *out_check = check;
+  });
+}
+
+vg_status vg_verify(vg_tracker* tracker, uint32_t purpose_mask, vg_residency* out_residency,
+                    vg_violation* violations, uint64_t capacity) {
+  return guarded(__func__, [&] {
+    require(tracker, "tracker");
+    require(out_residency, "out_residency");
+    if (capacity > 0) require(violations, "violations");
+    const auto report = vramguard::Health::check_residency(tracker->tracker, purpose_mask);
+    vg_residency residency{};
+    residency.resident = report.resident;
+    residency.device = report.device;
+    residency.checked = report.checked;
+    residency.violation_count = report.violations.size();
+    residency.tracked_bytes = report.tracked_bytes;
+    residency.allocation_count = report.allocation_count;
+    residency.device_used_bytes = report.memory.used_bytes();
+    residency.device_total_bytes = report.memory.total_bytes;
+    const uint64_t copied = std::min<uint64_t>(capacity, report.violations.size());
+    for (uint64_t i = 0; i < copied; ++i) {
+      const auto& v = report.violations[i];
+      vg_violation& out = violations[i];
+      out = vg_violation{};
+      out.id = v.allocation.id;
+      out.address = reinterpret_cast<uint64_t>(v.allocation.ptr);
+      out.bytes = v.allocation.bytes;
+      out.purpose = static_cast<int32_t>(v.allocation.purpose);
+      out.kind = static_cast<int32_t>(v.allocation.kind);
+      out.reason = static_cast<int32_t>(v.observed.reason);
+      out.memory_type = static_cast<int32_t>(v.observed.type);
+      out.observed_device = v.observed.device;
+      out.cuda_error = v.observed.cuda_error;
+      copy_description(v.allocation.description, out.description);
+    }
+    *out_residency = residency;
+  });
+}
+
+vg_status vg_residency_report(vg_tracker* tracker, char* out, uint64_t capacity,
+                              uint64_t* out_needed) {
+  return guarded(__func__, [&] {
+    require(tracker, "tracker");
+    copy_text(vramguard::Health::residency_report(tracker->tracker), out, capacity, out_needed);
+  });
+}
+
+}  // extern "C"

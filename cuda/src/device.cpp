@@ -1,0 +1,67 @@
+#include "vramguard/device.hpp"
+
+#include <cuda_runtime_api.h>
+
+#include "cuda_call.hpp"
+
+namespace vramguard {
+
+namespace {
+bool attribute(cudaDeviceAttr attr, int device) {
+  int value = 0;
+  VG_CUDA_CHECK(cudaDeviceGetAttribute(&value, attr, device));
+  return value != 0;
+}
+}  // namespace
+
+int device_count() {
+  int count = 0;
+  VG_CUDA_CHECK(cudaGetDeviceCount(&count));
+  if (count == 0) throw Error(VG_ERR_NO_DEVICE, "the CUDA driver reports no GPU");
+  return count;
+}
+
+void require_valid_device(int device) {
+  const int count = device_count();
+  if (device < 0 || device >= count) {
+    throw Error(VG_ERR_INVALID_DEVICE, "device " + std::to_string(device) + " does not exist (" +
+                                           std::to_string(count) + " visible)");
+  }
+}
+
+void set_device(int device) {
+  require_valid_device(device);
+  VG_CUDA_CHECK(cudaSetDevice(device));
+}
+
+MemoryInfo memory_info(int device) {
+  require_valid_device(device);
+  detail::ScopedDevice scope(device);
+  MemoryInfo info;
+  std::size_t free_bytes = 0;
+  std::size_t total_bytes = 0;
+  VG_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+  info.free_bytes = free_bytes;
+  info.total_bytes = total_bytes;
+  return info;
+}
+
+DeviceInfo device_info(int device) {
+  require_valid_device(device);
+  cudaDeviceProp props{};
+  VG_CUDA_CHECK(cudaGetDeviceProperties(&props, device));
+  DeviceInfo info;
+  info.ordinal = device;
+  info.name = props.name;
+  info.compute_major = props.major;
+  info.compute_minor = props.minor;
+  info.integrated = attribute(cudaDevAttrIntegrated, device);
+  info.managed_memory = attribute(cudaDevAttrManagedMemory, device);
+  info.concurrent_managed_access = attribute(cudaDevAttrConcurrentManagedAccess, device);
+  info.pageable_memory_access = attribute(cudaDevAttrPageableMemoryAccess, device);
+  info.memory_pools = attribute(cudaDevAttrMemoryPoolsSupported, device);
+  info.memory = memory_info(device);
+  return info;
+}
+
+}  // namespace vramguard

@@ -1,0 +1,133 @@
+#include "vramguard/health.hpp"
+
+#include <cuda_runtime_api.h>
+
+#include <iomanip>
+#include <sstream>
+
+#include "cuda_call.hpp"
+
+namespace vramguard {
+
+const char* to_string(MemoryType type) noexcept {
+  switch (type) {
+    case MemoryType::Unregistered: return "Unregistered";
+    case MemoryType::Host: return "Host";
+    case MemoryType::Device: return "Device";
+    case MemoryType::Managed: return "Managed";
+  }
+  return "Invalid";
+}
+
+const char* to_string(ViolationReason reason) noexcept {
+  switch (reason) {
+    case ViolationReason::NotDeviceMemory: return "not device memory";
+    case ViolationReason::HostPointer: return "mapped into host memory";
+    case ViolationReason::WrongDevice: return "on another device";
+    case ViolationReason::QueryFailed: return "pointer query failed";
+  }
+  return "invalid";
+}
+
+PointerResidency Health::inspect_pointer(const void* ptr, int expected_device) {
+  PointerResidency result;
+  if (ptr == nullptr) return result;  // never resident, reason NotDeviceMemory
+  cudaPointerAttributes attributes{};
+  const cudaError_t error = cudaPointerGetAttributes(&attributes, ptr);
+  if (error != cudaSuccess) {
+    (void)cudaGetLastError();
+    if (status_for_cuda_error(error) == VG_ERR_NO_DEVICE) {
+      throw CudaError(static_cast<int>(error), "cudaPointerGetAttributes");
+    }
+    result.cuda_error = static_cast<int>(error);
+    result.reason = ViolationReason::QueryFailed;
+    return result;
+  }
+  switch (attributes.type) {
+    case cudaMemoryTypeDevice: result.type = MemoryType::Device; break;
+    case cudaMemoryTypeManaged: result.type = MemoryType::Managed; break;
+    case cudaMemoryTypeHost: result.type = MemoryType::Host; break;
+    default: result.type = MemoryType::Unregistered; break;
+  }
+  result.device = attributes.device;
+  result.has_host_pointer = attributes.hostPointer != nullptr;
+  if (result.type != MemoryType::Device) {
+    result.reason = ViolationReason::NotDeviceMemory;
+  } else if (result.has_host_pointer) {
+    result.reason = ViolationReason::HostPointer;
+  } else if (result.device != expected_device) {
+    result.reason = ViolationReason::WrongDevice;
+  } else {
+    result.resident = true;
+  }
+  return result;
+}
+
+bool Health::check_pointer_residency(const void* ptr, int expected_device) {
+  return inspect_pointer(ptr, expected_device).resident;
+}
+
+bool Health::check_pointer_residency(const void* ptr) {
+  int device = 0;
+  VG_CUDA_CHECK(cudaGetDevice(&device));
+  return check_pointer_residency(ptr, device);
+}
+
+ResidencyReport Health::check_residency(const VramTracker& tracker, unsigned purpose_mask) {
+  if (purpose_mask == 0 || (purpose_mask & ~kAllPurposes) != 0) {
+    throw Error(VG_ERR_INVALID_ENUM, "purpose mask " + std::to_string(purpose_mask) + " is invalid");
+  }
+  ResidencyReport report;
+  report.device = tracker.device();
+  report.memory = memory_info(tracker.device());  // fails first, and clearly, without a GPU
+  const auto candidates = tracker.residency_candidates(purpose_mask);
+  report.checked = candidates.size();
+  for (const auto& candidate : candidates) {
+    const PointerResidency observed = inspect_pointer(candidate.ptr, tracker.device());
+    if (observed.resident) continue;
+    // Freed (or freed and reused) while the sweep ran: not a violation of a live allocation.
+    auto record = tracker.find(candidate.ptr);
+    if (!record || record->id != candidate.id) continue;
+    report.violations.push_back(Violation{std::move(*record), observed});
+  }
+  report.resident = report.violations.empty();
+  const UsageStats usage = tracker.usage();
+  report.tracked_bytes = usage.total_bytes;
+  report.allocation_count = usage.allocation_count;
+  return report;
+}
+
+bool Health::check_vram_residency(const VramTracker& tracker) {
+  return check_residency(tracker).resident;
+}
+
+std::uint64_t Health::device_used_bytes(int device) { return memory_info(device).used_bytes(); }
+
+std::string Health::format(const ResidencyReport& report) {
+  auto mib = [](std::uint64_t bytes) { return static_cast<double>(bytes) / (1024.0 * 1024.0); };
+  std::ostringstream out;
+  out << std::fixed << std::setprecision(2);
+  out << "VRAM residency report (GPU" << report.device << ")\n";
+  out << "  Status: " << (report.resident ? "RESIDENT" : "VIOLATION") << '\n';
+  out << "  Device VRAM used: " << mib(report.memory.used_bytes()) << " MiB of "
+      << mib(report.memory.total_bytes) << " MiB\n";
+  out << "  Tracked VRAM: " << mib(report.tracked_bytes) << " MiB in " << report.allocation_count
+      << " allocation(s); " << report.checked << " checked\n";
+  if (!report.resident) {
+    out << "  WARNING: RAM fallback or unified memory detected in " << report.violations.size()
+        << " allocation(s):\n";
+    for (const auto& v : report.violations) {
+      out << "    - \"" << v.allocation.description << "\" " << to_string(v.allocation.purpose)
+          << ", kind " << to_string(v.allocation.kind) << ", " << v.allocation.bytes
+          << " bytes: " << to_string(v.observed.reason) << " (memory type "
+          << to_string(v.observed.type) << ", device " << v.observed.device << ")\n";
+    }
+  }
+  return out.str();
+}
+
+std::string Health::residency_report(const VramTracker& tracker) {
+  return format(check_residency(tracker));
+}
+
+}  // namespace vramguard

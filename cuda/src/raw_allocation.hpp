@@ -1,0 +1,26 @@
+// Internal: the one place that maps an AllocationKind to its CUDA allocate and free calls.
+#pragma once
+
+#include <cstddef>
+
+#include "vramguard/memory_pool.hpp"
+#include "vramguard/purpose.hpp"
+
+namespace vramguard::detail {
+
+// Throws CudaError (or Error for kind Adopted / a missing pool). Caller has made `device` current.
+void* raw_allocate(AllocationKind kind, std::size_t bytes, MemoryPool* pool);
+// Returns the CUDA error code (0 on success); never throws.
+int raw_free(AllocationKind kind, void* ptr) noexcept;
+
+}  // namespace vramguard::detail
+
+#include "vramguard/tracker.hpp"
+
+namespace vramguard::detail {
+
+// Un-records an owned allocation and frees it on its tracker's device. Never throws; the CUDA
+// result of the free goes to *cuda_error (may be null).
+Removal release_owned(VramTracker& tracker, const void* ptr, int* cuda_error) noexcept;
+
+}  // namespace vramguard::detail

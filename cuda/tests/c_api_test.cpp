@@ -1,0 +1,260 @@
+// The C ABI (E3): every bad input answered by its documented status with state unchanged, and
+// the allocation/copy/residency paths through real device memory.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "gpu_gate.hpp"
+#include "vramguard.h"
+
+namespace {
+
+constexpr uint64_t kMiB = 1ull << 20;
+
+class CApi : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_EQ(vg_tracker_create(0, &tracker_), VG_OK); }
+  void TearDown() override { ASSERT_EQ(vg_tracker_destroy(tracker_), VG_OK); }
+
+  vg_usage usage() {
+    vg_usage u{};
+    EXPECT_EQ(vg_usage_get(tracker_, &u), VG_OK);
+    return u;
+  }
+  void expect_unchanged(const vg_usage& before) {
+    const vg_usage after = usage();
+    EXPECT_EQ(after.total_bytes, before.total_bytes);
+    EXPECT_EQ(after.allocation_count, before.allocation_count);
+    EXPECT_EQ(after.lifetime_allocations, before.lifetime_allocations);
+  }
+  static void* fake(uintptr_t n) { return reinterpret_cast<void*>(0x7e0000000000ull + n * 4096); }
+
+  vg_tracker* tracker_ = nullptr;
+};
+
+TEST_F(CApi, NullHandleAndNullOutParameters) {
+  uint64_t value = 0;
+  vg_usage u{};
+  EXPECT_EQ(vg_tracker_create(0, nullptr), VG_ERR_NULL_ARGUMENT);
+  EXPECT_EQ(vg_tracker_destroy(nullptr), VG_ERR_NULL_ARGUMENT);
+  EXPECT_EQ(vg_total_bytes(nullptr, &value), VG_ERR_NULL_ARGUMENT);
+  EXPECT_EQ(vg_total_bytes(tracker_, nullptr), VG_ERR_NULL_ARGUMENT);
+  EXPECT_EQ(vg_usage_get(nullptr, &u), VG_ERR_NULL_ARGUMENT);
+  EXPECT_EQ(vg_usage_get(tracker_, nullptr), VG_ERR_NULL_ARGUMENT);
+  EXPECT_EQ(vg_allocation_count(tracker_, nullptr), VG_ERR_NULL_ARGUMENT);
+  EXPECT_EQ(vg_purpose_bytes(tracker_, 0, nullptr), VG_ERR_NULL_ARGUMENT);
+  EXPECT_EQ(vg_record(nullptr, fake(1), 8, 0, 0, nullptr, nullptr), VG_ERR_NULL_ARGUMENT);
+  EXPECT_EQ(vg_record(tracker_, nullptr, 8, 0, 0, nullptr, nullptr), VG_ERR_NULL_ARGUMENT);
+  EXPECT_EQ(vg_deallocate(nullptr, fake(1)), VG_ERR_NULL_ARGUMENT);
+  EXPECT_EQ(vg_alloc(tracker_, 8, 0, 0, nullptr, nullptr), VG_ERR_NULL_ARGUMENT);
+  EXPECT_EQ(vg_free(tracker_, nullptr), VG_ERR_NULL_ARGUMENT);
+  EXPECT_EQ(vg_snapshot(tracker_, nullptr, 0, nullptr), VG_ERR_NULL_ARGUMENT);
+  EXPECT_EQ(vg_report(tracker_, nullptr, 0, nullptr), VG_ERR_NULL_ARGUMENT);
+  EXPECT_EQ(vg_device_count(nullptr), VG_ERR_NULL_ARGUMENT);
+  EXPECT_EQ(vg_check_pointer(0, fake(1), nullptr), VG_ERR_NULL_ARGUMENT);
+  EXPECT_STRNE(vg_last_error(), "");
+  expect_unchanged(vg_usage{});
+}
+
+TEST_F(CApi, ZeroAndOverflowingSizes) {
+  EXPECT_EQ(vg_record(tracker_, fake(1), 0, 0, 0, nullptr, nullptr), VG_ERR_INVALID_SIZE);
+  EXPECT_EQ(vg_record(tracker_, fake(1), VG_MAX_ALLOCATION_BYTES + 1, 0, 0, nullptr, nullptr),
+            VG_ERR_INVALID_SIZE);
+  EXPECT_EQ(vg_record(tracker_, fake(1), UINT64_MAX, 0, 0, nullptr, nullptr), VG_ERR_INVALID_SIZE);
+  EXPECT_EQ(vg_adopt(tracker_, fake(1), 0, 0, nullptr, nullptr), VG_ERR_INVALID_SIZE);
+  EXPECT_NE(std::string(vg_last_error()).find("zero bytes"), std::string::npos) << vg_last_error();
+  EXPECT_EQ(vg_alloc(tracker_, 0, 0, 0, nullptr, reinterpret_cast<void**>(&tracker_)) , VG_ERR_INVALID_SIZE);
+  expect_unchanged(vg_usage{});
+}
+
+TEST_F(CApi, UnknownPointerAndDoubleDeallocation) {
+  ASSERT_EQ(vg_record(tracker_, fake(1), 4096, VG_PURPOSE_KV_CACHE, VG_KIND_DEVICE, "kv", nullptr), VG_OK);
+  const vg_usage before = usage();
+  EXPECT_EQ(vg_deallocate(tracker_, fake(2)), VG_ERR_UNKNOWN_POINTER);
+  expect_unchanged(before);
+  EXPECT_EQ(usage().unknown_deallocations, 1u);
+  EXPECT_EQ(vg_deallocate(tracker_, fake(1)), VG_OK);
+  EXPECT_EQ(vg_deallocate(tracker_, fake(1)), VG_ERR_UNKNOWN_POINTER);
+  EXPECT_EQ(usage().total_bytes, 0u);
+  EXPECT_EQ(vg_free(tracker_, fake(1)), VG_ERR_UNKNOWN_POINTER);
+}
+
+TEST_F(CApi, RecordedPointerCannotBeFreed) {
+  ASSERT_EQ(vg_record(tracker_, fake(1), 4096, VG_PURPOSE_KV_CACHE, VG_KIND_DEVICE, nullptr, nullptr), VG_OK);
+  const vg_usage before = usage();
+  EXPECT_EQ(vg_free(tracker_, fake(1)), VG_ERR_OWNERSHIP);
+  expect_unchanged(before);
+}
+
+TEST_F(CApi, InvalidPurposeKindAndMask) {
+  EXPECT_EQ(vg_record(tracker_, fake(1), 8, 4, 0, nullptr, nullptr), VG_ERR_INVALID_ENUM);
+  EXPECT_EQ(vg_record(tracker_, fake(1), 8, -1, 0, nullptr, nullptr), VG_ERR_INVALID_ENUM);
+  EXPECT_EQ(vg_record(tracker_, fake(1), 8, 0, 5, nullptr, nullptr), VG_ERR_INVALID_ENUM);
+  EXPECT_EQ(vg_adopt(tracker_, fake(1), 8, 99, nullptr, nullptr), VG_ERR_INVALID_ENUM);
+  uint64_t bytes = 0;
+  EXPECT_EQ(vg_purpose_bytes(tracker_, 4, &bytes), VG_ERR_INVALID_ENUM);
+  void* out = nullptr;
+  EXPECT_EQ(vg_alloc(tracker_, 8, 0, VG_KIND_ADOPTED, nullptr, &out), VG_ERR_INVALID_ENUM);
+  EXPECT_EQ(vg_alloc(tracker_, 8, 0, 17, nullptr, &out), VG_ERR_INVALID_ENUM);
+  EXPECT_EQ(out, nullptr);
+  vg_residency residency{};
+  EXPECT_EQ(vg_verify(tracker_, 0, &residency, nullptr, 0), VG_ERR_INVALID_ENUM);
+  EXPECT_EQ(vg_verify(tracker_, 0x10, &residency, nullptr, 0), VG_ERR_INVALID_ENUM);
+  expect_unchanged(vg_usage{});
+}
+
+TEST_F(CApi, OverLongDescription) {
+  const std::string longest(VG_MAX_DESCRIPTION_BYTES, 'd');
+  const std::string too_long(VG_MAX_DESCRIPTION_BYTES + 1, 'd');
+  EXPECT_EQ(vg_record(tracker_, fake(1), 8, 0, 0, too_long.c_str(), nullptr), VG_ERR_DESCRIPTION_TOO_LONG);
+  expect_unchanged(vg_usage{});
+  ASSERT_EQ(vg_record(tracker_, fake(1), 8, 0, 0, longest.c_str(), nullptr), VG_OK);
+  vg_allocation a{};
+  uint64_t count = 0;
+  ASSERT_EQ(vg_snapshot(tracker_, &a, 1, &count), VG_OK);
+  EXPECT_EQ(std::string(a.description), longest);
+}
+
+TEST_F(CApi, AlreadyTracked) {
+  ASSERT_EQ(vg_record(tracker_, fake(1), 8, 0, 0, nullptr, nullptr), VG_OK);
+  const vg_usage before = usage();
+  EXPECT_EQ(vg_record(tracker_, fake(1), 16, 1, 0, nullptr, nullptr), VG_ERR_ALREADY_TRACKED);
+  EXPECT_EQ(vg_adopt(tracker_, fake(1), 16, 1, nullptr, nullptr), VG_ERR_ALREADY_TRACKED);
+  expect_unchanged(before);
+}
+
+TEST_F(CApi, SnapshotAndReportSizing) {
+  for (uintptr_t i = 1; i <= 3; ++i) {
+    ASSERT_EQ(vg_record(tracker_, fake(i), i * 100, VG_PURPOSE_MODEL_WEIGHTS, 0, "w", nullptr), VG_OK);
+  }
+  uint64_t count = 0;
+  EXPECT_EQ(vg_snapshot(tracker_, nullptr, 0, &count), VG_ERR_BUFFER_TOO_SMALL);
+  EXPECT_EQ(count, 3u);
+  std::vector<vg_allocation> all(3);
+  ASSERT_EQ(vg_snapshot(tracker_, all.data(), all.size(), &count), VG_OK);
+  uint64_t sum = 0;
+  for (const auto& a : all) sum += a.bytes;
+  EXPECT_EQ(sum, 600u);
+  uint64_t needed = 0;
+  EXPECT_EQ(vg_report(tracker_, nullptr, 0, &needed), VG_ERR_BUFFER_TOO_SMALL);
+  std::vector<char> text(needed);
+  ASSERT_EQ(vg_report(tracker_, text.data(), text.size(), &needed), VG_OK);
+  EXPECT_NE(std::string(text.data()).find("ModelWeights"), std::string::npos);
+}
+
+TEST_F(CApi, InvalidDeviceOrdinal) {
+  vg_tracker* other = nullptr;
+  EXPECT_EQ(vg_tracker_create(-1, &other), VG_ERR_INVALID_DEVICE);
+  EXPECT_EQ(other, nullptr);
+  EXPECT_STREQ(vg_status_name(VG_ERR_INVALID_DEVICE), "VG_ERR_INVALID_DEVICE");
+  EXPECT_STREQ(vg_status_name(1234), "VG_STATUS_UNKNOWN");
+}
+
+TEST_F(CApi, NoGpuAnswersNoDevice) {
+  if (vramguard::testing::gpu_available()) GTEST_SKIP() << "checks the no-GPU error path; this host has a GPU";
+  int32_t count = -1;
+  EXPECT_EQ(vg_device_count(&count), VG_ERR_NO_DEVICE);
+  EXPECT_NE(std::string(vg_last_error()).find("cudaErrorInsufficientDriver"), std::string::npos)
+      << vg_last_error();
+  void* ptr = nullptr;
+  EXPECT_EQ(vg_alloc(tracker_, kMiB, 0, VG_KIND_DEVICE, nullptr, &ptr), VG_ERR_NO_DEVICE);
+  EXPECT_EQ(ptr, nullptr);
+  vg_residency residency{};
+  EXPECT_EQ(vg_verify(tracker_, VG_PURPOSE_MASK_ALL, &residency, nullptr, 0), VG_ERR_NO_DEVICE);
+  expect_unchanged(vg_usage{});
+}
+
+TEST_F(CApi, AllocCopyVerifyFreeEveryKind) {
+  VG_REQUIRE_GPU();
+  std::vector<unsigned char> data(kMiB + 3);
+  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<unsigned char>(i * 31 + 5);
+  for (int32_t kind : {VG_KIND_DEVICE, VG_KIND_POOL, VG_KIND_MANAGED, VG_KIND_PINNED_HOST}) {
+    void* ptr = nullptr;
+    ASSERT_EQ(vg_alloc(tracker_, data.size(), VG_PURPOSE_MODEL_WEIGHTS, kind, "weights", &ptr), VG_OK)
+        << vg_last_error();
+    ASSERT_EQ(vg_copy_to_device(tracker_, ptr, 0, data.data(), data.size()), VG_OK) << vg_last_error();
+    std::vector<unsigned char> back(data.size());
+    ASSERT_EQ(vg_copy_to_host(tracker_, back.data(), ptr, 0, back.size()), VG_OK);
+    EXPECT_EQ(back, data);
+    EXPECT_EQ(vg_copy_to_device(tracker_, ptr, 2, data.data(), data.size()), VG_ERR_OUT_OF_RANGE);
+
+    vg_residency residency{};
+    std::vector<vg_violation> violations(4);
+    ASSERT_EQ(vg_verify(tracker_, VG_PURPOSE_MASK_ALL, &residency, violations.data(), violations.size()), VG_OK);
+    const bool fallback = kind == VG_KIND_MANAGED || kind == VG_KIND_PINNED_HOST;
+    EXPECT_EQ(residency.resident, fallback ? 0 : 1) << "kind " << kind;
+    EXPECT_EQ(residency.violation_count, fallback ? 1u : 0u);
+    if (fallback) {
+      EXPECT_EQ(violations[0].kind, kind);
+      EXPECT_STREQ(violations[0].description, "weights");
+      EXPECT_EQ(violations[0].reason, VG_VIOLATION_NOT_DEVICE_MEMORY);
+    }
+    vg_pointer_check check{};
+    ASSERT_EQ(vg_check_pointer(0, ptr, &check), VG_OK);
+    EXPECT_EQ(check.resident, fallback ? 0 : 1);
+
+    EXPECT_EQ(vg_deallocate(tracker_, ptr), VG_ERR_OWNERSHIP);
+    EXPECT_EQ(vg_free(tracker_, ptr), VG_OK);
+    EXPECT_EQ(vg_free(tracker_, ptr), VG_ERR_UNKNOWN_POINTER);  // double free is caught
+  }
+  EXPECT_EQ(usage().total_bytes, 0u);
+}
+
+TEST_F(CApi, DeviceOutOfMemoryStatus) {
+  VG_REQUIRE_GPU();
+  void* ptr = nullptr;
+  EXPECT_EQ(vg_alloc(tracker_, 1ull << 40, VG_PURPOSE_KV_CACHE, VG_KIND_DEVICE, nullptr, &ptr),
+            VG_ERR_OUT_OF_MEMORY);
+  EXPECT_NE(std::string(vg_last_error()).find("cudaErrorMemoryAllocation"), std::string::npos);
+  EXPECT_EQ(ptr, nullptr);
+  expect_unchanged(vg_usage{});
+}
+
+TEST_F(CApi, DestroyFreesWhatTheCallerForgot) {
+  VG_REQUIRE_GPU();
+  vg_tracker* scratch = nullptr;
+  ASSERT_EQ(vg_tracker_create(0, &scratch), VG_OK);
+  uint64_t free_before = 0, total = 0;
+  ASSERT_EQ(vg_memory_info(0, &free_before, &total), VG_OK);
+  void* a = nullptr;
+  void* b = nullptr;
+  ASSERT_EQ(vg_alloc(scratch, 64 * kMiB, 0, VG_KIND_DEVICE, nullptr, &a), VG_OK);
+  ASSERT_EQ(vg_alloc(scratch, 64 * kMiB, 0, VG_KIND_POOL, nullptr, &b), VG_OK);
+  ASSERT_EQ(vg_tracker_destroy(scratch), VG_OK);
+  uint64_t free_after = 0;
+  ASSERT_EQ(vg_memory_info(0, &free_after, &total), VG_OK);
+  EXPECT_EQ(free_after, free_before);
+}
+
+TEST_F(CApi, EveryVisibleDevice) {
+  VG_REQUIRE_GPU();
+  int32_t count = 0;
+  ASSERT_EQ(vg_device_count(&count), VG_OK);
+  EXPECT_EQ(vg_memory_info(count, reinterpret_cast<uint64_t*>(&count), reinterpret_cast<uint64_t*>(&count)),
+            VG_ERR_INVALID_DEVICE);
+  ASSERT_EQ(vg_device_count(&count), VG_OK);
+  for (int32_t d = 0; d < count; ++d) {
+    vg_tracker* per_device = nullptr;
+    ASSERT_EQ(vg_tracker_create(d, &per_device), VG_OK);
+    vg_device_info info{};
+    ASSERT_EQ(vg_device_info_get(d, &info), VG_OK);
+    EXPECT_GT(info.total_bytes, 0u);
+    EXPECT_GT(std::strlen(info.name), 0u);
+    void* ptr = nullptr;
+    ASSERT_EQ(vg_alloc(per_device, kMiB, 0, VG_KIND_DEVICE, nullptr, &ptr), VG_OK);
+    vg_pointer_check check{};
+    ASSERT_EQ(vg_check_pointer(d, ptr, &check), VG_OK);
+    EXPECT_EQ(check.resident, 1) << "GPU" << d;
+    EXPECT_EQ(check.device, d);
+    if (count > 1) {
+      ASSERT_EQ(vg_check_pointer((d + 1) % count, ptr, &check), VG_OK);
+      EXPECT_EQ(check.resident, 0) << "memory of GPU" << d << " is not resident on another GPU";
+    }
+    EXPECT_EQ(vg_free(per_device, ptr), VG_OK);
+    ASSERT_EQ(vg_tracker_destroy(per_device), VG_OK);
+  }
+}
+
+}  // namespace
