@@ -1,0 +1,46 @@
+//! `vramguard`: inspect GPUs and self-test residency detection.
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use vramguard::{cli, Error};
+
+/// Exit code when there is no usable GPU (seed 000: fail, never fall back to the CPU).
+const EXIT_NO_GPU: u8 = 101;
+
+#[derive(Parser)]
+#[command(name = "vramguard", version, about = "Account for every byte of VRAM and prove it stays on the GPU")]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print each GPU and run a residency self-test on one small buffer of each allocation kind.
+    Check {
+        /// Only this device ordinal (default: every visible GPU).
+        #[arg(long)]
+        device: Option<u32>,
+    },
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match args.command {
+        Command::Check { device } => match cli::check::run(device) {
+            Ok((text, all_expected)) => {
+                print!("{text}");
+                if all_expected { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+            }
+            Err(error) => fail(&error),
+        },
+    }
+}
+
+fn fail(error: &Error) -> ExitCode {
+    eprintln!("vramguard: {error} — {}", error.remediation());
+    match error {
+        Error::NoDevice(_) => ExitCode::from(EXIT_NO_GPU),
+        _ => ExitCode::FAILURE,
+    }
+}

@@ -1,0 +1,118 @@
+//! M2: `DeviceBuffer`, tracked memory freed on Drop. It holds its tracker (and so the core's
+//! tracker and memory pool) alive; Drop never panics.
+use std::ffi::c_void;
+use std::sync::Arc;
+
+use crate::device::memory_info;
+use crate::error::{check, Error, OutOfMemory, Result};
+use crate::purpose::{AllocationKind, Purpose};
+use crate::sys;
+use crate::tracker::{description_cstring, Tracker, TrackerInner};
+
+/// Memory allocated through a tracker. Not `Clone`: one owner frees it, once.
+pub struct DeviceBuffer {
+    tracker: Arc<TrackerInner>,
+    device: u32,
+    ptr: *mut c_void,
+    bytes: u64,
+    purpose: Purpose,
+    kind: AllocationKind,
+}
+
+// SAFETY: the buffer is a device address plus a handle to a thread-safe tracker; moving it to or
+// sharing it with another thread touches no thread-local state.
+unsafe impl Send for DeviceBuffer {}
+unsafe impl Sync for DeviceBuffer {}
+
+impl std::fmt::Debug for DeviceBuffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeviceBuffer")
+            .field("device", &self.device)
+            .field("ptr", &self.ptr)
+            .field("bytes", &self.bytes)
+            .field("purpose", &self.purpose)
+            .field("kind", &self.kind)
+            .finish()
+    }
+}
+
+impl DeviceBuffer {
+    pub(crate) fn new(tracker: &Tracker, bytes: u64, purpose: Purpose, kind: AllocationKind, description: &str) -> Result<DeviceBuffer> {
+        let text = description_cstring(description)?;
+        let inner = tracker.inner();
+        let mut ptr = std::ptr::null_mut();
+        // SAFETY: live tracker, valid out-pointer.
+        let status = unsafe { sys::vg_alloc(inner.raw(), bytes, purpose.to_raw(), kind.to_raw(), text.as_ptr(), &mut ptr) };
+        if status == sys::VG_ERR_OUT_OF_MEMORY {
+            let cause = Error::from_status(status).to_string();
+            return Err(Error::OutOfMemory(Box::new(OutOfMemory {
+                device: tracker.device() as i32,
+                requested: bytes,
+                available: memory_info(tracker.device()).ok().map(|m| m.free_bytes),
+                usage: tracker.usage(),
+                cause,
+            })));
+        }
+        check(status)?;
+        Ok(DeviceBuffer { tracker: Arc::clone(inner), device: tracker.device(), ptr, bytes, purpose, kind })
+    }
+
+    /// Size in bytes.
+    pub fn len(&self) -> u64 {
+        self.bytes
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bytes == 0
+    }
+
+    pub fn purpose(&self) -> Purpose {
+        self.purpose
+    }
+
+    pub fn kind(&self) -> AllocationKind {
+        self.kind
+    }
+
+    pub fn device(&self) -> u32 {
+        self.device
+    }
+
+    /// The device address, for kernels and libraries. It stays valid while `self` lives.
+    pub fn as_ptr(&self) -> *mut c_void {
+        self.ptr
+    }
+
+    /// Copies `data` into the buffer at byte `offset`.
+    pub fn copy_from_host(&mut self, offset: u64, data: &[u8]) -> Result<()> {
+        // SAFETY: data is a valid host slice; the core checks offset + len against the allocation.
+        check(unsafe {
+            sys::vg_copy_to_device(self.tracker.raw(), self.ptr, offset, data.as_ptr().cast(), data.len() as u64)
+        })
+    }
+
+    /// Copies from the buffer at byte `offset` into `out`.
+    pub fn copy_to_host(&self, offset: u64, out: &mut [u8]) -> Result<()> {
+        // SAFETY: out is a valid, writable host slice; the core checks the range.
+        check(unsafe {
+            sys::vg_copy_to_host(self.tracker.raw(), out.as_mut_ptr().cast(), self.ptr, offset, out.len() as u64)
+        })
+    }
+
+    /// Reads the whole buffer back.
+    pub fn to_vec(&self) -> Result<Vec<u8>> {
+        let mut out = vec![0u8; self.bytes as usize];
+        self.copy_to_host(0, &mut out)?;
+        Ok(out)
+    }
+}
+
+impl Drop for DeviceBuffer {
+    fn drop(&mut self) {
+        // SAFETY: ptr came from vg_alloc on this tracker and is freed exactly once, here.
+        let status = unsafe { sys::vg_free(self.tracker.raw(), self.ptr) };
+        if status != sys::VG_OK {
+            self.tracker.note_drop_failure();
+        }
+    }
+}

@@ -1,0 +1,2 @@
+//! The operator commands behind the `vramguard` binary.
+pub mod check;

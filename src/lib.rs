@@ -1,0 +1,37 @@
+//! vramguard: account for every byte of VRAM a GPU inference worker holds, by purpose, and prove
+//! that its model data lives in device memory — never silently in host or unified memory.
+//!
+//! ```no_run
+//! use vramguard::{Device, Purpose, PurposeSet};
+//!
+//! # fn main() -> vramguard::Result<()> {
+//! let gpu = Device::new(0)?;                       // VRAM-E001 when there is no GPU
+//! let tracker = gpu.tracker()?;
+//! let mut weights = tracker.allocate(1 << 20, Purpose::ModelWeights, "layer 0")?;
+//! weights.copy_from_host(0, &vec![7u8; 1 << 20])?;
+//! assert_eq!(tracker.bytes_for(Purpose::ModelWeights), 1 << 20);
+//! assert!(tracker.verify(PurposeSet::ALL)?.resident);
+//! drop(weights);                                   // freed and un-recorded
+//! assert_eq!(tracker.total_bytes(), 0);
+//! # Ok(()) }
+//! ```
+#![deny(unsafe_op_in_unsafe_fn)]
+
+mod buffer;
+pub mod cli;
+mod device;
+mod error;
+pub mod format;
+mod purpose;
+mod residency;
+pub mod sys;
+mod tracker;
+mod usage;
+
+pub use buffer::DeviceBuffer;
+pub use device::{device_count, Device, DeviceInfo, MemoryInfo};
+pub use error::{Error, OutOfMemory, Result};
+pub use purpose::{AllocationKind, Purpose, PurposeSet};
+pub use residency::{check_pointer, MemoryType, PointerCheck, ResidencyReport, Violation, ViolationReason};
+pub use tracker::{Allocation, Tracker};
+pub use usage::{PurposeUsage, Usage};

@@ -1,0 +1,183 @@
+//! H1–H3: is memory really in the GPU? Decided from `cudaPointerGetAttributes`' answer (type
+//! Device, no host mapping, the expected device), never from its return code alone.
+use std::ffi::{c_void, CStr};
+use std::fmt;
+
+use crate::error::{check, Result};
+use crate::purpose::{AllocationKind, Purpose, PurposeSet};
+use crate::sys;
+use crate::tracker::{read_text, Tracker};
+
+/// What CUDA says a pointer is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemoryType {
+    Unregistered,
+    Host,
+    Device,
+    Managed,
+}
+
+impl MemoryType {
+    fn from_raw(raw: i32) -> MemoryType {
+        match raw as u32 {
+            sys::VG_MEMORY_HOST => MemoryType::Host,
+            sys::VG_MEMORY_DEVICE => MemoryType::Device,
+            sys::VG_MEMORY_MANAGED => MemoryType::Managed,
+            _ => MemoryType::Unregistered,
+        }
+    }
+}
+
+impl fmt::Display for MemoryType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+/// Why an allocation is not resident.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ViolationReason {
+    NotDeviceMemory,
+    HostPointer,
+    WrongDevice,
+    QueryFailed,
+}
+
+impl ViolationReason {
+    fn from_raw(raw: i32) -> ViolationReason {
+        match raw as u32 {
+            sys::VG_VIOLATION_HOST_POINTER => ViolationReason::HostPointer,
+            sys::VG_VIOLATION_WRONG_DEVICE => ViolationReason::WrongDevice,
+            sys::VG_VIOLATION_QUERY_FAILED => ViolationReason::QueryFailed,
+            _ => ViolationReason::NotDeviceMemory,
+        }
+    }
+}
+
+impl fmt::Display for ViolationReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ViolationReason::NotDeviceMemory => "not device memory",
+            ViolationReason::HostPointer => "mapped into host memory",
+            ViolationReason::WrongDevice => "on another device",
+            ViolationReason::QueryFailed => "pointer query failed",
+        })
+    }
+}
+
+/// One pointer's classification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PointerCheck {
+    pub resident: bool,
+    pub memory_type: MemoryType,
+    /// As CUDA reports it (-2 for unregistered host memory).
+    pub device: i32,
+    pub has_host_pointer: bool,
+    pub cuda_error: i32,
+}
+
+/// A tracked allocation found outside device memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    pub id: u64,
+    pub address: usize,
+    pub bytes: u64,
+    pub purpose: Purpose,
+    pub kind: AllocationKind,
+    pub description: String,
+    pub reason: ViolationReason,
+    pub memory_type: MemoryType,
+    pub observed_device: i32,
+    pub cuda_error: i32,
+}
+
+/// H3: the outcome of one residency verification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResidencyReport {
+    pub resident: bool,
+    pub device: i32,
+    /// Allocations whose purpose was checked.
+    pub checked: u64,
+    pub violations: Vec<Violation>,
+    pub tracked_bytes: u64,
+    pub allocation_count: u64,
+    /// Device-wide used VRAM: total − free from `cudaMemGetInfo`.
+    pub device_used_bytes: u64,
+    pub device_total_bytes: u64,
+}
+
+/// Classifies one pointer against the GPU it should live on.
+pub fn check_pointer(device: u32, ptr: *const c_void) -> Result<PointerCheck> {
+    let mut raw = sys::vg_pointer_check::default();
+    // SAFETY: valid out-pointer; the core only asks CUDA about ptr, never dereferences it.
+    check(unsafe { sys::vg_check_pointer(device as i32, ptr, &mut raw) })?;
+    Ok(PointerCheck {
+        resident: raw.resident != 0,
+        memory_type: MemoryType::from_raw(raw.memory_type),
+        device: raw.device,
+        has_host_pointer: raw.has_host_pointer != 0,
+        cuda_error: raw.cuda_error,
+    })
+}
+
+impl Tracker {
+    /// H2: verifies every allocation whose purpose is in `purposes`. The tracker is snapshotted
+    /// under its locks and CUDA is queried outside them.
+    pub fn verify(&self, purposes: PurposeSet) -> Result<ResidencyReport> {
+        let mut capacity = self.allocation_count() as usize + 16;
+        loop {
+            let mut summary = sys::vg_residency::default();
+            let mut violations: Vec<sys::vg_violation> = Vec::with_capacity(capacity);
+            // SAFETY: violations has room for `capacity` entries; the core copies at most that.
+            check(unsafe {
+                sys::vg_verify(self.inner().raw(), purposes.bits(), &mut summary, violations.as_mut_ptr(), capacity as u64)
+            })?;
+            if summary.violation_count as usize > capacity {
+                capacity = summary.violation_count as usize + 16;  // grew while we looked: again
+                continue;
+            }
+            // SAFETY: the core initialised violation_count (<= capacity) entries.
+            unsafe { violations.set_len(summary.violation_count as usize) };
+            let violations = violations.iter().map(violation_from_raw).collect::<Result<Vec<_>>>()?;
+            return Ok(ResidencyReport {
+                resident: summary.resident != 0,
+                device: summary.device,
+                checked: summary.checked,
+                violations,
+                tracked_bytes: summary.tracked_bytes,
+                allocation_count: summary.allocation_count,
+                device_used_bytes: summary.device_used_bytes,
+                device_total_bytes: summary.device_total_bytes,
+            });
+        }
+    }
+
+    /// Verifies every tracked allocation.
+    pub fn verify_all(&self) -> Result<ResidencyReport> {
+        self.verify(PurposeSet::ALL)
+    }
+
+    /// A fresh verification as human-readable text, naming each violation.
+    pub fn residency_report(&self) -> Result<String> {
+        let raw = self.inner().raw();
+        // SAFETY: live tracker; buffer and capacity come from read_text.
+        read_text(|out, capacity, needed| unsafe { sys::vg_residency_report(raw, out, capacity, needed) })
+    }
+}
+
+fn violation_from_raw(raw: &sys::vg_violation) -> Result<Violation> {
+    // SAFETY: NUL-terminated inside its fixed-size array.
+    let description = unsafe { CStr::from_ptr(raw.description.as_ptr()) }.to_string_lossy().into_owned();
+    Ok(Violation {
+        id: raw.id,
+        address: raw.address as usize,
+        bytes: raw.bytes,
+        purpose: Purpose::from_raw(raw.purpose)?,
+        kind: AllocationKind::from_raw(raw.kind)?,
+        description,
+        reason: ViolationReason::from_raw(raw.reason),
+        memory_type: MemoryType::from_raw(raw.memory_type),
+        observed_device: raw.observed_device,
+        cuda_error: raw.cuda_error,
+    })
+}

@@ -1,0 +1,222 @@
+//! A cloneable, `Send + Sync` handle to one device's allocation tracker (T1–T7).
+use std::ffi::{c_void, CStr, CString};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::buffer::DeviceBuffer;
+use crate::error::{check, Error, Result};
+use crate::purpose::{AllocationKind, Purpose};
+use crate::sys;
+use crate::usage::Usage;
+
+/// One live allocation, copied out of the tracker (never a reference into live state, T5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Allocation {
+    pub id: u64,
+    pub address: usize,
+    pub bytes: u64,
+    pub purpose: Purpose,
+    pub kind: AllocationKind,
+    pub device: i32,
+    /// Allocated by vramguard (freed when its buffer drops) rather than recorded or adopted.
+    pub owned: bool,
+    pub recorded_at: SystemTime,
+    pub description: String,
+}
+
+pub(crate) struct TrackerInner {
+    raw: NonNull<sys::vg_tracker>,
+    device: u32,
+    drop_failures: AtomicU64,
+}
+
+// SAFETY: the core's tracker is internally synchronised (sharded locks, atomic counters); every
+// C ABI function may be called from any thread.
+unsafe impl Send for TrackerInner {}
+unsafe impl Sync for TrackerInner {}
+
+impl Drop for TrackerInner {
+    fn drop(&mut self) {
+        // SAFETY: raw came from vg_tracker_create and is destroyed exactly once. Buffers hold an
+        // Arc to this inner value, so none outlives it.
+        let _ = unsafe { sys::vg_tracker_destroy(self.raw.as_ptr()) };
+    }
+}
+
+impl TrackerInner {
+    pub(crate) fn raw(&self) -> *mut sys::vg_tracker {
+        self.raw.as_ptr()
+    }
+
+    pub(crate) fn note_drop_failure(&self) {
+        self.drop_failures.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Tracks every allocation on one GPU by purpose. Cloning is cheap and shares the tracker.
+/// Creating one needs no GPU; allocating through it does.
+#[derive(Clone)]
+pub struct Tracker {
+    inner: Arc<TrackerInner>,
+}
+
+impl std::fmt::Debug for Tracker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tracker").field("device", &self.inner.device).finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn description_cstring(description: &str) -> Result<CString> {
+    CString::new(description)
+        .map_err(|_| Error::InvalidArgument("description contains a NUL byte".to_string()))
+}
+
+/// Calls a C function that copies text into a caller buffer, growing the buffer until it fits.
+pub(crate) fn read_text(mut call: impl FnMut(*mut libc::c_char, u64, &mut u64) -> sys::vg_status) -> Result<String> {
+    let mut needed = 0u64;
+    let mut buffer: Vec<u8> = Vec::new();
+    loop {
+        let status = call(buffer.as_mut_ptr().cast(), buffer.len() as u64, &mut needed);
+        if status == sys::VG_ERR_BUFFER_TOO_SMALL && needed > buffer.len() as u64 {
+            buffer.resize(needed as usize + 256, 0);
+            continue;
+        }
+        check(status)?;
+        let text = CStr::from_bytes_until_nul(&buffer)
+            .map_err(|_| Error::Internal("report text is not NUL-terminated".to_string()))?;
+        return Ok(text.to_string_lossy().into_owned());
+    }
+}
+
+impl Tracker {
+    /// A tracker for the GPU with this ordinal.
+    pub fn new(device: u32) -> Result<Tracker> {
+        let ordinal = i32::try_from(device)
+            .map_err(|_| Error::InvalidDevice(format!("device ordinal {device} is out of range")))?;
+        let mut raw = std::ptr::null_mut();
+        // SAFETY: a valid out-pointer.
+        check(unsafe { sys::vg_tracker_create(ordinal, &mut raw) })?;
+        let raw = NonNull::new(raw).ok_or_else(|| Error::Internal("vg_tracker_create returned NULL".into()))?;
+        Ok(Tracker { inner: Arc::new(TrackerInner { raw, device, drop_failures: AtomicU64::new(0) }) })
+    }
+
+    pub fn device(&self) -> u32 {
+        self.inner.device
+    }
+
+    pub(crate) fn inner(&self) -> &Arc<TrackerInner> {
+        &self.inner
+    }
+
+    /// Allocates `bytes` of device memory (`cudaMalloc`) for `purpose`.
+    pub fn allocate(&self, bytes: u64, purpose: Purpose, description: &str) -> Result<DeviceBuffer> {
+        DeviceBuffer::new(self, bytes, purpose, AllocationKind::Device, description)
+    }
+
+    /// Allocates with an explicit kind. `Managed` and `PinnedHost` are RAM-fallback kinds that
+    /// residency checks report as violations; `Adopted` cannot be allocated.
+    pub fn allocate_kind(&self, bytes: u64, purpose: Purpose, kind: AllocationKind, description: &str) -> Result<DeviceBuffer> {
+        DeviceBuffer::new(self, bytes, purpose, kind, description)
+    }
+
+    /// Records memory the caller allocated itself (bookkeeping only). Returns the record's id.
+    pub fn record(&self, ptr: *const c_void, bytes: u64, purpose: Purpose, kind: AllocationKind, description: &str) -> Result<u64> {
+        let description = description_cstring(description)?;
+        let mut id = 0;
+        // SAFETY: the tracker is live; the core never dereferences ptr while recording.
+        check(unsafe {
+            sys::vg_record(self.inner.raw(), ptr, bytes, purpose.to_raw(), kind.to_raw(), description.as_ptr(), &mut id)
+        })?;
+        Ok(id)
+    }
+
+    /// T7: records a pointer made by another allocator (a framework's tensor) with a purpose, so
+    /// that it is counted and residency-checked. vramguard never frees it.
+    pub fn adopt(&self, ptr: *const c_void, bytes: u64, purpose: Purpose, description: &str) -> Result<u64> {
+        let description = description_cstring(description)?;
+        let mut id = 0;
+        // SAFETY: as in record.
+        check(unsafe { sys::vg_adopt(self.inner.raw(), ptr, bytes, purpose.to_raw(), description.as_ptr(), &mut id) })?;
+        Ok(id)
+    }
+
+    /// Forgets a recorded or adopted pointer. An unknown pointer is [`Error::UnknownPointer`]
+    /// and changes nothing but the `unknown_deallocations` counter (T2).
+    pub fn deallocate(&self, ptr: *const c_void) -> Result<()> {
+        // SAFETY: the tracker is live.
+        check(unsafe { sys::vg_deallocate(self.inner.raw(), ptr) })
+    }
+
+    /// All counters at once, O(1).
+    pub fn usage(&self) -> Usage {
+        let mut raw = sys::vg_usage::default();
+        // SAFETY: live tracker, valid out-pointer: the call cannot fail.
+        let status = unsafe { sys::vg_usage_get(self.inner.raw(), &mut raw) };
+        debug_assert_eq!(status, sys::VG_OK);
+        Usage::from_raw(&raw)
+    }
+
+    pub fn total_bytes(&self) -> u64 {
+        self.usage().total_bytes
+    }
+
+    pub fn allocation_count(&self) -> u64 {
+        self.usage().allocation_count
+    }
+
+    pub fn bytes_for(&self, purpose: Purpose) -> u64 {
+        self.usage().bytes(purpose)
+    }
+
+    /// Buffers whose free failed when they were dropped (Drop reports here instead of panicking).
+    pub fn drop_failures(&self) -> u64 {
+        self.inner.drop_failures.load(Ordering::Relaxed)
+    }
+
+    /// Copies of the live allocations, oldest first.
+    pub fn snapshot(&self) -> Result<Vec<Allocation>> {
+        let mut records: Vec<sys::vg_allocation> = Vec::new();
+        loop {
+            let mut count = 0u64;
+            // SAFETY: records has room for records.capacity() entries; the core writes at most
+            // `capacity` of them and reports how many in count.
+            let status = unsafe {
+                sys::vg_snapshot(self.inner.raw(), records.as_mut_ptr(), records.capacity() as u64, &mut count)
+            };
+            if status == sys::VG_ERR_BUFFER_TOO_SMALL {
+                records.reserve(count as usize + count as usize / 8 + 16);
+                continue;
+            }
+            check(status)?;
+            // SAFETY: the core initialised `count` entries.
+            unsafe { records.set_len(count as usize) };
+            break;
+        }
+        records.iter().map(allocation_from_raw).collect()
+    }
+
+    /// Human-readable usage report (T5).
+    pub fn report(&self) -> Result<String> {
+        let raw = self.inner.raw();
+        // SAFETY: live tracker; buffer and capacity come from read_text.
+        read_text(|out, capacity, needed| unsafe { sys::vg_report(raw, out, capacity, needed) })
+    }
+}
+
+fn allocation_from_raw(raw: &sys::vg_allocation) -> Result<Allocation> {
+    // SAFETY: the core NUL-terminates the description inside its fixed-size array.
+    let description = unsafe { CStr::from_ptr(raw.description.as_ptr()) }.to_string_lossy().into_owned();
+    Ok(Allocation {
+        id: raw.id,
+        address: raw.address as usize,
+        bytes: raw.bytes,
+        purpose: Purpose::from_raw(raw.purpose)?,
+        kind: AllocationKind::from_raw(raw.kind)?,
+        device: raw.device,
+        owned: raw.owned != 0,
+        recorded_at: UNIX_EPOCH + Duration::from_nanos(raw.recorded_at_unix_ns),
+        description,
+    })
+}
