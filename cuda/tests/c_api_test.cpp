@@ -156,7 +156,8 @@ TEST_F(CApi, NoGpuAnswersNoDevice) {
   if (vramguard::testing::gpu_available()) GTEST_SKIP() << "checks the no-GPU error path; this host has a GPU";
   int32_t count = -1;
   EXPECT_EQ(vg_device_count(&count), VG_ERR_NO_DEVICE);
-  EXPECT_NE(std::string(vg_last_error()).find("cudaErrorInsufficientDriver"), std::string::npos)
+  // cudaErrorInsufficientDriver without a driver; cudaErrorNoDevice with CUDA_VISIBLE_DEVICES="".
+  EXPECT_NE(std::string(vg_last_error()).find("cudaGetDeviceCount"), std::string::npos)
       << vg_last_error();
   void* ptr = nullptr;
   EXPECT_EQ(vg_alloc(tracker_, kMiB, 0, VG_KIND_DEVICE, nullptr, &ptr), VG_ERR_NO_DEVICE);

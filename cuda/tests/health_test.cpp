@@ -125,7 +125,7 @@ TEST(Health, AdoptedForeignDevicePointerIsChecked) {
   tracker.record_deallocation(tensor.get());
 }
 
-TEST(Health, CheckWithoutGpuIsAnErrorNotAPass) {
+TEST(Health, NoGpuCheckIsAnErrorNotAPass) {
   if (vramguard::testing::gpu_available()) GTEST_SKIP() << "checks the no-GPU error path; this host has a GPU";
   VramTracker tracker;
   try {

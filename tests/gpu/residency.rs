@@ -123,7 +123,7 @@ fn check_self_test_classifies_every_kind() -> Result<(), Failed> {
 }
 
 fn check_binary_passes() -> Result<(), Failed> {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_vramguard")).arg("check").output()?;
+    let output = std::process::Command::new(crate::gpu_gate::vramguard_binary()).arg("check").output()?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     ensure!(output.status.code() == Some(0), "exit {:?}: {stdout}", output.status.code());
     ensure!(stdout.contains("GPU0:") && stdout.contains("self-test: passed"), "{stdout}");

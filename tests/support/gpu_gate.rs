@@ -44,3 +44,9 @@ macro_rules! ensure {
         }
     };
 }
+
+/// The `vramguard` binary: `VRAMGUARD_BIN` where the suite runs away from its build tree (the GPU
+/// runner), else the one cargo built.
+pub fn vramguard_binary() -> std::path::PathBuf {
+    std::env::var_os("VRAMGUARD_BIN").map(Into::into).unwrap_or_else(|| env!("CARGO_BIN_EXE_vramguard").into())
+}

@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Runs the staged GPU suite (see scripts/gpu-suite.sh). Usage: run.sh [LOG_DIR]
+set -uo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+logs="${1:-$here/logs}"
+mkdir -p "$logs"
+export VRAMGUARD_BIN="$here/bin/vramguard"
+sanitizer="$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)"
+failures=0
+summary=()
+
+note() { summary+=("$1"); }
+
+# One GoogleTest binary: "gtest NAME [mode]: N passed, N failed, N skipped".
+gtest_line() {
+  local log="$1" label="$2" rc="$3"
+  local passed failed skipped
+  passed=$(grep -oP '^\[  PASSED  \] \K[0-9]+' "$log" | tail -1)
+  failed=$(grep -oP '^\[  FAILED  \] \K[0-9]+(?= tests?, listed)' "$log" | tail -1)
+  skipped=$(grep -oP '^\[  SKIPPED \] \K[0-9]+(?= tests?, listed)' "$log" | tail -1)
+  note "$label: ${passed:-0} passed, ${failed:-0} failed, ${skipped:-0} skipped (exit $rc)"
+  { [ "$rc" -eq 0 ] && [ "${skipped:-0}" -eq 0 ]; } || failures=$((failures + 1))
+}
+
+# One Rust test binary: "rust NAME [mode]: N passed, N failed, N ignored".
+rust_line() {
+  local log="$1" label="$2" rc="$3"
+  local line
+  line=$(grep -E '^test result:' "$log" | tail -1)
+  local passed failed ignored
+  passed=$(sed -E 's/.* ([0-9]+) passed.*/\1/' <<<"$line")
+  failed=$(sed -E 's/.* ([0-9]+) failed.*/\1/' <<<"$line")
+  ignored=$(sed -E 's/.* ([0-9]+) ignored.*/\1/' <<<"$line")
+  note "$label: ${passed:-0} passed, ${failed:-0} failed, ${ignored:-0} skipped (exit $rc)"
+  { [ "$rc" -eq 0 ] && [ "${ignored:-0}" -eq 0 ]; } || failures=$((failures + 1))
+}
+
+# compute-sanitizer's own verdict: "ERROR SUMMARY: N errors" and the leak total.
+sanitizer_line() {
+  local log="$1" label="$2" rc="$3"
+  local errors leaked
+  errors=$(grep -oP 'ERROR SUMMARY: \K[0-9]+' "$log" | tail -1)
+  leaked=$(grep -oP 'LEAK SUMMARY: \K[0-9]+(?= bytes leaked)' "$log" | awk '{s+=$1} END {print s+0}')
+  note "$label: compute-sanitizer memcheck ${errors:-?} errors, ${leaked:-0} bytes leaked (exit $rc)"
+  { [ "$rc" -eq 0 ] && [ "${errors:-1}" -eq 0 ] && [ "${leaked:-0}" -eq 0 ]; } || failures=$((failures + 1))
+}
+
+# Intentional API failures (a 1 TiB cudaMalloc, the no-GPU paths) are the product working, not
+# memory errors: --report-api-errors no.
+memcheck=("$sanitizer" --tool memcheck --leak-check full --report-api-errors no --error-exitcode 1)
+
+nvidia-smi --query-gpu=index,name,memory.total,memory.used,driver_version --format=csv 2>&1 | tee "$logs/nvidia-smi.txt"
+
+for exe in "$here"/bin/gtest_*; do
+  name="$(basename "$exe")"
+  VRAM_REQUIRE_GPU=1 "$exe" --gtest_filter='-*NoGpu*' >"$logs/$name.log" 2>&1
+  gtest_line "$logs/$name.log" "$name" $?
+  VRAM_REQUIRE_GPU=1 "${memcheck[@]}" "$exe" --gtest_filter='-*NoGpu*' >"$logs/$name.memcheck.log" 2>&1
+  sanitizer_line "$logs/$name.memcheck.log" "$name" $?
+  CUDA_VISIBLE_DEVICES= "$exe" --gtest_filter='*NoGpu*' >"$logs/$name.nogpu.log" 2>&1
+  rc=$?
+  if grep -q 'PASSED' "$logs/$name.nogpu.log"; then gtest_line "$logs/$name.nogpu.log" "$name [no-GPU paths, CUDA_VISIBLE_DEVICES=]" $rc; fi
+done
+
+for exe in "$here"/bin/rust_*; do
+  name="$(basename "$exe")"
+  if [ "$name" = "rust_test_gpu" ]; then
+    VRAM_REQUIRE_GPU=1 "$exe" --skip no_device:: >"$logs/$name.log" 2>&1
+    rust_line "$logs/$name.log" "$name" $?
+    VRAM_REQUIRE_GPU=1 "${memcheck[@]}" "$exe" --skip no_device:: >"$logs/$name.memcheck.log" 2>&1
+    sanitizer_line "$logs/$name.memcheck.log" "$name" $?
+    CUDA_VISIBLE_DEVICES= "$exe" no_device:: >"$logs/$name.nogpu.log" 2>&1
+    rust_line "$logs/$name.nogpu.log" "$name [no-GPU paths, CUDA_VISIBLE_DEVICES=]" $?
+  else
+    VRAM_REQUIRE_GPU=1 "$exe" >"$logs/$name.log" 2>&1
+    rust_line "$logs/$name.log" "$name" $?
+  fi
+done
+
+"$here/bin/vramguard" check >"$logs/vramguard-check.txt" 2>&1
+note "vramguard check: exit $?"
+[ "${summary[-1]}" = "vramguard check: exit 0" ] || failures=$((failures + 1))
+CUDA_VISIBLE_DEVICES= "$here/bin/vramguard" check >"$logs/vramguard-check-nogpu.txt" 2>&1
+rc=$?
+note "vramguard check with no GPU visible: exit $rc"
+[ "$rc" -eq 101 ] || failures=$((failures + 1))
+
+cat "$logs/vramguard-check.txt"
+printf '\n==== GPU suite summary ====\n'
+printf '%s\n' "${summary[@]}" | tee "$logs/summary.txt"
+if [ "$failures" -eq 0 ]; then
+  echo "GPU suite: every suite passed, nothing skipped" | tee -a "$logs/summary.txt"
+else
+  echo "GPU suite: $failures suite(s) FAILED" | tee -a "$logs/summary.txt"
+fi
+exit $((failures > 0))

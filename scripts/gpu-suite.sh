@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Builds every test executable (GoogleTest and Rust, release, debug info stripped) plus the
+# vramguard binary into gpu-suite/ with a runner, so that a GPU host without Rust runs them all:
+#
+#   ./scripts/gpu-suite.sh                          # here: build and stage
+#   VRAM_REQUIRE_GPU=1 gpu-suite/run.sh [LOG_DIR]   # on the GPU host
+#
+# The runner runs each suite with VRAM_REQUIRE_GPU=1, then the GoogleTest and Rust suites under
+# compute-sanitizer (memcheck + leak check), then the no-GPU error paths with CUDA_VISIBLE_DEVICES
+# set empty, and prints one summary line per suite.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+./scripts/setup.sh >/dev/null
+source scripts/toolkit-env.sh
+
+stage="$root/gpu-suite"
+rm -rf "$stage" && mkdir -p "$stage/bin"
+
+cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=ON "${CMAKE_CUDA_ARGS[@]}" >/dev/null
+cmake --build build-gpu -j"$(nproc)" >/dev/null
+for suite in tracker device_memory health c_api; do
+  cp "build-gpu/${suite}_test" "$stage/bin/gtest_${suite}"
+done
+
+cargo build --release --bin vramguard --quiet
+cp target/release/vramguard "$stage/bin/vramguard"
+cargo test --release --no-run --message-format=json --quiet 2>/dev/null |
+  python3 -c '
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("profile", {}).get("test") and m.get("executable"):
+        print(m["target"]["name"], m["target"]["kind"][0], m["executable"])
+' | while read -r name kind exe; do
+  [ "$kind" = "bin" ] && continue
+  cp "$exe" "$stage/bin/rust_${kind}_${name}"
+done
+strip --strip-debug "$stage"/bin/*
+cp scripts/gpu-suite-runner.sh "$stage/run.sh"
+chmod +x "$stage/run.sh"
+du -sh "$stage" | sed 's/^/staged: /'
+ls "$stage/bin"
