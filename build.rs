@@ -57,6 +57,8 @@ fn main() {
         .default_enum_style(bindgen::EnumVariation::Consts)
         .prepend_enum_name(false)
         .derive_default(true)
+        .derive_partialeq(true)
+        .derive_eq(true)
         .layout_tests(false)
         .generate()
         .expect("bindgen could not parse cuda/include/vramguard.h");

@@ -151,3 +151,7 @@ pub(crate) fn check(status: sys::vg_status) -> Result<()> {
         Err(Error::from_status(status))
     }
 }
+
+#[cfg(test)]
+#[path = "error_tests.rs"]
+mod tests;

@@ -342,9 +342,13 @@ vg_status vg_alloc(vg_tracker* tracker, uint64_t bytes, int32_t purpose, int32_t
     require(tracker, "tracker");
     require(out_ptr, "out_ptr");
     const auto alloc_kind = to_kind(kind);
+    const auto alloc_purpose = to_purpose(purpose);
+    // Every argument is checked before the pool (and so the device) is touched.
+    vramguard::VramTracker::validate(reinterpret_cast<const void*>(1), bytes,
+                                     description_of(description));
     vramguard::MemoryPool* pool =
         alloc_kind == vramguard::AllocationKind::Pool ? tracker->memory_pool() : nullptr;
-    vramguard::DeviceMemory memory(bytes, &tracker->tracker, to_purpose(purpose),
+    vramguard::DeviceMemory memory(bytes, &tracker->tracker, alloc_purpose,
                                    description_of(description), alloc_kind, pool);
     *out_ptr = memory.release();
   });

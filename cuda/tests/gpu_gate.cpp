@@ -32,7 +32,10 @@ class DriverMemoryIsReturned : public ::testing::Environment {
   void SetUp() override {
     if (!gpu_available()) return;
     cudaGetDeviceCount(&devices_);
-    for (int d = 0; d < devices_ && d < kMaxDevices; ++d) free_at_start_[d] = free_bytes(d);
+    for (int d = 0; d < devices_ && d < kMaxDevices; ++d) {
+      touch_managed_memory(d);
+      free_at_start_[d] = free_bytes(d);
+    }
   }
   void TearDown() override {
     if (!gpu_available()) return;
@@ -47,6 +50,20 @@ class DriverMemoryIsReturned : public ::testing::Environment {
  private:
   static constexpr int kMaxDevices = 16;
   static constexpr long long kToleranceBytes = 2ll << 20;
+  // Measured on the H100 (README, "GPU test suite"): the first migration of managed memory makes the driver
+  // reserve about 124 MiB of device memory for its unified-memory bookkeeping, once per context,
+  // never returned while the context lives. That is not a leak, so the baseline is taken after it.
+  static void touch_managed_memory(int device) {
+    cudaSetDevice(device);
+    void* managed = nullptr;
+    unsigned char byte = 1;
+    if (cudaMallocManaged(&managed, 1 << 20) == cudaSuccess) {
+      cudaMemcpy(managed, &byte, 1, cudaMemcpyDefault);
+      cudaMemcpy(&byte, managed, 1, cudaMemcpyDefault);
+      cudaFree(managed);
+    }
+    (void)cudaGetLastError();
+  }
   static long long free_bytes(int device) {
     cudaSetDevice(device);
     cudaDeviceSynchronize();
