@@ -100,6 +100,15 @@ for exe in "$here"/bin/rust_*; do
   rust_line "$logs/$name.log" "$name" $?
 done
 
+# The README's examples, as a user would run them.
+for exe in "$here"/bin/example_*; do
+  name="$(basename "$exe")"
+  "$exe" >"$logs/$name.log" 2>&1
+  rc=$?
+  note "$name: exit $rc"
+  [ "$rc" -eq 0 ] || failures=$((failures + 1))
+done
+
 "$here/bin/vramguard" check >"$logs/vramguard-check.txt" 2>&1
 note "vramguard check: exit $?"
 [ "${summary[-1]}" = "vramguard check: exit 0" ] || failures=$((failures + 1))

@@ -23,8 +23,10 @@ for suite in tracker device_memory health c_api; do
   cp "build-gpu/${suite}_test" "$stage/bin/gtest_${suite}"
 done
 
-cargo build --release --bin vramguard --quiet
+cp build-gpu/cpp_usage_example "$stage/bin/example_cpp_usage"
+cargo build --release --bin vramguard --example rust_usage --quiet
 cp target/release/vramguard "$stage/bin/vramguard"
+cp target/release/examples/rust_usage "$stage/bin/example_rust_usage"
 cargo test --release --no-run --message-format=json --quiet 2>/dev/null |
   python3 -c '
 import json, sys

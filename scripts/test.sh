@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Every test: installs what is missing (scripts/setup.sh), then the C++ suites through CTest and
+# the Rust suites (unit, integration, properties, doc tests, examples) through cargo. On a machine
+# without a GPU the GPU tests are reported as skipped, and counted at the end; with
+# VRAM_REQUIRE_GPU=1 they fail instead.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+./scripts/setup.sh
+source scripts/toolkit-env.sh
+logs="$root/target/test-logs"
+mkdir -p "$logs"
+
+echo "== C++ core: GoogleTest through CTest"
+cmake -S . -B build -DBUILD_TESTING=ON "${CMAKE_CUDA_ARGS[@]}" >/dev/null
+cmake --build build -j"$(nproc)"
+ctest --test-dir build --output-on-failure 2>&1 | tee "$logs/ctest.log"
+cpp_skipped=$(grep -c '(Skipped)' "$logs/ctest.log" || true)
+
+echo "== Rust crate: cargo test"
+cargo test --all-targets 2>&1 | tee "$logs/cargo-test.log"
+cargo test --doc 2>&1 | tee "$logs/cargo-doctest.log"
+rust_skipped=$(grep -oP 'test result: .* \K[0-9]+(?= ignored)' "$logs/cargo-test.log" | awk '{s+=$1} END {print s+0}')
+
+echo
+echo "tests: all passed; GPU tests skipped on this machine: $cpp_skipped GoogleTest, $rust_skipped Rust" \
+  "(run ./scripts/gpu-suite.sh and gpu-suite/run.sh on a GPU host for those)"
