@@ -36,6 +36,7 @@ for line in sys.stdin:
         print(m["target"]["name"], m["target"]["kind"][0], m["executable"])
 ' | while read -r name kind exe; do
   [ "$kind" = "bin" ] && continue
+  [ "$name" = "readme" ] && continue  # reads the source tree, which the GPU host lacks
   cp "$exe" "$stage/bin/rust_${kind}_${name}"
 done
 strip --strip-debug "$stage"/bin/*
