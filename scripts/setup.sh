@@ -24,13 +24,8 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 
-system_cuda=""
-for candidate in "${CUDA_HOME:-}" "${CUDA_PATH:-}"; do
-  if [ -n "$candidate" ] && [ -x "$candidate/bin/nvcc" ]; then system_cuda="$candidate"; break; fi
-done
-if [ -z "$system_cuda" ] && command -v nvcc >/dev/null 2>&1; then
-  system_cuda="$(dirname "$(dirname "$(command -v nvcc)")")"
-fi
+source "$root/scripts/toolkit-env.sh"
+system_cuda="$SYSTEM_CUDA"
 
 if [ -n "$system_cuda" ]; then
   say "using the CUDA toolkit at $system_cuda"
