@@ -45,13 +45,9 @@ impl DeviceBuffer {
         let status = unsafe { sys::vg_alloc(inner.raw(), bytes, purpose.to_raw(), kind.to_raw(), text.as_ptr(), &mut ptr) };
         if status == sys::VG_ERR_OUT_OF_MEMORY {
             let cause = Error::from_status(status).to_string();
-            return Err(Error::OutOfMemory(Box::new(OutOfMemory {
-                device: tracker.device() as i32,
-                requested: bytes,
-                available: memory_info(tracker.device()).ok().map(|m| m.free_bytes),
-                usage: tracker.usage(),
-                cause,
-            })));
+            let available = memory_info(tracker.device()).ok().map(|m| m.free_bytes);
+            let oom = OutOfMemory::device(tracker.device() as i32, bytes, available, tracker.usage(), cause);
+            return Err(Error::OutOfMemory(Box::new(oom)));
         }
         check(status)?;
         Ok(DeviceBuffer { tracker: Arc::clone(inner), device: tracker.device(), ptr, bytes, purpose, kind })

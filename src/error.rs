@@ -1,44 +1,12 @@
 //! Errors with stable codes (E1, E2): each says what happened, carries the figures that matter,
 //! and tells the operator what to do next.
 use std::ffi::CStr;
-use std::fmt;
 
-use crate::format::bytes_human;
-use crate::purpose::Purpose;
+pub use crate::out_of_memory::{LoadedModels, OomSource, OutOfMemory};
 use crate::sys;
-use crate::usage::Usage;
 
 /// The result type of every fallible vramguard call.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-/// Figures attached to an out-of-memory error (E1).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OutOfMemory {
-    pub device: i32,
-    pub requested: u64,
-    /// Free device memory reported by the driver after the failure, when it could be read.
-    pub available: Option<u64>,
-    /// What this tracker holds, by purpose.
-    pub usage: Usage,
-    /// The driver's own message (e.g. `cudaMalloc(...) failed: cudaErrorMemoryAllocation`).
-    pub cause: String,
-}
-
-impl fmt::Display for OutOfMemory {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "GPU{} out of memory: requested {}", self.device, bytes_human(self.requested))?;
-        match self.available {
-            Some(available) => write!(f, ", available {}", bytes_human(available))?,
-            None => write!(f, ", available unknown")?,
-        }
-        write!(f, ", tracked {} (", bytes_human(self.usage.total_bytes))?;
-        for (i, purpose) in Purpose::ALL.iter().enumerate() {
-            let sep = if i == 0 { "" } else { ", " };
-            write!(f, "{sep}{purpose}: {}", bytes_human(self.usage.bytes(*purpose)))?;
-        }
-        write!(f, "); {}", self.cause)
-    }
-}
 
 /// Every failure vramguard reports. `code()` is stable across releases.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -68,6 +36,14 @@ pub enum Error {
     Cuda(String),
     #[error("[VRAM-E012] internal error: {0}")]
     Internal(String),
+    #[error("[VRAM-E013] operation {operation:?} asks for {requested} bytes; the per-operation limit is {limit} bytes")]
+    OperationTooLarge { operation: String, requested: u64, limit: u64 },
+    #[error("[VRAM-E014] unknown model slot: {0}")]
+    UnknownSlot(String),
+    #[error("[VRAM-E015] model slot already allocated: {0}")]
+    SlotExists(String),
+    #[error("[VRAM-E016] model slot is busy: {0}")]
+    SlotBusy(String),
 }
 
 impl Error {
@@ -86,6 +62,10 @@ impl Error {
             Error::InvalidDevice(_) => "VRAM-E010",
             Error::Cuda(_) => "VRAM-E011",
             Error::Internal(_) => "VRAM-E012",
+            Error::OperationTooLarge { .. } => "VRAM-E013",
+            Error::UnknownSlot(_) => "VRAM-E014",
+            Error::SlotExists(_) => "VRAM-E015",
+            Error::SlotBusy(_) => "VRAM-E016",
         }
     }
 
@@ -112,12 +92,61 @@ impl Error {
             Error::InvalidDevice(_) => "Use a device ordinal below the number of visible GPUs (CUDA_VISIBLE_DEVICES).",
             Error::Cuda(_) => "See the CUDA error named in the message; check the driver with `nvidia-smi`.",
             Error::Internal(_) => "This is a bug in vramguard: please report it with the message.",
+            Error::OperationTooLarge { .. } => {
+                "Split the operation into smaller ones, or raise MemoryLimits::max_per_operation."
+            }
+            Error::UnknownSlot(_) => "Allocate the slot first; check the name against loaded_slots().",
+            Error::SlotExists(_) => "Deallocate the slot before allocating it again, or touch() it to use it.",
+            Error::SlotBusy(_) => {
+                "Wait until the slot is idle (no use guard, not pinned, past its minimum residency), or unpin it."
+            }
         }
     }
 
     /// True when retrying (after freeing memory or fixing the call) can succeed in this process.
     pub fn is_recoverable(&self) -> bool {
         !matches!(self, Error::NoDevice(_) | Error::Internal(_))
+    }
+
+    /// A short snake_case name of the variant, for logs and JSON (`out_of_memory`, ...).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::NoDevice(_) => "no_device",
+            Error::OutOfMemory(_) => "out_of_memory",
+            Error::InvalidSize(_) => "invalid_size",
+            Error::UnknownPointer(_) => "unknown_pointer",
+            Error::AlreadyTracked(_) => "already_tracked",
+            Error::Ownership(_) => "ownership",
+            Error::InvalidArgument(_) => "invalid_argument",
+            Error::OutOfRange(_) => "out_of_range",
+            Error::DescriptionTooLong(_) => "description_too_long",
+            Error::InvalidDevice(_) => "invalid_device",
+            Error::Cuda(_) => "cuda",
+            Error::Internal(_) => "internal",
+            Error::OperationTooLarge { .. } => "operation_too_large",
+            Error::UnknownSlot(_) => "unknown_slot",
+            Error::SlotExists(_) => "slot_exists",
+            Error::SlotBusy(_) => "slot_busy",
+        }
+    }
+
+    /// E2: the error as JSON: code, kind, message, recoverable, remediation, and the figures.
+    pub fn to_json(&self) -> serde_json::Value {
+        let details = match self {
+            Error::OutOfMemory(oom) => oom.json_details(),
+            Error::OperationTooLarge { operation, requested, limit } => serde_json::json!({
+                "operation": operation, "requested_bytes": requested, "limit_bytes": limit,
+            }),
+            _ => serde_json::Value::Null,
+        };
+        serde_json::json!({
+            "code": self.code(),
+            "kind": self.kind(),
+            "message": self.to_string(),
+            "recoverable": self.is_recoverable(),
+            "remediation": self.remediation(),
+            "details": details,
+        })
     }
 
     /// Maps a C ABI status to its error, with this thread's last-error message.

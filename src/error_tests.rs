@@ -2,12 +2,19 @@
 use super::*;
 
 fn one_of_each() -> Vec<Error> {
+    let mut usage = crate::usage::Usage { total_bytes: 6 << 30, allocation_count: 2, ..Default::default() };
+    usage.by_purpose[0].bytes = 4 << 30;
+    usage.by_purpose[1].bytes = 2 << 30;
     let oom = OutOfMemory {
         device: 0,
-        requested: 3 << 30,
-        available: Some(1 << 30),
-        usage: Usage { total_bytes: 6 << 30, allocation_count: 2, ..Usage::default() },
-        cause: "cudaMalloc(3221225472 bytes) failed: cudaErrorMemoryAllocation".into(),
+        source: OomSource::Budget,
+        requested: 500_000_000,
+        available: Some(100_000_000),
+        budget: Some(8 << 30),
+        allocated: 8_489_934_592,
+        loaded_models: Some(LoadedModels { loaded: 12, slots: 13 }),
+        usage,
+        cause: String::new(),
     };
     vec![
         Error::NoDevice("no CUDA driver".into()),
@@ -22,13 +29,17 @@ fn one_of_each() -> Vec<Error> {
         Error::InvalidDevice("ordinal 7".into()),
         Error::Cuda("cudaErrorLaunchFailure".into()),
         Error::Internal("bug".into()),
+        Error::OperationTooLarge { operation: "search-1".into(), requested: 1 << 30, limit: 512 << 20 },
+        Error::UnknownSlot("E7 Code".into()),
+        Error::SlotExists("E1 Semantic".into()),
+        Error::SlotBusy("E1 Semantic is pinned".into()),
     ]
 }
 
 #[test]
 fn codes_are_unique_and_numbered_in_order() {
     let codes: Vec<&str> = one_of_each().iter().map(Error::code).collect();
-    let expected: Vec<String> = (1..=12).map(|n| format!("VRAM-E{n:03}")).collect();
+    let expected: Vec<String> = (1..=16).map(|n| format!("VRAM-E{n:03}")).collect();
     assert_eq!(codes, expected);
 }
 
@@ -43,11 +54,41 @@ fn every_message_leads_with_its_code_and_has_a_remediation() {
 }
 
 #[test]
-fn out_of_memory_carries_requested_available_and_breakdown() {
+fn out_of_memory_reads_like_the_seed_example() {
     let text = one_of_each()[1].to_string();
-    for part in ["requested 3.00 GiB", "available 1.00 GiB", "tracked 6.00 GiB", "ModelWeights:", "KVCache:", "cudaErrorMemoryAllocation"] {
-        assert!(text.contains(part), "{part:?} missing from {text}");
+    let expected = [
+        "[VRAM-E002] GPU memory allocation failed on GPU0: over the budget",
+        "  Requested: 500,000,000 bytes",
+        "  Available: 100,000,000 bytes",
+        "  Total Budget: 8.00 GiB (8,589,934,592 bytes)",
+        "  Currently Allocated: 8,489,934,592 bytes",
+        "  Loaded Models: 12/13",
+        "  By purpose: ModelWeights 4.00 GiB (4,294,967,296 bytes), KVCache 2.00 GiB (2,147,483,648 bytes), IntermediateBuffers 0 B, Unknown 0 B",
+        "  Suggestion: Evict least-recently-used model or reduce model sizes, or raise the budget",
+    ];
+    assert_eq!(text.lines().collect::<Vec<_>>(), expected);
+}
+
+#[test]
+fn json_form_has_code_recoverability_and_figures() {
+    for error in one_of_each() {
+        let json = error.to_json();
+        assert_eq!(json["code"], error.code());
+        assert_eq!(json["kind"], error.kind());
+        assert_eq!(json["recoverable"], error.is_recoverable());
+        assert_eq!(json["message"], error.to_string());
+        assert_eq!(json["remediation"], error.remediation());
     }
+    let oom = one_of_each()[1].to_json();
+    let details = &oom["details"];
+    assert_eq!(details["requested_bytes"], 500_000_000u64);
+    assert_eq!(details["available_bytes"], 100_000_000u64);
+    assert_eq!(details["budget_bytes"], 8u64 << 30);
+    assert_eq!(details["loaded_models"]["loaded"], 12);
+    assert_eq!(details["by_purpose_bytes"]["ModelWeights"], 4u64 << 30);
+    assert_eq!(details["source"], "budget");
+    let too_large = one_of_each()[12].to_json();
+    assert_eq!(too_large["details"]["limit_bytes"], 512u64 << 20);
 }
 
 #[test]

@@ -18,10 +18,14 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod buffer;
+mod budget;
 pub mod cli;
 mod device;
 mod error;
+pub mod monitor;
+mod out_of_memory;
 pub mod format;
+mod pressure;
 mod purpose;
 mod residency;
 pub mod sys;
@@ -29,8 +33,10 @@ mod tracker;
 mod usage;
 
 pub use buffer::DeviceBuffer;
+pub use budget::{Budget, BudgetBuilder, BudgetCharge, Refusal};
 pub use device::{device_count, Device, DeviceInfo, MemoryInfo};
-pub use error::{Error, OutOfMemory, Result};
+pub use error::{Error, LoadedModels, OomSource, OutOfMemory, Result};
+pub use pressure::{utilization_percent, MemoryPressure, PressureThresholds};
 pub use purpose::{AllocationKind, Purpose, PurposeSet};
 pub use residency::{check_pointer, MemoryType, PointerCheck, ResidencyReport, Violation, ViolationReason};
 pub use tracker::{Allocation, Tracker};

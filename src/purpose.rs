@@ -5,7 +5,7 @@ use crate::error::{Error, Result};
 use crate::sys;
 
 /// What an allocation holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub enum Purpose {
     ModelWeights,
     KVCache,
@@ -52,7 +52,7 @@ impl fmt::Display for Purpose {
 /// How the memory was allocated. `Managed` and `PinnedHost` are what a RAM fallback produces:
 /// they exist so that residency detection can be tested on real memory, and are never chosen
 /// unless asked for by name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum AllocationKind {
     /// `cudaMalloc`.
     Device,

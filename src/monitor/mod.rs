@@ -1,0 +1,1 @@
+//! O1, O2: the GPU monitor (being written).

@@ -1,0 +1,129 @@
+//! E1: what an out-of-memory error carries — what was asked, what was free, the budget, what is
+//! held and by which purpose, how many models are loaded — and how it reads to an operator.
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::format::{bytes_exact, bytes_human};
+use crate::purpose::Purpose;
+use crate::usage::Usage;
+
+/// Who said no.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OomSource {
+    /// The total budget would be exceeded (checked before any device allocation).
+    Budget,
+    /// The budget of one purpose would be exceeded.
+    PurposeBudget(Purpose),
+    /// The device itself (`cudaMalloc` and friends) failed.
+    Device,
+}
+
+/// Loaded model slots out of the configured ones, e.g. 12/13.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct LoadedModels {
+    pub loaded: usize,
+    pub slots: usize,
+}
+
+/// Figures attached to an out-of-memory error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutOfMemory {
+    pub device: i32,
+    pub source: OomSource,
+    pub requested: u64,
+    /// Bytes left under the budget, or the driver's free memory for a device failure, when known.
+    pub available: Option<u64>,
+    /// The budget that refused (or that was in force when the device refused).
+    pub budget: Option<u64>,
+    /// Currently allocated: against the budget, or tracked on the device.
+    pub allocated: u64,
+    pub loaded_models: Option<LoadedModels>,
+    /// What the tracker holds, by purpose.
+    pub usage: Usage,
+    /// The driver's message for a device failure; empty for a budget refusal.
+    pub cause: String,
+}
+
+impl OutOfMemory {
+    /// A device allocation failure: available is the driver's free memory.
+    pub fn device(device: i32, requested: u64, available: Option<u64>, usage: Usage, cause: String) -> OutOfMemory {
+        OutOfMemory {
+            device,
+            source: OomSource::Device,
+            requested,
+            available,
+            budget: None,
+            allocated: usage.total_bytes,
+            loaded_models: None,
+            usage,
+            cause,
+        }
+    }
+
+    pub fn suggestion(&self) -> &'static str {
+        match self.source {
+            OomSource::Device => {
+                "Evict least-recently-used models, lower the batch or KV-cache size, or move the model to a GPU with more free memory"
+            }
+            OomSource::Budget | OomSource::PurposeBudget(_) => {
+                "Evict least-recently-used model or reduce model sizes, or raise the budget"
+            }
+        }
+    }
+
+    pub(crate) fn json_details(&self) -> serde_json::Value {
+        let by_purpose: serde_json::Map<String, serde_json::Value> =
+            Purpose::ALL.iter().map(|p| (p.to_string(), self.usage.bytes(*p).into())).collect();
+        serde_json::json!({
+            "device": self.device,
+            "source": self.source,
+            "requested_bytes": self.requested,
+            "available_bytes": self.available,
+            "budget_bytes": self.budget,
+            "allocated_bytes": self.allocated,
+            "loaded_models": self.loaded_models,
+            "by_purpose_bytes": by_purpose,
+            "cause": self.cause,
+            "suggestion": self.suggestion(),
+        })
+    }
+}
+
+fn exact(bytes: u64) -> String {
+    format!("{} bytes", bytes_exact(bytes))
+}
+
+impl fmt::Display for OutOfMemory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let why = match self.source {
+            OomSource::Budget => "over the budget".to_string(),
+            OomSource::PurposeBudget(p) => format!("over the {p} budget"),
+            OomSource::Device => "the device is out of memory".to_string(),
+        };
+        writeln!(f, "GPU memory allocation failed on GPU{}: {why}", self.device)?;
+        writeln!(f, "  Requested: {}", exact(self.requested))?;
+        match self.available {
+            Some(available) => writeln!(f, "  Available: {}", exact(available))?,
+            None => writeln!(f, "  Available: unknown")?,
+        }
+        if let Some(budget) = self.budget {
+            writeln!(f, "  Total Budget: {}", bytes_human(budget))?;
+        }
+        writeln!(f, "  Currently Allocated: {}", exact(self.allocated))?;
+        if let Some(models) = self.loaded_models {
+            writeln!(f, "  Loaded Models: {}/{}", models.loaded, models.slots)?;
+        }
+        write!(f, "  By purpose:")?;
+        for (i, purpose) in Purpose::ALL.iter().enumerate() {
+            let sep = if i == 0 { " " } else { ", " };
+            write!(f, "{sep}{purpose} {}", bytes_human(self.usage.bytes(*purpose)))?;
+        }
+        writeln!(f)?;
+        if !self.cause.is_empty() {
+            writeln!(f, "  Cause: {}", self.cause)?;
+        }
+        write!(f, "  Suggestion: {}", self.suggestion())
+    }
+}
