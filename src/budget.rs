@@ -67,6 +67,11 @@ impl BudgetBuilder {
         if self.limit == 0 {
             return Err(Error::InvalidArgument("a budget must be at least 1 byte".into()));
         }
+        self.build_allowing_zero()
+    }
+
+    /// A zero budget refuses every charge; the slot manager's `with_budget(0)` is one.
+    pub(crate) fn build_allowing_zero(self) -> Result<Budget> {
         if let Some((i, _)) = self.purpose_limits.iter().enumerate().find(|(_, l)| **l == Some(0)) {
             return Err(Error::InvalidArgument(format!("the {} budget must be at least 1 byte", Purpose::ALL[i])));
         }

@@ -27,6 +27,7 @@ mod out_of_memory;
 pub mod format;
 mod pressure;
 mod purpose;
+pub mod slots;
 mod residency;
 pub mod sys;
 mod tracker;

@@ -30,6 +30,7 @@ pub struct LoadedModels {
 /// Figures attached to an out-of-memory error.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutOfMemory {
+    /// The GPU, or -1 for a budget that no device backs (a policy-only slot manager).
     pub device: i32,
     pub source: OomSource,
     pub requested: u64,
@@ -102,7 +103,11 @@ impl fmt::Display for OutOfMemory {
             OomSource::PurposeBudget(p) => format!("over the {p} budget"),
             OomSource::Device => "the device is out of memory".to_string(),
         };
-        writeln!(f, "GPU memory allocation failed on GPU{}: {why}", self.device)?;
+        if self.device >= 0 {
+            writeln!(f, "GPU memory allocation failed on GPU{}: {why}", self.device)?;
+        } else {
+            writeln!(f, "GPU memory allocation failed: {why}")?;
+        }
         writeln!(f, "  Requested: {}", exact(self.requested))?;
         match self.available {
             Some(available) => writeln!(f, "  Available: {}", exact(available))?,

@@ -1,0 +1,48 @@
+//! What the slot manager tells its callers: evictions, load outcomes, counters.
+use serde::Serialize;
+
+/// Why a slot was evicted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EvictionReason {
+    /// L2: the load would have crossed Critical pressure or the budget.
+    Pressure,
+    /// E4: the device itself ran out of memory.
+    DeviceOutOfMemory,
+    /// An unloader (the GPU monitor at critical) asked for memory back.
+    Unload,
+}
+
+/// Passed to eviction callbacks, before the slot's memory is freed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Eviction<K> {
+    pub key: K,
+    pub size_bytes: u64,
+    pub reason: EvictionReason,
+}
+
+/// What a [`load_slot`](super::ModelSlotManager::load_slot) had to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadOutcome<K> {
+    /// Evicted to make room, in eviction order.
+    pub evicted: Vec<K>,
+    /// Device allocations retried after an out-of-memory.
+    pub oom_retries: u32,
+}
+
+impl<K> Default for LoadOutcome<K> {
+    fn default() -> Self {
+        LoadOutcome { evicted: Vec::new(), oom_retries: 0 }
+    }
+}
+
+/// Counters since the manager was made.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct SlotStats {
+    pub evictions: u64,
+    pub oom_retries: u64,
+    /// Out-of-memory failures seen: device failures (recovered or not) and refused loads.
+    pub ooms: u64,
+    /// Callbacks that panicked; the panic was contained.
+    pub callback_panics: u64,
+}

@@ -1,0 +1,499 @@
+//! L1–L5: model slots within a budget, least-recently-used eviction by fit plan, pinning and
+//! minimum residency, retry after device out-of-memory. Thread-safe: one short lock guards the slot
+//! table; device allocation, eviction callbacks and frees all happen outside it.
+use std::collections::{HashMap, HashSet};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Duration;
+
+use crate::budget::{Budget, Refusal};
+use crate::error::{Error, LoadedModels, OomSource, OutOfMemory, Result};
+use crate::pressure::MemoryPressure;
+use crate::purpose::Purpose;
+use crate::usage::Usage;
+
+use super::config::{DeviceBacking, SlotConfig, MODEL_BUDGET_BYTES};
+use super::events::{Eviction, EvictionReason, LoadOutcome, SlotStats};
+use super::fit_plan;
+use super::slot::{ModelSlot, SlotEntry, SlotKey, SlotMemory};
+use super::slot_use::SlotUse;
+
+type EvictionCallback<K> = Arc<dyn Fn(&Eviction<K>) + Send + Sync>;
+type OomCallback = Arc<dyn Fn(&Error) + Send + Sync>;
+
+struct State<K> {
+    slots: HashMap<K, SlotEntry>,
+    /// Keys whose budget is reserved while their device memory is being allocated.
+    loading: HashSet<K>,
+    next_seq: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    evictions: AtomicU64,
+    oom_retries: AtomicU64,
+    ooms: AtomicU64,
+    callback_panics: AtomicU64,
+}
+
+struct Shared<K> {
+    config: SlotConfig,
+    budget: Budget,
+    state: Mutex<State<K>>,
+    on_evict: RwLock<Vec<EvictionCallback<K>>>,
+    on_oom: RwLock<Vec<OomCallback>>,
+    counters: Counters,
+}
+
+/// Named model slots within a budget. Cloning shares the manager.
+pub struct ModelSlotManager<K: SlotKey> {
+    shared: Arc<Shared<K>>,
+}
+
+impl<K: SlotKey> Clone for ModelSlotManager<K> {
+    fn clone(&self) -> Self {
+        ModelSlotManager { shared: Arc::clone(&self.shared) }
+    }
+}
+
+impl<K: SlotKey> std::fmt::Debug for ModelSlotManager<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ModelSlotManager")
+            .field("budget", &self.budget())
+            .field("allocated", &self.allocated())
+            .field("loaded", &self.loaded_count())
+            .finish()
+    }
+}
+
+impl<K: SlotKey> Default for ModelSlotManager<K> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<K: SlotKey> ModelSlotManager<K> {
+    /// Bookkeeping only, with seed 000's 8 GiB budget ([`MODEL_BUDGET_BYTES`]).
+    pub fn new() -> Self {
+        Self::with_budget(MODEL_BUDGET_BYTES)
+    }
+
+    /// Bookkeeping only, with `budget` bytes (0 refuses every slot).
+    pub fn with_budget(budget: u64) -> Self {
+        Self::with_config(SlotConfig { budget_bytes: budget, ..SlotConfig::default() })
+    }
+
+    /// Slots that own real device memory of `kind`, allocated through `backing.tracker`.
+    pub fn on_device(backing: DeviceBacking, budget: u64) -> Self {
+        Self::with_config(SlotConfig { budget_bytes: budget, backing: Some(backing), ..SlotConfig::default() })
+    }
+
+    pub fn with_config(config: SlotConfig) -> Self {
+        let budget = Budget::builder(config.budget_bytes)
+            .thresholds(config.thresholds)
+            .build_allowing_zero()
+            .expect("a budget without purpose limits always builds");
+        ModelSlotManager {
+            shared: Arc::new(Shared {
+                config,
+                budget,
+                state: Mutex::new(State { slots: HashMap::new(), loading: HashSet::new(), next_seq: 0 }),
+                on_evict: RwLock::new(Vec::new()),
+                on_oom: RwLock::new(Vec::new()),
+                counters: Counters::default(),
+            }),
+        }
+    }
+
+    /// Allocates a slot of `size_bytes` if it fits the budget, evicting nothing. Over budget it
+    /// fails with [`Error::OutOfMemory`] and changes nothing.
+    pub fn allocate_slot(&self, key: K, size_bytes: u64) -> Result<()> {
+        let result = self.try_load_once(&key, size_bytes);
+        if let Err(error) = &result {
+            self.note_failure(error);
+        }
+        result
+    }
+
+    /// Loads a slot, evicting idle least-recently-used slots by fit plan when the load would cross
+    /// Critical pressure or the budget (L2), and retrying up to `max_oom_retries` times after
+    /// evicting when the device itself is out of memory (E4). When no plan can make room, it fails
+    /// at once and evicts nothing.
+    pub fn load_slot(&self, key: K, size_bytes: u64) -> Result<LoadOutcome<K>> {
+        let result = self.load_with_eviction(&key, size_bytes);
+        if let Err(error) = &result {
+            self.note_failure(error);
+        }
+        result
+    }
+
+    fn load_with_eviction(&self, key: &K, size_bytes: u64) -> Result<LoadOutcome<K>> {
+        self.check_new(key, size_bytes)?;
+        let mut outcome = LoadOutcome::default();
+        let mut budget_races = 0;
+        loop {
+            let room = self.plan_room(size_bytes)?;
+            outcome.evicted.extend(self.evict(&room, EvictionReason::Pressure));
+            match self.try_load_once(key, size_bytes) {
+                Ok(()) => return Ok(outcome),
+                Err(Error::OutOfMemory(oom)) if oom.source == OomSource::Device => {
+                    if outcome.oom_retries >= self.shared.config.max_oom_retries {
+                        return Err(Error::OutOfMemory(oom));
+                    }
+                    let need = size_bytes.saturating_sub(oom.available.unwrap_or(0)).max(1);
+                    let victims = self.plan_eviction(need).unwrap_or_else(|| self.idle_keys());
+                    if victims.is_empty() {
+                        return Err(Error::OutOfMemory(oom));
+                    }
+                    outcome.evicted.extend(self.evict(&victims, EvictionReason::DeviceOutOfMemory));
+                    outcome.oom_retries += 1;
+                    self.shared.counters.oom_retries.fetch_add(1, Ordering::Relaxed);
+                }
+                // Another thread took the room this plan made: plan again, a bounded number of times.
+                Err(Error::OutOfMemory(oom)) if budget_races < self.shared.config.max_oom_retries => {
+                    budget_races += 1;
+                    drop(oom);
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    /// One attempt: reserve the budget, allocate device memory outside the lock, commit.
+    fn try_load_once(&self, key: &K, size_bytes: u64) -> Result<()> {
+        let charge = {
+            let mut state = self.state();
+            check_new_in(&state, key, size_bytes)?;
+            let charge = self
+                .shared
+                .budget
+                .charge(size_bytes, Purpose::ModelWeights)
+                .map_err(|refusal| self.budget_oom(size_bytes, refusal, state.slots.len()))?;
+            state.loading.insert(key.clone());
+            charge
+        };
+        let buffer = match &self.shared.config.backing {
+            None => Ok(None),
+            Some(backing) => backing
+                .tracker
+                .allocate_kind(size_bytes, Purpose::ModelWeights, backing.kind, &key.to_string())
+                .map(Some),
+        };
+        let mut state = self.state();
+        state.loading.remove(key);
+        if matches!(&buffer, Err(Error::OutOfMemory(_))) {
+            self.shared.counters.ooms.fetch_add(1, Ordering::Relaxed);
+        }
+        let buffer = buffer.map_err(|error| self.enrich_device_oom(error, state.slots.len()))?;
+        let now = self.shared.config.clock.now();
+        let access_seq = next_seq(&mut state);
+        let entry = SlotEntry {
+            size_bytes,
+            loaded_at: now,
+            last_accessed: now,
+            access_seq,
+            pinned: false,
+            memory: Arc::new(SlotMemory { buffer, _charge: charge }),
+        };
+        state.slots.insert(key.clone(), entry);
+        Ok(())
+    }
+
+    /// Removes a slot and returns its size (0 when there is none). Its memory is freed now, or
+    /// when the last [`SlotUse`] of it drops.
+    pub fn deallocate_slot(&self, key: &K) -> u64 {
+        let removed = self.state().slots.remove(key);
+        removed.map_or(0, |entry| entry.size_bytes) // entry (and its memory) dropped outside the lock
+    }
+
+    /// Marks a slot as just used. False when there is no such slot.
+    pub fn touch(&self, key: &K) -> bool {
+        let now = self.shared.config.clock.now();
+        let mut state = self.state();
+        let seq = next_seq(&mut state);
+        match state.slots.get_mut(key) {
+            Some(entry) => {
+                entry.last_accessed = now;
+                entry.access_seq = seq;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Touches the slot and holds it in use until the guard drops.
+    pub fn use_slot(&self, key: &K) -> Result<SlotUse<K>> {
+        let now = self.shared.config.clock.now();
+        let mut state = self.state();
+        let seq = next_seq(&mut state);
+        let entry = state.slots.get_mut(key).ok_or_else(|| Error::UnknownSlot(key.to_string()))?;
+        entry.last_accessed = now;
+        entry.access_seq = seq;
+        Ok(SlotUse { key: key.clone(), size_bytes: entry.size_bytes, memory: Arc::clone(&entry.memory) })
+    }
+
+    /// L4: a pinned slot is never evicted (it can still be deallocated explicitly).
+    pub fn pin(&self, key: &K, pinned: bool) -> Result<()> {
+        let mut state = self.state();
+        let entry = state.slots.get_mut(key).ok_or_else(|| Error::UnknownSlot(key.to_string()))?;
+        entry.pinned = pinned;
+        Ok(())
+    }
+
+    /// The least recently used slot that could be evicted now: not pinned, not in use, past its
+    /// minimum residency.
+    pub fn get_lru_candidate(&self) -> Option<K> {
+        self.idle_in_lru_order().into_iter().next().map(|(key, _)| key)
+    }
+
+    /// L3: the slots that [`load_slot`](Self::load_slot) would evict for a request of `bytes`
+    /// (aiming below Critical, at least within the budget), or the out-of-memory error it would
+    /// return. Evicts nothing.
+    pub fn plan_fit(&self, bytes: u64) -> Result<Vec<K>> {
+        self.plan_room(bytes)
+    }
+
+    fn plan_room(&self, bytes: u64) -> Result<Vec<K>> {
+        let state = self.state();
+        let budget = &self.shared.budget;
+        let (limit, used) = (budget.limit(), budget.used());
+        let total = used.saturating_add(bytes);
+        let need_fit = total.saturating_sub(limit);
+        let need_calm = total.saturating_sub(budget.thresholds().below_critical_bytes(limit));
+        let idle = self.idle_in(&state);
+        let sizes: Vec<u64> = idle.iter().map(|(_, size)| *size).collect();
+        let chosen = if bytes > limit { None } else { fit_plan::plan(&sizes, need_calm).or_else(|| fit_plan::plan(&sizes, need_fit)) };
+        match chosen {
+            Some(indices) => Ok(indices.into_iter().map(|i| idle[i].0.clone()).collect()),
+            None => Err(self.budget_oom(bytes, Refusal { source: OomSource::Budget, limit, used }, state.slots.len())),
+        }
+    }
+
+    fn plan_eviction(&self, need: u64) -> Option<Vec<K>> {
+        let idle = self.idle_in_lru_order();
+        let sizes: Vec<u64> = idle.iter().map(|(_, size)| *size).collect();
+        fit_plan::plan(&sizes, need).map(|indices| indices.into_iter().map(|i| idle[i].0.clone()).collect())
+    }
+
+    fn idle_keys(&self) -> Vec<K> {
+        self.idle_in_lru_order().into_iter().map(|(key, _)| key).collect()
+    }
+
+    fn idle_in_lru_order(&self) -> Vec<(K, u64)> {
+        self.idle_in(&self.state())
+    }
+
+    fn idle_in(&self, state: &State<K>) -> Vec<(K, u64)> {
+        let now = self.shared.config.clock.now();
+        let min_residency = self.shared.config.min_residency;
+        let mut idle: Vec<(&K, &SlotEntry)> =
+            state.slots.iter().filter(|(_, e)| is_idle(e, now, min_residency)).collect();
+        idle.sort_by_key(|(_, e)| e.lru_key());
+        idle.into_iter().map(|(k, e)| (k.clone(), e.size_bytes)).collect()
+    }
+
+    /// Evicts these slots if they are still idle; returns those evicted. Callbacks run and memory
+    /// is freed outside the lock.
+    pub(crate) fn evict(&self, keys: &[K], reason: EvictionReason) -> Vec<K> {
+        if keys.is_empty() {
+            return Vec::new();
+        }
+        let removed: Vec<(K, SlotEntry)> = {
+            let mut state = self.state();
+            let now = self.shared.config.clock.now();
+            let min_residency = self.shared.config.min_residency;
+            let mut removed = Vec::with_capacity(keys.len());
+            for key in keys {
+                if state.slots.get(key).is_some_and(|e| is_idle(e, now, min_residency)) {
+                    removed.extend(state.slots.remove_entry(key));
+                }
+            }
+            removed
+        };
+        let callbacks = self.shared.on_evict.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut evicted = Vec::with_capacity(removed.len());
+        for (key, entry) in removed {
+            let eviction = Eviction { key: key.clone(), size_bytes: entry.size_bytes, reason };
+            for callback in &callbacks {
+                self.contain(|| callback(&eviction));
+            }
+            drop(entry); // frees the device memory, then returns the bytes to the budget
+            self.shared.counters.evictions.fetch_add(1, Ordering::Relaxed);
+            evicted.push(key);
+        }
+        evicted
+    }
+
+    /// Evicts idle least-recently-used slots until at least `bytes` are freed (by fit plan), or
+    /// every idle slot when no plan frees that much. Returns the evicted keys.
+    pub fn evict_lru(&self, bytes: u64) -> Vec<K> {
+        let victims = self.plan_eviction(bytes).unwrap_or_else(|| self.idle_keys());
+        self.evict(&victims, EvictionReason::Unload)
+    }
+
+    /// Called with each slot about to be evicted, before its memory is freed. A panic in the
+    /// callback is contained and counted.
+    pub fn on_evict(&self, callback: impl Fn(&Eviction<K>) + Send + Sync + 'static) {
+        self.shared.on_evict.write().unwrap_or_else(|p| p.into_inner()).push(Arc::new(callback));
+    }
+
+    /// Called with every out-of-memory error a load returns (for post-mortem dumps).
+    pub fn on_oom(&self, callback: impl Fn(&Error) + Send + Sync + 'static) {
+        self.shared.on_oom.write().unwrap_or_else(|p| p.into_inner()).push(Arc::new(callback));
+    }
+
+    pub fn pressure_level(&self) -> MemoryPressure {
+        self.shared.budget.pressure()
+    }
+
+    pub fn should_evict(&self) -> bool {
+        self.pressure_level().should_evict()
+    }
+
+    /// Bytes left before the budget.
+    pub fn available(&self) -> u64 {
+        self.shared.budget.available()
+    }
+
+    /// Bytes held against the budget (slots, plus memory of deallocated slots still in use).
+    pub fn allocated(&self) -> u64 {
+        self.shared.budget.used()
+    }
+
+    pub fn budget(&self) -> u64 {
+        self.shared.budget.limit()
+    }
+
+    pub fn loaded_count(&self) -> usize {
+        self.state().slots.len()
+    }
+
+    pub fn has_slot(&self, key: &K) -> bool {
+        self.state().slots.contains_key(key)
+    }
+
+    /// Copies of every slot, least recently used first.
+    pub fn slots(&self) -> Vec<ModelSlot<K>> {
+        let state = self.state();
+        let mut entries: Vec<(&K, &SlotEntry)> = state.slots.iter().collect();
+        entries.sort_by_key(|(_, e)| e.lru_key());
+        entries.into_iter().map(|(k, e)| e.info(k)).collect()
+    }
+
+    pub fn slot(&self, key: &K) -> Option<ModelSlot<K>> {
+        self.state().slots.get(key).map(|e| e.info(key))
+    }
+
+    pub fn stats(&self) -> SlotStats {
+        let c = &self.shared.counters;
+        SlotStats {
+            evictions: c.evictions.load(Ordering::Relaxed),
+            oom_retries: c.oom_retries.load(Ordering::Relaxed),
+            ooms: c.ooms.load(Ordering::Relaxed),
+            callback_panics: c.callback_panics.load(Ordering::Relaxed),
+        }
+    }
+
+    pub fn config(&self) -> &SlotConfig {
+        &self.shared.config
+    }
+
+    /// The device backing, when slots own device memory.
+    pub fn backing(&self) -> Option<&DeviceBacking> {
+        self.shared.config.backing.as_ref()
+    }
+
+    fn state(&self) -> MutexGuard<'_, State<K>> {
+        // A panic never happens while the lock is held (callbacks run outside it), but a poisoned
+        // lock must not take the manager down with it.
+        self.shared.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn check_new(&self, key: &K, size_bytes: u64) -> Result<()> {
+        check_new_in(&self.state(), key, size_bytes)
+    }
+
+    fn contain(&self, call: impl FnOnce()) {
+        if catch_unwind(AssertUnwindSafe(call)).is_err() {
+            self.shared.counters.callback_panics.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn note_failure(&self, error: &Error) {
+        if !matches!(error, Error::OutOfMemory(_)) {
+            return;
+        }
+        if matches!(error, Error::OutOfMemory(oom) if oom.source != OomSource::Device) {
+            self.shared.counters.ooms.fetch_add(1, Ordering::Relaxed);
+        }
+        let hooks = self.shared.on_oom.read().unwrap_or_else(|p| p.into_inner()).clone();
+        for hook in &hooks {
+            self.contain(|| hook(error));
+        }
+    }
+
+    fn loaded_models(&self, loaded: usize) -> LoadedModels {
+        LoadedModels { loaded, slots: self.shared.config.expected_slots.max(loaded) }
+    }
+
+    fn usage_for_error(&self, loaded: usize) -> Usage {
+        match &self.shared.config.backing {
+            Some(backing) => backing.tracker.usage(),
+            None => {
+                let mut usage = Usage { total_bytes: self.allocated(), allocation_count: loaded as u64, ..Usage::default() };
+                usage.by_purpose[Purpose::ModelWeights.index()].bytes = self.allocated();
+                usage.by_purpose[Purpose::ModelWeights.index()].count = loaded as u64;
+                usage
+            }
+        }
+    }
+
+    fn device(&self) -> i32 {
+        self.shared.config.backing.as_ref().map_or(-1, |b| b.tracker.device() as i32)
+    }
+
+    fn budget_oom(&self, requested: u64, refusal: Refusal, loaded: usize) -> Error {
+        Error::OutOfMemory(Box::new(OutOfMemory {
+            device: self.device(),
+            source: refusal.source,
+            requested,
+            available: Some(refusal.available()),
+            budget: Some(refusal.limit),
+            allocated: refusal.used,
+            loaded_models: Some(self.loaded_models(loaded)),
+            usage: self.usage_for_error(loaded),
+            cause: String::new(),
+        }))
+    }
+
+    fn enrich_device_oom(&self, error: Error, loaded: usize) -> Error {
+        match error {
+            Error::OutOfMemory(mut oom) => {
+                oom.budget = Some(self.budget());
+                oom.loaded_models = Some(self.loaded_models(loaded));
+                Error::OutOfMemory(oom)
+            }
+            other => other,
+        }
+    }
+}
+
+fn check_new_in<K: SlotKey>(state: &State<K>, key: &K, size_bytes: u64) -> Result<()> {
+    if size_bytes == 0 {
+        return Err(Error::InvalidSize(format!("slot {key} of zero bytes")));
+    }
+    if state.slots.contains_key(key) || state.loading.contains(key) {
+        return Err(Error::SlotExists(key.to_string()));
+    }
+    Ok(())
+}
+
+fn is_idle(entry: &SlotEntry, now: Duration, min_residency: Duration) -> bool {
+    !entry.pinned && entry.users() == 0 && now.saturating_sub(entry.loaded_at) >= min_residency
+}
+
+fn next_seq<K>(state: &mut State<K>) -> u64 {
+    state.next_seq += 1;
+    state.next_seq
+}
