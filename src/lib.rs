@@ -19,6 +19,7 @@
 
 mod buffer;
 mod budget;
+mod budgeted_allocator;
 pub mod cli;
 mod device;
 mod error;
@@ -28,6 +29,7 @@ pub mod format;
 mod pressure;
 mod purpose;
 pub mod slots;
+pub mod reservation;
 mod residency;
 pub mod sys;
 mod tracker;
@@ -35,6 +37,7 @@ mod usage;
 
 pub use buffer::DeviceBuffer;
 pub use budget::{Budget, BudgetBuilder, BudgetCharge, Refusal};
+pub use budgeted_allocator::{BudgetedAllocator, BudgetedBuffer};
 pub use device::{device_count, Device, DeviceInfo, MemoryInfo};
 pub use error::{Error, LoadedModels, OomSource, OutOfMemory, Result};
 pub use pressure::{utilization_percent, MemoryPressure, PressureThresholds};

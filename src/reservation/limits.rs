@@ -1,0 +1,52 @@
+//! Seed 004's limits: a total, a per-operation maximum, and the warning, critical and cleanup
+//! thresholds as fractions of the total.
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MemoryLimits {
+    /// Bytes all reservations together may hold (ignored when the guard shares a budget).
+    pub max_total: u64,
+    /// The most one operation may reserve.
+    pub max_per_operation: u64,
+    pub warning_threshold: f64,
+    pub critical_threshold: f64,
+    /// Above this fraction, cleanup callbacks run before a reservation is admitted.
+    pub cleanup_threshold: f64,
+}
+
+impl Default for MemoryLimits {
+    fn default() -> Self {
+        MemoryLimits {
+            max_total: 2 << 30,
+            max_per_operation: 512 << 20,
+            warning_threshold: 0.75,
+            critical_threshold: 0.85,
+            cleanup_threshold: 0.9,
+        }
+    }
+}
+
+impl MemoryLimits {
+    pub fn validate(&self) -> Result<()> {
+        let (w, c, k) = (self.warning_threshold, self.critical_threshold, self.cleanup_threshold);
+        if !(0.0 < w && w < c && c <= k && k <= 1.0) {
+            return Err(Error::InvalidArgument(format!(
+                "thresholds must satisfy 0 < warning < critical <= cleanup <= 1; got {w}, {c}, {k}"
+            )));
+        }
+        if self.max_total == 0 || self.max_per_operation == 0 {
+            return Err(Error::InvalidArgument("max_total and max_per_operation must be at least 1 byte".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Where reservations stand against the limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub enum ReservationLevel {
+    Normal,
+    Warning,
+    Critical,
+}
