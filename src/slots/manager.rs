@@ -328,8 +328,12 @@ impl<K: SlotKey> ModelSlotManager<K> {
     /// Evicts idle least-recently-used slots until at least `bytes` are freed (by fit plan), or
     /// every idle slot when no plan frees that much. Returns the evicted keys.
     pub fn evict_lru(&self, bytes: u64) -> Vec<K> {
-        let victims = self.plan_eviction(bytes).unwrap_or_else(|| self.idle_keys());
+        let victims = self.eviction_plan_or_all_idle(bytes);
         self.evict(&victims, EvictionReason::Unload)
+    }
+
+    pub(crate) fn eviction_plan_or_all_idle(&self, bytes: u64) -> Vec<K> {
+        self.plan_eviction(bytes).unwrap_or_else(|| self.idle_keys())
     }
 
     /// Called with each slot about to be evicted, before its memory is freed. A panic in the

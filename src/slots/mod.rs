@@ -8,6 +8,7 @@ mod fit_plan;
 mod manager;
 mod slot;
 mod slot_use;
+mod unloader;
 
 pub use clock::{Clock, ManualClock, MonotonicClock};
 pub use config::{DeviceBacking, SlotConfig, MODEL_BUDGET_BYTES};
