@@ -24,9 +24,10 @@ for suite in tracker device_memory health c_api; do
 done
 
 cp build-gpu/cpp_usage_example "$stage/bin/example_cpp_usage"
-cargo build --release --bin vramguard --example rust_usage --quiet
+cargo build --release --bin vramguard --example rust_usage --example policy_usage --quiet
 cp target/release/vramguard "$stage/bin/vramguard"
 cp target/release/examples/rust_usage "$stage/bin/example_rust_usage"
+cp target/release/examples/policy_usage "$stage/bin/example_policy_usage"
 cargo test --release --no-run --message-format=json --quiet 2>/dev/null |
   python3 -c '
 import json, sys

@@ -14,6 +14,11 @@ fn rust_example_is_in_the_readme_verbatim() {
 }
 
 #[test]
+fn policy_example_is_in_the_readme_verbatim() {
+    assert!(readme().contains(&format!("```rust\n{}```", example("policy_usage.rs"))));
+}
+
+#[test]
 fn cpp_example_is_in_the_readme_verbatim() {
     assert!(readme().contains(&format!("```cpp\n{}```", example("cpp_usage.cpp"))));
 }
