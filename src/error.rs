@@ -44,6 +44,8 @@ pub enum Error {
     SlotExists(String),
     #[error("[VRAM-E016] model slot is busy: {0}")]
     SlotBusy(String),
+    #[error("[VRAM-E017] I/O error: {0}")]
+    Io(String),
 }
 
 impl Error {
@@ -66,6 +68,7 @@ impl Error {
             Error::UnknownSlot(_) => "VRAM-E014",
             Error::SlotExists(_) => "VRAM-E015",
             Error::SlotBusy(_) => "VRAM-E016",
+            Error::Io(_) => "VRAM-E017",
         }
     }
 
@@ -100,6 +103,7 @@ impl Error {
             Error::SlotBusy(_) => {
                 "Wait until the slot is idle (no use guard, not pinned, past its minimum residency), or unpin it."
             }
+            Error::Io(_) => "Check that the directory exists, is writable and has space.",
         }
     }
 
@@ -127,6 +131,7 @@ impl Error {
             Error::UnknownSlot(_) => "unknown_slot",
             Error::SlotExists(_) => "slot_exists",
             Error::SlotBusy(_) => "slot_busy",
+            Error::Io(_) => "io",
         }
     }
 

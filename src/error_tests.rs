@@ -33,13 +33,14 @@ fn one_of_each() -> Vec<Error> {
         Error::UnknownSlot("E7 Code".into()),
         Error::SlotExists("E1 Semantic".into()),
         Error::SlotBusy("E1 Semantic is pinned".into()),
+        Error::Io("cannot write a dump in /nonexistent".into()),
     ]
 }
 
 #[test]
 fn codes_are_unique_and_numbered_in_order() {
     let codes: Vec<&str> = one_of_each().iter().map(Error::code).collect();
-    let expected: Vec<String> = (1..=16).map(|n| format!("VRAM-E{n:03}")).collect();
+    let expected: Vec<String> = (1..=17).map(|n| format!("VRAM-E{n:03}")).collect();
     assert_eq!(codes, expected);
 }
 

@@ -9,6 +9,9 @@ mod allocation;
 mod residency;
 #[path = "gpu/no_device.rs"]
 mod no_device;
+#[path = "gpu/monitor.rs"] mod monitor;
+#[path = "gpu/policy.rs"]
+mod policy;
 
 use libtest_mimic::Arguments;
 
@@ -19,6 +22,8 @@ fn main() -> std::process::ExitCode {
     trials.extend(allocation::trials());
     trials.extend(residency::trials());
     trials.extend(no_device::trials());
+    trials.extend(monitor::trials());
+    trials.extend(policy::trials());
 
     warm_up_unified_memory();
     let free_before = free_bytes_per_device();

@@ -3,6 +3,7 @@
 use std::sync::{Arc, Mutex};
 
 use libtest_mimic::{Failed, Trial};
+use vramguard::monitor::{AlertLevel, GpuMonitor, MonitorConfig};
 use vramguard::slots::{DeviceBacking, Embedder, EvictionReason, ModelSlotManager, SlotConfig, MODEL_SIZES};
 use vramguard::{AllocationKind, Budget, BudgetedAllocator, Device, Error, OomSource, Purpose, PurposeSet, Tracker};
 
@@ -19,6 +20,7 @@ pub fn trials() -> Vec<Trial> {
         gpu("policy::preset_embedders_on_the_device", preset_embedders_on_the_device),
         gpu("policy::eviction_returns_memory_to_the_driver", eviction_returns_memory_to_the_driver),
         gpu("policy::device_oom_evicts_and_retries", device_oom_evicts_and_retries),
+        gpu("policy::monitor_unloads_idle_slots_at_critical", monitor_unloads_idle_slots_at_critical),
     ]
 }
 
@@ -145,5 +147,33 @@ fn device_oom_evicts_and_retries() -> Result<(), Failed> {
     let stats = manager.stats();
     ensure!(stats.ooms >= 1 && stats.oom_retries >= 1 && stats.evictions >= 1, "{stats:?}");
     ensure!(tracker.bytes_for(Purpose::ModelWeights) == slot * manager.loaded_count() as u64, "tracker disagrees");
+    Ok(())
+}
+
+fn monitor_unloads_idle_slots_at_critical() -> Result<(), Failed> {
+    let tracker = tracker()?;
+    let memory = Device::new(0)?.memory_info()?;
+    let used_at_start = memory.total_bytes - memory.free_bytes;
+    let percent = |bytes: u64| bytes as f64 * 100.0 / memory.total_bytes as f64;
+    // Critical 4 GiB above what the device uses now; three 2 GiB slots cross it.
+    let config = MonitorConfig {
+        warning_percent: percent(used_at_start + 2 * GIB),
+        critical_percent: percent(used_at_start + 4 * GIB),
+        ..MonitorConfig::default()
+    };
+    let monitor = GpuMonitor::new(config)?;
+    let slots = device_slots(&tracker, 64 * GIB);
+    for name in ["old", "mid", "new"] {
+        slots.allocate_slot(name.to_string(), 2 * GIB)?;
+    }
+    monitor.set_unloader(Arc::new(slots.clone()));
+    let before = monitor.check_now()?[0].free_bytes;
+    let unloaded = monitor.unloaded();
+    ensure!(unloaded.first().map(String::as_str) == Some("old"), "unloaded {unloaded:?}");
+    ensure!(slots.has_slot(&"new".to_string()), "the most recently used slot was unloaded");
+    let after = monitor.check_now()?.remove(0);
+    ensure!(after.level != AlertLevel::Critical, "still critical: {after:?}");
+    ensure!(after.free_bytes >= before + 2 * GIB * unloaded.len() as u64, "driver free {} -> {}", before, after.free_bytes);
+    ensure!(slots.stats().evictions == unloaded.len() as u64, "{:?}", slots.stats());
     Ok(())
 }

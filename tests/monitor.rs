@@ -1,0 +1,561 @@
+//! O1, O2 without a GPU: the monitor's policy (levels, history, alerts, unloading, the background
+//! thread, dumps) driven by a scripted memory source whose figures each test sets.
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+
+use proptest::prelude::*;
+use vramguard::monitor::{
+    AlertLevel, AlertThresholds, GpuMonitor, MemorySource, MonitorConfig, UnloadEvent, Unloader,
+};
+use vramguard::{AllocationKind, Error, MemoryInfo, OutOfMemory, Purpose, Tracker, Usage};
+
+use AlertLevel::{Critical, Normal, Warning};
+
+/// Figures per device, set by the test; a device can be made to fail.
+#[derive(Default)]
+struct Scripted {
+    devices: Mutex<BTreeMap<u32, Result<MemoryInfo, Error>>>,
+}
+
+impl Scripted {
+    fn set(&self, device: u32, used: u64, total: u64) {
+        let info = MemoryInfo { free_bytes: total - used, total_bytes: total };
+        self.devices.lock().unwrap().insert(device, Ok(info));
+    }
+
+    fn fail(&self, device: u32, error: Error) {
+        self.devices.lock().unwrap().insert(device, Err(error));
+    }
+}
+
+impl MemorySource for Scripted {
+    fn read(&self, device: u32) -> vramguard::Result<MemoryInfo> {
+        let devices = self.devices.lock().unwrap();
+        devices.get(&device).cloned().unwrap_or_else(|| Err(Error::InvalidDevice(format!("no device {device}"))))
+    }
+
+    fn devices(&self) -> vramguard::Result<Vec<u32>> {
+        Ok(self.devices.lock().unwrap().keys().copied().collect())
+    }
+}
+
+fn monitor_with(config: MonitorConfig) -> (Arc<GpuMonitor>, Arc<Scripted>) {
+    let source = Arc::new(Scripted::default());
+    let monitor = GpuMonitor::with_source(config, Arc::clone(&source) as Arc<dyn MemorySource>).unwrap();
+    (Arc::new(monitor), source)
+}
+
+fn monitor() -> (Arc<GpuMonitor>, Arc<Scripted>) {
+    monitor_with(MonitorConfig::default())
+}
+
+type Seen = Arc<Mutex<Vec<(u32, AlertLevel, AlertLevel)>>>;
+
+/// Records (device, previous, level) of every alert.
+fn record_alerts(monitor: &GpuMonitor) -> Seen {
+    let seen: Seen = Arc::default();
+    let sink = Arc::clone(&seen);
+    monitor.on_alert(move |alert| sink.lock().unwrap().push((alert.device, alert.previous, alert.level)));
+    seen
+}
+
+fn taken(seen: &Seen) -> Vec<(u32, AlertLevel, AlertLevel)> {
+    std::mem::take(&mut *seen.lock().unwrap())
+}
+
+/// Polls until `done` or 5 s have passed (a generous bound: the wait, not a timing, is tested).
+fn wait_until(done: impl Fn() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while std::time::Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    done()
+}
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let path = std::env::temp_dir().join(format!("vramguard-monitor-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir(path)
+    }
+
+    fn files(&self) -> Vec<String> {
+        let mut names: Vec<String> =
+            std::fs::read_dir(&self.0).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        names.sort();
+        names
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+#[test]
+fn history_keeps_exactly_the_last_100_entries() {
+    let (monitor, source) = monitor();
+    for used in 0..150u64 {
+        source.set(0, used, 1000);
+        monitor.check_now().unwrap();
+    }
+    let history = monitor.history(0);
+    let used: Vec<u64> = history.iter().map(|s| s.used_bytes).collect();
+    assert_eq!(used, (50..150).collect::<Vec<u64>>());
+    assert_eq!(monitor.latest(0).unwrap().used_bytes, 149);
+    assert_eq!(monitor.checks_run(), 150);
+    assert!(monitor.history(1).is_empty() && monitor.latest(1).is_none());
+}
+
+#[test]
+fn history_length_is_configurable() {
+    let (monitor, source) = monitor_with(MonitorConfig { history_len: 3, ..MonitorConfig::default() });
+    for used in 1..=5u64 {
+        source.set(0, used, 1000);
+        monitor.check_now().unwrap();
+    }
+    assert_eq!(monitor.history(0).iter().map(|s| s.used_bytes).collect::<Vec<_>>(), vec![3, 4, 5]);
+}
+
+#[test]
+fn snapshot_figures_come_from_the_source_and_tracker() {
+    let (monitor, source) = monitor();
+    source.set(0, 250, 1000);
+    source.set(1, 0, 4000);
+    let tracker = Tracker::new(0).unwrap();
+    tracker.record(0x1000 as *const _, 4096, Purpose::KVCache, AllocationKind::Device, "kv").unwrap();
+    assert!(monitor.attach_tracker(tracker).is_none());
+    let snapshots = monitor.check_now().unwrap();
+    assert_eq!(snapshots.len(), 2);
+    let s = &snapshots[0];
+    assert_eq!((s.device, s.free_bytes, s.total_bytes, s.used_bytes, s.tracked_bytes), (0, 750, 1000, 250, 4096));
+    assert_eq!(s.utilization_percent, 25.0);
+    assert_eq!(s.level, Normal);
+    assert_eq!(snapshots[1].tracked_bytes, 0, "no tracker attached to device 1");
+    let json = serde_json::to_value(s).unwrap();
+    assert_eq!(json["level"], "Normal");
+    let seconds = json["timestamp"].as_f64().unwrap();
+    assert!(seconds > 1.6e9, "timestamp {seconds} is not Unix seconds");
+}
+
+#[test]
+fn alerts_fire_only_on_level_change_at_the_exact_boundaries() {
+    let (monitor, source) = monitor();
+    let seen = record_alerts(&monitor);
+    let steps: [(u64, AlertLevel, &[(u32, AlertLevel, AlertLevel)]); 9] = [
+        (799, Normal, &[]),
+        (800, Warning, &[(0, Normal, Warning)]),
+        (850, Warning, &[]),
+        (899, Warning, &[]),
+        (900, Critical, &[(0, Warning, Critical)]),
+        (1000, Critical, &[]),
+        (899, Warning, &[(0, Critical, Warning)]),
+        (799, Normal, &[(0, Warning, Normal)]),
+        (0, Normal, &[]),
+    ];
+    for (used, level, alerts) in steps {
+        source.set(0, used, 1000);
+        let snapshot = &monitor.check_now().unwrap()[0];
+        assert_eq!(snapshot.level, level, "used {used} of 1000");
+        assert_eq!(monitor.level(0), level);
+        assert_eq!(taken(&seen), alerts, "used {used} of 1000");
+    }
+}
+
+#[test]
+fn levels_on_an_odd_total_are_exact() {
+    // 80 % of 1001 is 800.8 and 90 % is 900.9: a float slip either way would move a level.
+    let (monitor, source) = monitor();
+    for (used, level) in [(800, Normal), (801, Warning), (900, Warning), (901, Critical)] {
+        source.set(0, used, 1001);
+        assert_eq!(monitor.check_now().unwrap()[0].level, level, "used {used} of 1001");
+    }
+    let t = AlertThresholds::default();
+    let total = 85_017_493_504u64; // an H100's total
+    let warning_start = (total * 4).div_ceil(5);
+    assert_eq!(t.level_of(warning_start - 1, total), Normal);
+    assert_eq!(t.level_of(warning_start, total), Warning);
+    assert_eq!(t.level_of(0, 0), Critical, "an unknown capacity must not look safe");
+}
+
+#[test]
+fn first_check_alerts_only_when_not_normal_and_devices_are_independent() {
+    let (monitor, source) = monitor();
+    let seen = record_alerts(&monitor);
+    source.set(0, 100, 1000);
+    source.set(1, 950, 1000);
+    monitor.check_now().unwrap();
+    assert_eq!(taken(&seen), vec![(1, Normal, Critical)]);
+    source.set(0, 850, 1000);
+    monitor.check_now().unwrap();
+    assert_eq!(taken(&seen), vec![(0, Normal, Warning)]);
+    assert_eq!((monitor.level(0), monitor.level(1)), (Warning, Critical));
+}
+
+#[test]
+fn alert_carries_snapshot_and_recovery_flag() {
+    let (monitor, source) = monitor();
+    let alerts = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&alerts);
+    monitor.on_alert(move |alert| sink.lock().unwrap().push(alert.clone()));
+    source.set(0, 900, 1000);
+    monitor.check_now().unwrap();
+    source.set(0, 10, 1000);
+    monitor.check_now().unwrap();
+    let alerts = alerts.lock().unwrap();
+    assert_eq!(alerts.len(), 2);
+    assert!(!alerts[0].is_recovery() && alerts[0].snapshot.used_bytes == 900);
+    assert!(alerts[1].is_recovery() && alerts[1].snapshot.used_bytes == 10 && alerts[1].level == Normal);
+}
+
+#[test]
+fn panicking_callback_is_contained_and_counted() {
+    let (monitor, source) = monitor();
+    monitor.on_alert(|_| panic!("a faulty listener"));
+    let seen = record_alerts(&monitor);
+    source.set(0, 850, 1000);
+    assert!(monitor.check_now().is_ok());
+    source.set(0, 950, 1000);
+    assert!(monitor.check_now().is_ok());
+    assert_eq!(monitor.callback_panics(), 2);
+    assert_eq!(taken(&seen), vec![(0, Normal, Warning), (0, Warning, Critical)], "the next listener still ran");
+    assert_eq!(monitor.history(0).len(), 2);
+    assert!(monitor.last_error().is_none());
+}
+
+/// Holds named models of given sizes on devices; unloads the oldest until enough is freed.
+#[derive(Default)]
+struct FakeUnloader {
+    models: Mutex<Vec<(String, u64)>>,
+    calls: Mutex<Vec<(u32, u64)>>,
+}
+
+impl Unloader for FakeUnloader {
+    fn unload_lru(&self, device: u32, bytes: u64) -> Vec<String> {
+        self.calls.lock().unwrap().push((device, bytes));
+        let mut models = self.models.lock().unwrap();
+        let (mut freed, mut names) = (0, Vec::new());
+        while freed < bytes && !models.is_empty() {
+            let (name, size) = models.remove(0);
+            freed += size;
+            names.push(name);
+        }
+        names
+    }
+}
+
+#[test]
+fn unloader_asked_at_critical_for_the_bytes_to_just_below_critical() {
+    let (monitor, source) = monitor();
+    let unloader = Arc::new(FakeUnloader::default());
+    *unloader.models.lock().unwrap() = vec![("a".into(), 30), ("b".into(), 30), ("c".into(), 30)];
+    monitor.set_unloader(Arc::clone(&unloader) as Arc<dyn Unloader>);
+    let alerts = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&alerts);
+    monitor.on_alert(move |alert| sink.lock().unwrap().push(alert.unloaded.clone()));
+    let events: Arc<Mutex<Vec<UnloadEvent>>> = Arc::default();
+    let event_sink = Arc::clone(&events);
+    monitor.on_unload(move |event| event_sink.lock().unwrap().push(event.clone()));
+
+    source.set(0, 850, 1000);
+    monitor.check_now().unwrap();
+    assert!(unloader.calls.lock().unwrap().is_empty(), "not asked at Warning");
+
+    source.set(0, 950, 1000); // below Critical means at most 899 bytes: 51 to free
+    monitor.check_now().unwrap();
+    assert_eq!(*unloader.calls.lock().unwrap(), vec![(0, 51)]);
+    assert_eq!(*alerts.lock().unwrap(), vec![Vec::<String>::new(), vec!["a".to_string(), "b".to_string()]]);
+    assert_eq!(monitor.unloaded(), vec!["a", "b"]);
+    assert_eq!(monitor.models_unloaded(), 2);
+
+    source.set(0, 900, 1000); // still Critical: asked again (1 byte), no new alert
+    monitor.check_now().unwrap();
+    assert_eq!(unloader.calls.lock().unwrap().last(), Some(&(0, 1)));
+    assert_eq!(alerts.lock().unwrap().len(), 2);
+    let events = events.lock().unwrap();
+    assert_eq!(events.len(), 2);
+    assert_eq!((events[1].requested_bytes, events[1].unloaded.clone()), (1, vec!["c".to_string()]));
+    assert_eq!(monitor.unloads().len(), 2);
+    assert_eq!(monitor.models_unloaded(), 3);
+}
+
+struct PanickingUnloader;
+
+impl Unloader for PanickingUnloader {
+    fn unload_lru(&self, _: u32, _: u64) -> Vec<String> {
+        panic!("a faulty unloader")
+    }
+}
+
+#[test]
+fn panicking_unloader_is_contained() {
+    let (monitor, source) = monitor();
+    monitor.set_unloader(Arc::new(PanickingUnloader));
+    let seen = record_alerts(&monitor);
+    source.set(0, 990, 1000);
+    assert!(monitor.check_now().is_ok());
+    assert_eq!(monitor.callback_panics(), 1);
+    assert_eq!(taken(&seen), vec![(0, Normal, Critical)]);
+    assert!(monitor.unloaded().is_empty() && monitor.unloads().len() == 1);
+}
+
+#[test]
+fn can_load_model_at_the_boundary() {
+    let (monitor, source) = monitor();
+    source.set(0, 800, 1000); // Critical from 900: 899 is the most that stays below
+    assert!(monitor.can_load_model(0, 99).unwrap());
+    assert!(!monitor.can_load_model(0, 100).unwrap());
+    source.set(0, 0, 1001); // 90 % of 1001 is 900.9: 900 stays below
+    assert!(monitor.can_load_model(0, 900).unwrap());
+    assert!(!monitor.can_load_model(0, 901).unwrap());
+    assert!(!monitor.can_load_model(0, u64::MAX).unwrap(), "no overflow");
+    source.set(0, 950, 1000);
+    assert!(!monitor.can_load_model(0, 0).unwrap(), "already Critical");
+    let err = monitor.can_load_model(7, 1).unwrap_err();
+    assert_eq!(err.code(), "VRAM-E010");
+}
+
+#[test]
+fn failed_check_is_recorded_and_keeps_no_half_check() {
+    let (monitor, source) = monitor();
+    source.set(0, 100, 1000);
+    source.fail(1, Error::Cuda("scripted failure".into()));
+    let err = monitor.check_now().unwrap_err();
+    assert_eq!(err.code(), "VRAM-E011");
+    assert!(monitor.history(0).is_empty(), "device 0's reading of a failed check was kept");
+    assert_eq!(monitor.last_error().map(|e| e.code()), Some("VRAM-E011"));
+    assert_eq!((monitor.checks_run(), monitor.checks_failed()), (1, 1));
+    source.set(1, 100, 1000);
+    monitor.check_now().unwrap();
+    assert_eq!(monitor.history(0).len(), 1);
+    assert_eq!(monitor.checks_failed(), 1);
+}
+
+#[test]
+fn invalid_config_rejected_with_e007() {
+    let base = MonitorConfig::default;
+    let bad = [
+        MonitorConfig { interval: Duration::ZERO, ..base() },
+        MonitorConfig { history_len: 0, ..base() },
+        MonitorConfig { warning_percent: 0.0, ..base() },
+        MonitorConfig { warning_percent: -5.0, ..base() },
+        MonitorConfig { warning_percent: 90.0, critical_percent: 90.0, ..base() },
+        MonitorConfig { warning_percent: 95.0, critical_percent: 90.0, ..base() },
+        MonitorConfig { critical_percent: 100.5, ..base() },
+        MonitorConfig { warning_percent: f64::NAN, ..base() },
+        MonitorConfig { critical_percent: f64::NAN, ..base() },
+    ];
+    for config in bad {
+        let err = GpuMonitor::with_source(config.clone(), Arc::new(Scripted::default())).unwrap_err();
+        assert!(matches!(err, Error::InvalidArgument(_)) && err.code() == "VRAM-E007", "{config:?}: {err}");
+        assert_eq!(GpuMonitor::new(config).unwrap_err().code(), "VRAM-E007");
+    }
+    let edge = MonitorConfig { warning_percent: 99.5, critical_percent: 100.0, ..base() };
+    assert!(GpuMonitor::with_source(edge, Arc::new(Scripted::default())).is_ok());
+    assert_eq!(AlertThresholds::new(80.0, 80.0).unwrap_err().code(), "VRAM-E007");
+}
+
+#[test]
+fn background_thread_checks_and_sees_a_change() {
+    let (monitor, source) = monitor_with(MonitorConfig { interval: Duration::from_millis(20), ..MonitorConfig::default() });
+    source.set(0, 100, 1000);
+    let (tx, rx) = mpsc::channel();
+    monitor.on_alert(move |alert| {
+        let _ = tx.send(alert.level);
+    });
+    let handle = monitor.start().unwrap();
+    assert!(wait_until(|| monitor.checks_run() >= 2), "checks_run {}", monitor.checks_run());
+    source.set(0, 920, 1000);
+    assert_eq!(rx.recv_timeout(Duration::from_secs(5)), Ok(Critical));
+    assert!(handle.is_running());
+    drop(handle);
+    assert_eq!(Arc::strong_count(&monitor), 1, "the thread still runs after its handle was dropped");
+}
+
+#[test]
+fn background_thread_stops_promptly_on_drop() {
+    let (monitor, source) = monitor_with(MonitorConfig { interval: Duration::from_secs(10), ..MonitorConfig::default() });
+    source.set(0, 100, 1000);
+    let handle = monitor.start().unwrap();
+    assert!(wait_until(|| monitor.checks_run() == 1), "the first check runs at once");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        drop(handle); // waits for the thread, which is inside a 10 s wait
+        let _ = tx.send(());
+    });
+    assert_eq!(rx.recv_timeout(Duration::from_secs(5)), Ok(()), "drop did not return: the thread kept waiting");
+    assert_eq!(monitor.checks_run(), 1);
+    assert_eq!(Arc::strong_count(&monitor), 1, "the thread let go of the monitor");
+}
+
+#[test]
+fn background_thread_records_failures_and_keeps_going() {
+    let (monitor, source) = monitor_with(MonitorConfig { interval: Duration::from_millis(10), ..MonitorConfig::default() });
+    source.fail(0, Error::Cuda("driver hiccup".into()));
+    let handle = monitor.start().unwrap();
+    assert!(wait_until(|| monitor.checks_failed() >= 2), "failed checks {}", monitor.checks_failed());
+    assert_eq!(monitor.last_error().map(|e| e.code()), Some("VRAM-E011"));
+    source.set(0, 100, 1000);
+    assert!(wait_until(|| !monitor.history(0).is_empty()), "no check after the failures");
+    assert!(handle.is_running());
+}
+
+struct PanickingSource;
+
+impl MemorySource for PanickingSource {
+    fn read(&self, _: u32) -> vramguard::Result<MemoryInfo> {
+        panic!("a faulty source")
+    }
+    fn devices(&self) -> vramguard::Result<Vec<u32>> {
+        Ok(vec![0])
+    }
+}
+
+#[test]
+fn panicking_source_is_an_error_not_a_dead_thread() {
+    let monitor = Arc::new(GpuMonitor::with_source(MonitorConfig::default(), Arc::new(PanickingSource)).unwrap());
+    let err = monitor.check_now().unwrap_err();
+    assert_eq!(err.code(), "VRAM-E012");
+    let handle = monitor.start().unwrap();
+    assert!(wait_until(|| monitor.checks_failed() >= 2), "failed checks {}", monitor.checks_failed());
+    assert!(handle.is_running());
+}
+
+fn tracker_with_allocations() -> Tracker {
+    let tracker = Tracker::new(0).unwrap();
+    tracker.record(0x7000_0000 as *const _, 1 << 20, Purpose::ModelWeights, AllocationKind::Device, "encoder").unwrap();
+    tracker.record(0x7100_0000 as *const _, 4096, Purpose::KVCache, AllocationKind::Device, "kv").unwrap();
+    tracker
+}
+
+#[test]
+fn dump_lists_latest_history_and_tracker_allocations() {
+    let (monitor, source) = monitor();
+    source.set(0, 850, 1000);
+    monitor.attach_tracker(tracker_with_allocations());
+    monitor.check_now().unwrap();
+    monitor.check_now().unwrap();
+    let dump = monitor.dump_json();
+    let device = &dump["devices"][0];
+    assert_eq!(device["device"], 0);
+    assert_eq!(device["latest"]["used_bytes"], 850);
+    assert_eq!(device["latest"]["level"], "Warning");
+    assert_eq!(device["history"].as_array().unwrap().len(), 2);
+    let allocations = device["tracker"]["allocations"].as_array().unwrap();
+    let described: Vec<(&str, &str, u64)> = allocations
+        .iter()
+        .map(|a| (a["description"].as_str().unwrap(), a["purpose"].as_str().unwrap(), a["bytes"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(described, vec![("encoder", "ModelWeights", 1 << 20), ("kv", "KVCache", 4096)]);
+    assert_eq!(allocations[0]["address"], "0x70000000");
+    let usage = &device["tracker"]["usage"];
+    assert_eq!(usage["total_bytes"], (1 << 20) + 4096);
+    assert_eq!(usage["by_purpose"]["ModelWeights"]["bytes"], 1 << 20);
+    assert_eq!(usage["by_purpose"]["KVCache"]["count"], 1);
+    assert_eq!(usage["by_purpose"]["Unknown"]["bytes"], 0);
+    assert_eq!(dump["checks_run"], 2);
+    assert_eq!(dump["thresholds"]["critical_percent"], 90.0);
+}
+
+#[test]
+fn dump_file_written_atomically_and_parses() {
+    let dir = TempDir::new("dump");
+    let (monitor, source) = monitor();
+    source.set(0, 100, 1000);
+    monitor.check_now().unwrap();
+    let first = monitor.write_dump(&dir.0).unwrap();
+    let second = monitor.write_dump(&dir.0).unwrap();
+    assert_ne!(first, second, "a second dump replaced the first");
+    let name = first.file_name().unwrap().to_string_lossy().into_owned();
+    let pid = format!("-{}.json", std::process::id());
+    assert!(name.starts_with("vramguard-dump-") && name.ends_with(&pid), "{name}");
+    let millis: u128 = name["vramguard-dump-".len()..name.len() - pid.len()].parse().unwrap();
+    assert!(millis > 1_600_000_000_000, "{name}");
+    assert_eq!(read_json(&first)["devices"][0]["latest"]["used_bytes"], 100);
+    assert_eq!(dir.files().len(), 2, "a temporary file was left: {:?}", dir.files());
+    let missing = dir.0.join("no such directory");
+    assert_eq!(monitor.write_dump(&missing).unwrap_err().code(), "VRAM-E017");
+}
+
+fn out_of_memory() -> Error {
+    let oom = OutOfMemory::device(0, 1 << 30, Some(1 << 20), Usage::default(), "cudaErrorMemoryAllocation".into());
+    Error::OutOfMemory(Box::new(oom))
+}
+
+#[test]
+fn oom_hook_writes_a_dump_with_the_error_json() {
+    let dir = TempDir::new("oom");
+    let (monitor, source) = monitor_with(MonitorConfig { dump_dir: Some(dir.0.clone()), ..MonitorConfig::default() });
+    source.set(0, 990, 1000);
+    monitor.attach_tracker(tracker_with_allocations());
+    monitor.check_now().unwrap();
+    let hook = monitor.oom_hook();
+    hook(&Error::InvalidArgument("not an OOM".into()));
+    assert_eq!(monitor.ooms_seen(), 0);
+    assert!(dir.files().is_empty());
+    hook(&out_of_memory());
+    assert_eq!(monitor.ooms_seen(), 1);
+    let path = monitor.last_dump().expect("no dump written");
+    assert_eq!(dir.files(), vec![path.file_name().unwrap().to_string_lossy().into_owned()]);
+    let dump = read_json(&path);
+    assert_eq!(dump["trigger"], "out_of_memory");
+    assert_eq!(dump["error"], out_of_memory().to_json());
+    assert_eq!(dump["error"]["code"], "VRAM-E002");
+    assert_eq!(dump["ooms_seen"], 1);
+    assert_eq!(dump["devices"][0]["latest"]["level"], "Critical");
+    assert_eq!(dump["devices"][0]["tracker"]["allocations"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn oom_hook_without_dump_dir_counts_and_outlives_the_monitor() {
+    let (monitor, _source) = monitor();
+    let hook = monitor.oom_hook();
+    hook(&out_of_memory());
+    hook(&out_of_memory());
+    assert_eq!(monitor.ooms_seen(), 2);
+    assert!(monitor.last_dump().is_none());
+    assert_eq!(Arc::strong_count(&monitor), 1, "the hook holds the monitor strongly");
+    drop(monitor);
+    hook(&out_of_memory()); // the monitor is gone: nothing to do, no panic
+}
+
+#[test]
+fn oom_hook_records_a_failed_dump() {
+    let dir = TempDir::new("oom-missing");
+    let missing = dir.0.join("gone");
+    let (monitor, _source) = monitor_with(MonitorConfig { dump_dir: Some(missing), ..MonitorConfig::default() });
+    monitor.oom_hook()(&out_of_memory());
+    assert_eq!(monitor.ooms_seen(), 1);
+    assert!(monitor.last_dump().is_none());
+    assert_eq!(monitor.last_error().map(|e| e.code()), Some("VRAM-E017"));
+}
+
+proptest! {
+    /// below_critical_bytes is the largest non-Critical figure, for any thresholds and total.
+    #[test]
+    fn below_critical_is_the_last_byte_before_critical(
+        warning in 1u32..9_000, gap in 1u32..1_000, total in 1u64..=(1u64 << 48),
+    ) {
+        let warning = f64::from(warning) / 100.0;
+        let critical = (warning + f64::from(gap) / 100.0).min(100.0);
+        prop_assume!(warning < critical);
+        let t = AlertThresholds::new(warning, critical).unwrap();
+        let below = t.below_critical_bytes(total);
+        prop_assert!(t.level_of(below, total) != Critical);
+        prop_assert_eq!(t.level_of(below + 1, total), Critical);
+        prop_assert!(below < total);
+    }
+}
