@@ -16,7 +16,7 @@ fn run() -> vramguard::Result<()> {
     for (embedder, bytes) in MODEL_SIZES {
         slots.allocate_slot(embedder, bytes)?;
     }
-    slots.touch(&Embedder::Semantic); // used just now: evicted last
+    slots.touch(&Embedder::Semantic); // now the most recently used slot
     println!("slots: {} loaded, {} bytes, pressure {}", slots.loaded_count(), slots.allocated(), slots.pressure_level());
     println!("to fit 7 GiB more, load_slot would evict {:?}", slots.plan_fit(7 << 30)?);
 

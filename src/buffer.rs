@@ -44,7 +44,10 @@ impl DeviceBuffer {
         // SAFETY: live tracker, valid out-pointer.
         let status = unsafe { sys::vg_alloc(inner.raw(), bytes, purpose.to_raw(), kind.to_raw(), text.as_ptr(), &mut ptr) };
         if status == sys::VG_ERR_OUT_OF_MEMORY {
-            let cause = Error::from_status(status).to_string();
+            let cause = match Error::from_status(status) {
+                Error::Cuda(message) => message, // the CUDA call and error name, without a second code
+                other => other.to_string(),
+            };
             let available = memory_info(tracker.device()).ok().map(|m| m.free_bytes);
             let oom = OutOfMemory::device(tracker.device() as i32, bytes, available, tracker.usage(), cause);
             return Err(Error::OutOfMemory(Box::new(oom)));

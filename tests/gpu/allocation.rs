@@ -104,7 +104,8 @@ fn out_of_memory_carries_breakdown() -> Result<(), Failed> {
     ensure!(oom.available.is_some_and(|a| a > 0), "{oom:?}");
     ensure!(oom.usage.bytes(Purpose::ModelWeights) == 256 * MIB, "{oom:?}");
     let text = err.to_string();
-    ensure!(text.contains("ModelWeights: 256.00 MiB") && text.contains("requested 1.00 TiB"), "{text}");
+    ensure!(text.contains("ModelWeights 256.00 MiB") && text.contains("Requested: 1,099,511,627,776 bytes"), "{text}");
+    ensure!(text.contains("the device is out of memory") && text.contains("  Cause: vg_alloc: cudaMalloc"), "{text}");
     ensure!(text.contains("cudaErrorMemoryAllocation"), "{text}");
     ensure!(tracker.allocation_count() == 1, "state changed by a failed allocation");
     let _next = tracker.allocate(MIB, Purpose::KVCache, "after OOM")?;

@@ -21,8 +21,8 @@ pub fn trials() -> Vec<Trial> {
         gpu("monitor::unloader_frees_real_memory_at_critical", unloader_frees_real_memory_at_critical),
         gpu("monitor::can_load_model_agrees_with_free_memory", can_load_model_agrees_with_free_memory),
         gpu("monitor::dump_lists_real_tracker_allocations", dump_lists_real_tracker_allocations),
-        without_gpu("monitor::no_gpu_check_is_no_device", no_gpu_check_is_no_device),
-        without_gpu("monitor::no_gpu_background_records_no_device", no_gpu_background_records_no_device),
+        without_gpu("no_device::monitor_check_is_no_device", no_gpu_check_is_no_device),
+        without_gpu("no_device::monitor_background_records_no_device", no_gpu_background_records_no_device),
     ]
 }
 
