@@ -1,0 +1,137 @@
+//! What the health service knows at one moment: computed by the health monitor after each check,
+//! cached, and served as-is by `/health`, `/health/ready` and `/metrics` — handlers never call CUDA.
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+/// Whether the worker may serve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthStatus {
+    /// No check has completed yet.
+    Starting,
+    Healthy,
+    Unhealthy,
+}
+
+/// One tracked allocation found outside device memory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ViolationReport {
+    pub description: String,
+    pub purpose: String,
+    pub kind: String,
+    pub bytes: u64,
+    /// e.g. "not device memory (memory type Managed)".
+    pub reason: String,
+}
+
+/// The device the worker runs on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct DeviceReport {
+    pub ordinal: u32,
+    pub name: String,
+    pub total_bytes: u64,
+    /// Device-wide used VRAM: total − free from cudaMemGetInfo.
+    pub used_bytes: u64,
+    /// Shares physical memory with the host (H5).
+    pub integrated: bool,
+    /// Can access pageable host memory (HMM/ATS): unified memory (H5).
+    pub unified_memory: bool,
+    /// This process's VRAM from NVML; None = unknown (never guessed).
+    pub process_bytes: Option<u64>,
+    /// process − tracked, when the process figure is known.
+    pub untracked_bytes: Option<u64>,
+}
+
+/// The slots' budget.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BudgetReport {
+    pub limit_bytes: u64,
+    pub allocated_bytes: u64,
+    pub available_bytes: u64,
+    /// "low", "medium", "high", "critical".
+    pub pressure: String,
+    /// 0 (low) … 3 (critical).
+    pub pressure_level: u8,
+}
+
+/// One loaded model slot.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SlotReport {
+    pub name: String,
+    pub size_bytes: u64,
+    pub pinned: bool,
+    pub users: usize,
+    pub idle_secs: f64,
+}
+
+/// Counters since the service started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+pub struct HealthCounters {
+    pub checks_passed: u64,
+    /// Checks that found a residency violation.
+    pub checks_violated: u64,
+    /// Checks that could not run (the error is in `last_error`).
+    pub checks_failed: u64,
+    pub evictions: u64,
+    pub ooms: u64,
+}
+
+/// Everything `/health` and `/metrics` show.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HealthReport {
+    pub status: HealthStatus,
+    /// True when the last check found every checked allocation in device memory.
+    pub resident: bool,
+    /// Tracked VRAM (the seed's figure): bytes this worker accounts for.
+    pub vram_bytes_used: u64,
+    /// Seconds since the last completed check; None before the first.
+    pub last_check_secs: Option<f64>,
+    /// Unix time of the last completed check.
+    pub last_check_unix_secs: Option<f64>,
+    pub last_check_duration_secs: Option<f64>,
+    /// The last check's error as JSON (`Error::to_json`), when it could not run.
+    pub last_error: Option<serde_json::Value>,
+    pub violations: Vec<ViolationReport>,
+    /// Tracked bytes by purpose name.
+    pub by_purpose: BTreeMap<String, u64>,
+    pub tracked_allocations: u64,
+    pub device: DeviceReport,
+    pub budget: Option<BudgetReport>,
+    pub slots: Vec<SlotReport>,
+    pub expected_slots: usize,
+    pub counters: HealthCounters,
+}
+
+impl HealthReport {
+    /// Ready for traffic: healthy and resident (Kubernetes readiness).
+    pub fn ready(&self) -> bool {
+        self.status == HealthStatus::Healthy && self.resident
+    }
+
+    /// A report before any check: starting, not ready.
+    pub fn starting(device: DeviceReport) -> HealthReport {
+        HealthReport {
+            status: HealthStatus::Starting,
+            resident: false,
+            vram_bytes_used: 0,
+            last_check_secs: None,
+            last_check_unix_secs: None,
+            last_check_duration_secs: None,
+            last_error: None,
+            violations: Vec::new(),
+            by_purpose: BTreeMap::new(),
+            tracked_allocations: 0,
+            device,
+            budget: None,
+            slots: Vec::new(),
+            expected_slots: 0,
+            counters: HealthCounters::default(),
+        }
+    }
+}
+
+/// Where the HTTP layer gets the cached report. Must be cheap and must not call CUDA.
+pub trait HealthSource: Send + Sync {
+    fn report(&self) -> HealthReport;
+}

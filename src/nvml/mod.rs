@@ -1,0 +1,1 @@
+//! Process VRAM from NVML (being written).
