@@ -49,10 +49,12 @@ impl DeviceBuffer {
                 other => other.to_string(),
             };
             let available = memory_info(tracker.device()).ok().map(|m| m.free_bytes);
+            crate::events::vram_oom(tracker.device(), bytes, available);
             let oom = OutOfMemory::device(tracker.device() as i32, bytes, available, tracker.usage(), cause);
             return Err(Error::OutOfMemory(Box::new(oom)));
         }
         check(status)?;
+        crate::events::vram_allocate(tracker.device(), bytes, purpose, kind);
         Ok(DeviceBuffer { tracker: Arc::clone(inner), device: tracker.device(), ptr, bytes, purpose, kind })
     }
 
@@ -112,6 +114,13 @@ impl Drop for DeviceBuffer {
         let status = unsafe { sys::vg_free(self.tracker.raw(), self.ptr) };
         if status != sys::VG_OK {
             self.tracker.note_drop_failure();
+            return;
+        }
+        if tracing::enabled!(tracing::Level::INFO) {
+            let mut remaining = 0;
+            // SAFETY: live tracker, valid out-pointer.
+            unsafe { sys::vg_total_bytes(self.tracker.raw(), &mut remaining) };
+            crate::events::vram_deallocate(self.device, self.bytes, remaining);
         }
     }
 }

@@ -23,6 +23,7 @@ mod budgeted_allocator;
 pub mod cli;
 mod device;
 mod error;
+pub mod events;
 pub mod monitor;
 pub mod nvml;
 mod out_of_memory;

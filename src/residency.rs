@@ -131,7 +131,8 @@ impl Tracker {
             // SAFETY: violations has room for `capacity` entries; the core copies at most that.
             check(unsafe {
                 sys::vg_verify(self.inner().raw(), purposes.bits(), &mut summary, violations.as_mut_ptr(), capacity as u64)
-            })?;
+            })
+            .inspect_err(|error| crate::events::verify_error(self.device(), error))?;
             if summary.violation_count as usize > capacity {
                 capacity = summary.violation_count as usize + 16;  // grew while we looked: again
                 continue;
@@ -139,6 +140,10 @@ impl Tracker {
             // SAFETY: the core initialised violation_count (<= capacity) entries.
             unsafe { violations.set_len(summary.violation_count as usize) };
             let violations = violations.iter().map(violation_from_raw).collect::<Result<Vec<_>>>()?;
+            match violations.first() {
+                None => crate::events::verify_passed(self.device(), summary.checked),
+                Some(first) => crate::events::verify_failed(self.device(), violations.len(), &first.description),
+            }
             return Ok(ResidencyReport {
                 resident: summary.resident != 0,
                 device: summary.device,

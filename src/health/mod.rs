@@ -1,4 +1,13 @@
-//! The health service (S1–S4): periodic residency checks, the cached report, events.
+//! The health service (S1–S4): periodic residency checks and the cached report that the HTTP
+//! layer serves.
+mod config;
+mod monitor;
 mod report;
+mod runner;
+mod slot_view;
 
+pub use config::HealthConfig;
+pub use monitor::{HealthMonitor, ProcessVramProbe};
 pub use report::{BudgetReport, DeviceReport, HealthCounters, HealthReport, HealthSource, HealthStatus, SlotReport, ViolationReport};
+pub use runner::HealthHandle;
+pub use slot_view::SlotView;

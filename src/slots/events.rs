@@ -13,6 +13,16 @@ pub enum EvictionReason {
     Unload,
 }
 
+impl EvictionReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EvictionReason::Pressure => "pressure",
+            EvictionReason::DeviceOutOfMemory => "device_out_of_memory",
+            EvictionReason::Unload => "unload",
+        }
+    }
+}
+
 /// Passed to eviction callbacks, before the slot's memory is freed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Eviction<K> {

@@ -315,6 +315,8 @@ impl<K: SlotKey> ModelSlotManager<K> {
         let mut evicted = Vec::with_capacity(removed.len());
         for (key, entry) in removed {
             let eviction = Eviction { key: key.clone(), size_bytes: entry.size_bytes, reason };
+            let device = self.shared.config.backing.as_ref().map(|b| b.tracker.device());
+            crate::events::slot_evicted(device, &key.to_string(), entry.size_bytes, reason.as_str());
             for callback in &callbacks {
                 self.contain(|| callback(&eviction));
             }

@@ -5,6 +5,7 @@ mod config;
 mod embedder;
 mod events;
 mod fit_plan;
+mod health_view;
 mod manager;
 mod slot;
 mod slot_use;

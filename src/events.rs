@@ -1,0 +1,91 @@
+//! N1: structured events with the narration fields of seeds 001/002 — actor, action, target,
+//! device, human, and error_kind for failures (at error level). They go to `tracing`, so the
+//! binary's subscriber decides the format (N2: JSON with --json-logs) and tests capture them (N3).
+use crate::format::bytes_human;
+use crate::purpose::{AllocationKind, Purpose};
+
+/// The actor for memory events.
+pub const ACTOR_VRAM_RESIDENCY: &str = "vram-residency";
+/// The actor for the worker's health.
+pub const ACTOR_WORKER: &str = "vramguard";
+
+fn gpu(device: u32) -> String {
+    format!("GPU{device}")
+}
+
+pub(crate) fn vram_allocate(device: u32, bytes: u64, purpose: Purpose, kind: AllocationKind) {
+    let gpu = gpu(device);
+    tracing::info!(
+        actor = ACTOR_VRAM_RESIDENCY, action = "vram_allocate", target = %gpu, device = %gpu,
+        bytes, purpose = %purpose, kind = %kind,
+        human = %format!("Allocated {} on {gpu} for {purpose} ({kind})", bytes_human(bytes)),
+    );
+}
+
+pub(crate) fn vram_deallocate(device: u32, bytes: u64, remaining: u64) {
+    let gpu = gpu(device);
+    tracing::info!(
+        actor = ACTOR_VRAM_RESIDENCY, action = "vram_deallocate", target = %gpu, device = %gpu,
+        bytes, remaining,
+        human = %format!("Deallocated {} on {gpu} ({} still in use)", bytes_human(bytes), bytes_human(remaining)),
+    );
+}
+
+pub(crate) fn vram_oom(device: u32, requested: u64, available: Option<u64>) {
+    let gpu = gpu(device);
+    let available_text = available.map_or_else(|| "unknown".to_string(), bytes_human);
+    tracing::error!(
+        actor = ACTOR_VRAM_RESIDENCY, action = "vram_allocate", target = %gpu, device = %gpu,
+        error_kind = "vram_oom", requested, available = available.unwrap_or(0),
+        human = %format!("VRAM allocation failed on {gpu}: requested {}, only {available_text} available", bytes_human(requested)),
+    );
+}
+
+pub(crate) fn verify_passed(device: u32, checked: u64) {
+    let gpu = gpu(device);
+    tracing::info!(
+        actor = ACTOR_VRAM_RESIDENCY, action = "verify", target = %gpu, device = %gpu, checked,
+        human = %format!("VRAM residency verified on {gpu}: all {checked} allocations resident"),
+    );
+}
+
+pub(crate) fn verify_failed(device: u32, violations: usize, first: &str) {
+    let gpu = gpu(device);
+    tracing::error!(
+        actor = ACTOR_VRAM_RESIDENCY, action = "verify", target = %gpu, device = %gpu,
+        error_kind = "residency_violation", violations,
+        human = %format!("CRITICAL: VRAM residency violated on {gpu}: RAM fallback or UMA detected ({violations} allocation(s), first: {first})"),
+    );
+}
+
+pub(crate) fn verify_error(device: u32, error: &crate::Error) {
+    let gpu = gpu(device);
+    tracing::error!(
+        actor = ACTOR_VRAM_RESIDENCY, action = "verify", target = %gpu, device = %gpu,
+        error_kind = error.kind(), code = error.code(),
+        human = %format!("VRAM residency check could not run on {gpu}: {error}"),
+    );
+}
+
+pub(crate) fn health_status(healthy: bool, reason: &str) {
+    if healthy {
+        tracing::info!(
+            actor = ACTOR_WORKER, action = "health_status", target = "worker", status = "healthy",
+            human = %format!("Worker marked healthy: {reason}"),
+        );
+    } else {
+        tracing::error!(
+            actor = ACTOR_WORKER, action = "health_status", target = "worker", status = "unhealthy",
+            error_kind = "unhealthy",
+            human = %format!("Worker marked unhealthy due to {reason}"),
+        );
+    }
+}
+
+pub(crate) fn slot_evicted(device: Option<u32>, slot: &str, bytes: u64, reason: &str) {
+    let target = device.map_or_else(|| "budget".to_string(), gpu);
+    tracing::info!(
+        actor = ACTOR_VRAM_RESIDENCY, action = "vram_evict", target = %target, slot, bytes, reason,
+        human = %format!("Evicted model slot {slot} ({}) from {target}: {reason}", bytes_human(bytes)),
+    );
+}

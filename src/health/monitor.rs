@@ -1,0 +1,219 @@
+//! S1: the health monitor. Each check verifies that every tracked allocation whose purpose must be
+//! resident is in device memory, reads device and process VRAM, and replaces the cached report
+//! that the HTTP layer serves. A violation or a check that cannot run makes the worker unhealthy;
+//! the next passing check makes it healthy again.
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use crate::device::Device;
+use crate::error::Result;
+use crate::purpose::Purpose;
+use crate::residency::ResidencyReport;
+use crate::tracker::Tracker;
+
+use super::config::HealthConfig;
+use super::report::{DeviceReport, HealthCounters, HealthReport, HealthSource, HealthStatus, ViolationReport};
+use super::slot_view::SlotView;
+
+/// This process's VRAM on a device (None = unknown).
+pub type ProcessVramProbe = Arc<dyn Fn(u32) -> Option<u64> + Send + Sync>;
+
+#[derive(Default)]
+struct Counters {
+    passed: AtomicU64,
+    violated: AtomicU64,
+    failed: AtomicU64,
+}
+
+struct Cached {
+    report: HealthReport,
+    checked_at: Option<Instant>,
+}
+
+/// Checks residency and keeps the latest [`HealthReport`]. Share it in an `Arc`; run it in the
+/// background with [`HealthMonitor::start`].
+pub struct HealthMonitor {
+    tracker: Tracker,
+    config: HealthConfig,
+    slots: Option<Arc<dyn SlotView>>,
+    process_vram: ProcessVramProbe,
+    cached: RwLock<Cached>,
+    /// Device facts that do not change, read at the first check that can.
+    device_static: Mutex<Option<DeviceReport>>,
+    counters: Counters,
+}
+
+impl std::fmt::Debug for HealthMonitor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HealthMonitor").field("device", &self.tracker.device()).field("config", &self.config).finish()
+    }
+}
+
+impl HealthMonitor {
+    /// A monitor of `tracker`'s allocations. Needs no GPU to be built: without one, checks fail
+    /// and the worker reports unhealthy with the error.
+    pub fn new(tracker: Tracker, config: HealthConfig) -> Result<HealthMonitor> {
+        config.validate()?;
+        let device = DeviceReport { ordinal: tracker.device(), ..DeviceReport::default() };
+        Ok(HealthMonitor {
+            tracker,
+            config,
+            slots: None,
+            process_vram: Arc::new(|_| None), // NVML_PROBE
+            cached: RwLock::new(Cached { report: HealthReport::starting(device), checked_at: None }),
+            device_static: Mutex::new(None),
+            counters: Counters::default(),
+        })
+    }
+
+    /// Include a slot manager's budget, pressure and slots in the report.
+    pub fn with_slots(mut self, slots: Arc<dyn SlotView>) -> HealthMonitor {
+        self.slots = Some(slots);
+        self
+    }
+
+    /// Where process VRAM comes from (NVML by default).
+    pub fn with_process_vram(mut self, probe: ProcessVramProbe) -> HealthMonitor {
+        self.process_vram = probe;
+        self
+    }
+
+    pub fn config(&self) -> &HealthConfig {
+        &self.config
+    }
+
+    pub fn tracker(&self) -> &Tracker {
+        &self.tracker
+    }
+
+    /// Runs one check now and returns the new report.
+    pub fn check_now(&self) -> HealthReport {
+        let started = Instant::now();
+        let verification = self.tracker.verify(self.config.purposes);
+        let duration = started.elapsed();
+        let finished = SystemTime::now();
+        let report = self.build_report(&verification, duration.as_secs_f64(), finished);
+        let previous = {
+            let mut cached = self.cached.write().unwrap_or_else(|p| p.into_inner());
+            let previous = cached.report.status;
+            *cached = Cached { report: report.clone(), checked_at: Some(Instant::now()) };
+            previous
+        };
+        if previous != report.status {
+            crate::events::health_status(report.status == HealthStatus::Healthy, &status_reason(&report));
+        }
+        report
+    }
+
+    fn build_report(&self, verification: &Result<ResidencyReport>, duration_secs: f64, at: SystemTime) -> HealthReport {
+        let usage = self.tracker.usage();
+        let by_purpose: BTreeMap<String, u64> = Purpose::ALL.iter().map(|p| (p.to_string(), usage.bytes(*p))).collect();
+        let mut device = self.device_static();
+        let (status, resident, violations, last_error) = match verification {
+            Ok(residency) => {
+                device.total_bytes = residency.device_total_bytes;
+                device.used_bytes = residency.device_used_bytes;
+                let violations: Vec<ViolationReport> = residency.violations.iter().map(violation_report).collect();
+                let counter = if residency.resident { &self.counters.passed } else { &self.counters.violated };
+                counter.fetch_add(1, Ordering::Relaxed);
+                let status = if residency.resident { HealthStatus::Healthy } else { HealthStatus::Unhealthy };
+                (status, residency.resident, violations, None)
+            }
+            Err(error) => {
+                self.counters.failed.fetch_add(1, Ordering::Relaxed);
+                (HealthStatus::Unhealthy, false, Vec::new(), Some(error.to_json()))
+            }
+        };
+        if verification.is_ok() {
+            device.process_bytes = (self.process_vram)(self.tracker.device());
+            // Tracked memory that lives outside the device (a violation) is not in NVML's figure.
+            device.untracked_bytes = device.process_bytes.map(|process| process.saturating_sub(usage.total_bytes));
+        }
+        let (budget, slots, expected_slots, evictions, ooms) = match &self.slots {
+            Some(view) => (Some(view.budget_report()), view.slot_reports(), view.expected_slots(), view.evictions(), view.ooms()),
+            None => (None, Vec::new(), 0, 0, 0),
+        };
+        HealthReport {
+            status,
+            resident,
+            vram_bytes_used: usage.total_bytes,
+            last_check_secs: Some(0.0),
+            last_check_unix_secs: at.duration_since(UNIX_EPOCH).ok().map(|d| d.as_secs_f64()),
+            last_check_duration_secs: Some(duration_secs),
+            last_error,
+            violations,
+            by_purpose,
+            tracked_allocations: usage.allocation_count,
+            device,
+            budget,
+            slots,
+            expected_slots,
+            counters: HealthCounters {
+                checks_passed: self.counters.passed.load(Ordering::Relaxed),
+                checks_violated: self.counters.violated.load(Ordering::Relaxed),
+                checks_failed: self.counters.failed.load(Ordering::Relaxed),
+                evictions,
+                ooms,
+            },
+        }
+    }
+
+    /// Name, integration and unified-memory flags: read once, when the device answers.
+    fn device_static(&self) -> DeviceReport {
+        let mut known = self.device_static.lock().unwrap_or_else(|p| p.into_inner());
+        if known.is_none() {
+            if let Ok(info) = Device::new(self.tracker.device()).and_then(|d| d.info()) {
+                *known = Some(DeviceReport {
+                    ordinal: info.ordinal,
+                    name: info.name.clone(),
+                    total_bytes: info.memory.total_bytes,
+                    integrated: info.integrated,
+                    unified_memory: info.unified_memory(),
+                    ..DeviceReport::default()
+                });
+            }
+        }
+        known.clone().unwrap_or(DeviceReport { ordinal: self.tracker.device(), ..DeviceReport::default() })
+    }
+
+    pub fn is_healthy(&self) -> bool {
+        self.report().status == HealthStatus::Healthy
+    }
+
+    /// The last check's error, when it could not run.
+    pub fn last_error(&self) -> Option<serde_json::Value> {
+        self.report().last_error
+    }
+}
+
+impl HealthSource for HealthMonitor {
+    /// The cached report with its age brought up to date. Never calls CUDA.
+    fn report(&self) -> HealthReport {
+        let cached = self.cached.read().unwrap_or_else(|p| p.into_inner());
+        let mut report = cached.report.clone();
+        report.last_check_secs = cached.checked_at.map(|at| at.elapsed().as_secs_f64());
+        report
+    }
+}
+
+fn violation_report(v: &crate::residency::Violation) -> ViolationReport {
+    ViolationReport {
+        description: v.description.clone(),
+        purpose: v.purpose.to_string(),
+        kind: v.kind.to_string(),
+        bytes: v.bytes,
+        reason: format!("{} (memory type {})", v.reason, v.memory_type),
+    }
+}
+
+fn status_reason(report: &HealthReport) -> String {
+    if let Some(error) = &report.last_error {
+        return format!("a failed residency check: {}", error["message"].as_str().unwrap_or("unknown error"));
+    }
+    match report.violations.first() {
+        Some(v) => format!("VRAM residency violation: {} ({} {}) {}", v.description, v.purpose, v.kind, v.reason),
+        None => format!("all {} checked allocations resident", report.tracked_allocations),
+    }
+}

@@ -1,0 +1,44 @@
+//! The slot manager as seen by the health report: budget, pressure, loaded slots, counters.
+use crate::health::{BudgetReport, SlotReport, SlotView};
+
+use super::manager::ModelSlotManager;
+use super::slot::SlotKey;
+
+impl<K: SlotKey> SlotView for ModelSlotManager<K> {
+    fn budget_report(&self) -> BudgetReport {
+        let pressure = self.pressure_level();
+        BudgetReport {
+            limit_bytes: self.budget(),
+            allocated_bytes: self.allocated(),
+            available_bytes: self.available(),
+            pressure: pressure.to_string(),
+            pressure_level: pressure.as_index(),
+        }
+    }
+
+    fn slot_reports(&self) -> Vec<SlotReport> {
+        let now = self.config().clock.now();
+        self.slots()
+            .into_iter()
+            .map(|s| SlotReport {
+                name: s.key.to_string(),
+                size_bytes: s.size_bytes,
+                pinned: s.pinned,
+                users: s.users,
+                idle_secs: now.saturating_sub(s.last_accessed).as_secs_f64(),
+            })
+            .collect()
+    }
+
+    fn expected_slots(&self) -> usize {
+        self.config().expected_slots
+    }
+
+    fn evictions(&self) -> u64 {
+        self.stats().evictions
+    }
+
+    fn ooms(&self) -> u64 {
+        self.stats().ooms
+    }
+}
