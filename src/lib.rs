@@ -34,6 +34,7 @@ mod purpose;
 pub mod slots;
 pub mod reservation;
 pub mod server;
+pub mod service;
 mod residency;
 pub mod sys;
 mod tracker;

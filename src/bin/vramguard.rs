@@ -1,4 +1,4 @@
-//! `vramguard`: inspect GPUs and self-test residency detection.
+//! `vramguard`: inspect GPUs, self-test residency detection, serve health and metrics.
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -22,6 +22,9 @@ enum Command {
         #[arg(long)]
         device: Option<u32>,
     },
+    /// Load a workload of model slots, check residency periodically, and serve /health,
+    /// /health/live, /health/ready and /metrics until Ctrl-C.
+    Serve(cli::serve::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -34,6 +37,13 @@ fn main() -> ExitCode {
             }
             Err(error) => fail(&error),
         },
+        Command::Serve(serve) => {
+            cli::serve::init_logging(serve.json_logs);
+            match cli::serve::run(&serve) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => fail(&error),
+            }
+        }
     }
 }
 

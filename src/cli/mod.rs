@@ -1,2 +1,6 @@
 //! The operator commands behind the `vramguard` binary.
 pub mod check;
+pub mod serve;
+mod units;
+
+pub use units::{parse_bytes, parse_duration};

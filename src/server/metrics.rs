@@ -1,0 +1,201 @@
+//! `/metrics`: the cached report in the OpenMetrics text format, through prometheus-client.
+//!
+//! A custom `Collector` writes `ConstGauge`s and `ConstCounter`s straight from one
+//! `HealthReport`: the figures are snapshots the health monitor already computed, so live
+//! `Gauge`/`Counter` atomics would only be copies to keep in sync, and one report per scrape
+//! keeps every figure of a scrape from the same check. Figures that are unknown (no budget, no
+//! NVML process figure, no check yet) are left out rather than reported as 0.
+use std::collections::BTreeMap;
+use std::fmt;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{text, DescriptorEncoder, EncodeGaugeValue, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::error::{Error, Result};
+use crate::health::{HealthReport, HealthStatus};
+use crate::purpose::Purpose;
+
+/// The Content-Type of what `encode_metrics` produces.
+pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The report as an OpenMetrics text exposition (ends with `# EOF`). Metric names:
+/// `vramguard_vram_used_bytes{purpose}`, `vramguard_vram_tracked_bytes`,
+/// `vramguard_tracked_allocations`, `vramguard_budget_bytes`, `vramguard_budget_allocated_bytes`,
+/// `vramguard_budget_available_bytes`, `vramguard_memory_pressure_level` (the four with a budget),
+/// `vramguard_device_used_bytes`, `vramguard_device_total_bytes`, `vramguard_process_vram_known`,
+/// `vramguard_process_vram_bytes`, `vramguard_untracked_vram_bytes` (when known),
+/// `vramguard_resident`, `vramguard_healthy`, `vramguard_health_status{status}`,
+/// `vramguard_residency_checks_total{result}`, `vramguard_residency_violations`,
+/// `vramguard_last_check_timestamp_seconds`, `vramguard_last_check_duration_seconds` (after a
+/// check), `vramguard_evictions_total`, `vramguard_ooms_total`, `vramguard_loaded_slots`,
+/// `vramguard_expected_slots`. Errors: VRAM-E012 if the encoder fails.
+pub fn encode_metrics(report: &HealthReport) -> Result<String> {
+    let mut registry = Registry::with_prefix("vramguard");
+    registry.register_collector(Box::new(ReportCollector(report.clone())));
+    let mut out = String::new();
+    text::encode(&mut out, &registry).map_err(|_| Error::Internal("cannot encode the metrics".into()))?;
+    Ok(out)
+}
+
+/// One report, written as metrics on each encode.
+#[derive(Debug)]
+struct ReportCollector(HealthReport);
+
+impl Collector for ReportCollector {
+    fn encode(&self, mut e: DescriptorEncoder) -> fmt::Result {
+        let r = &self.0;
+        let bytes = Some(&Unit::Bytes);
+        let seconds = Some(&Unit::Seconds);
+
+        let mut family = e.encode_descriptor("vram_used", "Tracked VRAM by purpose.", bytes, MetricType::Gauge)?;
+        for (purpose, value) in purpose_bytes(r) {
+            ConstGauge::new(gauge_value(value)).encode(family.encode_family(&[("purpose", purpose.as_str())])?)?;
+        }
+        gauge(&mut e, "vram_tracked", "VRAM this worker tracks, all purposes.", bytes, r.vram_bytes_used)?;
+        gauge(&mut e, "tracked_allocations", "Tracked allocations.", None, r.tracked_allocations)?;
+        if let Some(budget) = &r.budget {
+            gauge(&mut e, "budget", "Budget of the model slots.", bytes, budget.limit_bytes)?;
+            gauge(&mut e, "budget_allocated", "Bytes charged to the slots' budget.", bytes, budget.allocated_bytes)?;
+            gauge(&mut e, "budget_available", "Bytes left in the slots' budget.", bytes, budget.available_bytes)?;
+            let help = "Memory pressure of the budget: 0 low, 1 medium, 2 high, 3 critical.";
+            gauge(&mut e, "memory_pressure_level", help, None, u64::from(budget.pressure_level))?;
+        }
+        gauge(&mut e, "device_used", "Device-wide used VRAM (total - free).", bytes, r.device.used_bytes)?;
+        gauge(&mut e, "device_total", "Device VRAM.", bytes, r.device.total_bytes)?;
+        let help = "1 when NVML reported this process's VRAM, else 0 (the two figures below are then absent).";
+        gauge(&mut e, "process_vram_known", help, None, u64::from(r.device.process_bytes.is_some()))?;
+        if let Some(process) = r.device.process_bytes {
+            gauge(&mut e, "process_vram", "This process's VRAM according to NVML.", bytes, process)?;
+        }
+        if let Some(untracked) = r.device.untracked_bytes {
+            gauge(&mut e, "untracked_vram", "Process VRAM not tracked by vramguard.", bytes, untracked)?;
+        }
+        gauge(&mut e, "resident", "1 when the last check found all checked memory on the device.", None, u64::from(r.resident))?;
+        gauge(&mut e, "healthy", "1 when the worker is healthy.", None, u64::from(r.status == HealthStatus::Healthy))?;
+        let mut family = e.encode_descriptor("health_status", "1 for the current health status.", None, MetricType::Gauge)?;
+        for (status, name) in [(HealthStatus::Starting, "starting"), (HealthStatus::Healthy, "healthy"), (HealthStatus::Unhealthy, "unhealthy")] {
+            ConstGauge::new(i64::from(r.status == status)).encode(family.encode_family(&[("status", name)])?)?;
+        }
+        let c = &r.counters;
+        let help = "Residency checks by result: passed, violated (memory off the device), failed (could not run).";
+        let mut family = e.encode_descriptor("residency_checks", help, None, MetricType::Counter)?;
+        for (result, value) in [("passed", c.checks_passed), ("violated", c.checks_violated), ("failed", c.checks_failed)] {
+            ConstCounter::new(value).encode(family.encode_family(&[("result", result)])?)?;
+        }
+        gauge(&mut e, "residency_violations", "Allocations the last check found off the device.", None, r.violations.len() as u64)?;
+        if let Some(at) = r.last_check_unix_secs.filter(|v| v.is_finite()) {
+            gauge(&mut e, "last_check_timestamp", "Unix time of the last completed check.", seconds, at)?;
+        }
+        if let Some(took) = r.last_check_duration_secs.filter(|v| v.is_finite()) {
+            gauge(&mut e, "last_check_duration", "Duration of the last completed check.", seconds, took)?;
+        }
+        counter(&mut e, "evictions", "Model slots evicted.", c.evictions)?;
+        counter(&mut e, "ooms", "Out-of-memory errors seen.", c.ooms)?;
+        gauge(&mut e, "loaded_slots", "Model slots loaded.", None, r.slots.len() as u64)?;
+        gauge(&mut e, "expected_slots", "Model slots the workload expects.", None, r.expected_slots as u64)?;
+        Ok(())
+    }
+}
+
+/// A u64 as a gauge: clamped to i64, which the text encoder writes (it refuses u64::MAX).
+fn gauge_value(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+trait GaugeFigure {
+    type Value: EncodeGaugeValue;
+    fn value(self) -> Self::Value;
+}
+
+impl GaugeFigure for u64 {
+    type Value = i64;
+    fn value(self) -> i64 {
+        gauge_value(self)
+    }
+}
+
+impl GaugeFigure for f64 {
+    type Value = f64;
+    fn value(self) -> f64 {
+        self
+    }
+}
+
+fn gauge(e: &mut DescriptorEncoder, name: &str, help: &str, unit: Option<&Unit>, value: impl GaugeFigure) -> fmt::Result {
+    ConstGauge::new(value.value()).encode(e.encode_descriptor(name, help, unit, MetricType::Gauge)?)
+}
+
+fn counter(e: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> fmt::Result {
+    ConstCounter::new(value).encode(e.encode_descriptor(name, help, None, MetricType::Counter)?)
+}
+
+/// Bytes per purpose label: every known purpose (0 when absent, so series do not vanish),
+/// plus any other name in the report.
+fn purpose_bytes(report: &HealthReport) -> BTreeMap<String, u64> {
+    let mut out: BTreeMap<String, u64> = Purpose::ALL.iter().map(|p| (purpose_label(&p.to_string()), 0)).collect();
+    for (name, bytes) in &report.by_purpose {
+        *out.entry(purpose_label(name)).or_default() += bytes;
+    }
+    out
+}
+
+/// `ModelWeights` / `KVCache` / `model_weights` → `model_weights` / `kv_cache` / `model_weights`;
+/// anything outside `[a-z0-9_]` becomes `_`, so a label value never needs escaping.
+pub(crate) fn purpose_label(name: &str) -> String {
+    let chars: Vec<char> = name.chars().collect();
+    let mut out = String::with_capacity(name.len() + 4);
+    for (i, &c) in chars.iter().enumerate() {
+        if c.is_ascii_uppercase() {
+            let prev = i.checked_sub(1).map(|j| chars[j]);
+            let next = chars.get(i + 1);
+            let boundary = prev.is_some_and(|p| p.is_ascii_lowercase() || p.is_ascii_digit())
+                || (prev.is_some_and(|p| p.is_ascii_uppercase()) && next.is_some_and(|n| n.is_ascii_lowercase()));
+            if boundary && !out.ends_with('_') {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+        } else if c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' {
+            out.push(c);
+        } else {
+            out.push('_');
+        }
+    }
+    if out.is_empty() {
+        out.push_str("unknown");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::DeviceReport;
+
+    #[test]
+    fn purpose_labels_are_snake_case() {
+        assert_eq!(purpose_label("ModelWeights"), "model_weights");
+        assert_eq!(purpose_label("KVCache"), "kv_cache");
+        assert_eq!(purpose_label("IntermediateBuffers"), "intermediate_buffers");
+        assert_eq!(purpose_label("Unknown"), "unknown");
+        assert_eq!(purpose_label("kv_cache"), "kv_cache");
+        assert_eq!(purpose_label("a\"b\\c d"), "a_b_c_d");
+        assert_eq!(purpose_label(""), "unknown");
+    }
+
+    #[test]
+    fn starting_report_encodes_without_unknown_figures() {
+        let text = encode_metrics(&HealthReport::starting(DeviceReport::default())).unwrap();
+        assert!(text.ends_with("# EOF\n"));
+        assert!(text.contains("vramguard_vram_used_bytes{purpose=\"kv_cache\"} 0\n"));
+        assert!(text.contains("vramguard_process_vram_known 0\n"));
+        assert!(text.contains("vramguard_residency_checks_total{result=\"failed\"} 0\n"));
+        assert!(text.contains("vramguard_health_status{status=\"starting\"} 1\n"));
+        for absent in ["vramguard_process_vram_bytes", "vramguard_budget_bytes", "vramguard_last_check_timestamp_seconds"] {
+            assert!(!text.contains(absent), "{absent} in\n{text}");
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! The running health service: a device, its tracker, the workload's model slots and buffers, the
+//! health monitor checking in the background, and the HTTP endpoint serving its cached report.
+//! Dropping it stops the endpoint and the checks, then frees every byte it allocated.
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::buffer::DeviceBuffer;
+use crate::device::Device;
+use crate::error::Result;
+use crate::health::{HealthConfig, HealthHandle, HealthMonitor};
+use crate::purpose::{AllocationKind, Purpose};
+use crate::server::{HealthServer, ServerConfig};
+use crate::slots::{DeviceBacking, ModelSlotManager, SlotConfig};
+use crate::tracker::Tracker;
+
+use super::workload::Workload;
+
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    pub device: u32,
+    /// Budget of the model slots (bytes); default: seed 000's 8 GiB.
+    pub budget_bytes: u64,
+    pub health: HealthConfig,
+    pub server: ServerConfig,
+    pub workload: Workload,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        ServiceConfig {
+            device: 0,
+            budget_bytes: crate::slots::MODEL_BUDGET_BYTES,
+            health: HealthConfig::default(),
+            server: ServerConfig::default(),
+            workload: Workload::embedders(),
+        }
+    }
+}
+
+pub struct Service {
+    // Field order is drop order: stop serving and checking before freeing memory.
+    server: HealthServer,
+    _checks: HealthHandle,
+    health: Arc<HealthMonitor>,
+    _buffers: Vec<DeviceBuffer>,
+    slots: ModelSlotManager<String>,
+    tracker: Tracker,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service").field("address", &self.server.local_addr()).field("slots", &self.slots).finish()
+    }
+}
+
+impl Service {
+    /// Opens the device (VRAM-E001 without a GPU), loads the workload, runs a first check, and
+    /// starts the background checks and the endpoint.
+    pub fn start(config: ServiceConfig) -> Result<Service> {
+        let tracker = Device::new(config.device)?.tracker()?;
+        let backing = DeviceBacking { tracker: tracker.clone(), kind: AllocationKind::Device };
+        let expected_slots = config.workload.slots.iter().filter(|s| s.purpose == Purpose::ModelWeights).count();
+        let slots = ModelSlotManager::with_config(SlotConfig {
+            budget_bytes: config.budget_bytes,
+            backing: Some(backing),
+            expected_slots,
+            ..SlotConfig::default()
+        });
+        let mut buffers = Vec::new();
+        for slot in &config.workload.slots {
+            if slot.purpose == Purpose::ModelWeights {
+                slots.allocate_slot(slot.name.clone(), slot.bytes)?;
+                slots.pin(&slot.name, slot.pinned)?;
+            } else {
+                buffers.push(tracker.allocate(slot.bytes, slot.purpose, &slot.name)?);
+            }
+        }
+        let health = Arc::new(HealthMonitor::new(tracker.clone(), config.health)?.with_slots(Arc::new(slots.clone())));
+        let checks = health.start()?;
+        let server = HealthServer::start(config.server, health.clone())?;
+        Ok(Service { server, _checks: checks, health, _buffers: buffers, slots, tracker })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.server.local_addr()
+    }
+
+    pub fn tracker(&self) -> &Tracker {
+        &self.tracker
+    }
+
+    pub fn slots(&self) -> &ModelSlotManager<String> {
+        &self.slots
+    }
+
+    pub fn health(&self) -> &Arc<HealthMonitor> {
+        &self.health
+    }
+
+    /// Stops serving and checking, then frees everything (the same as dropping it).
+    pub fn shutdown(self) {
+        drop(self);
+    }
+}

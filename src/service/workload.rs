@@ -1,0 +1,83 @@
+//! What `vramguard serve` loads: by default the 13 embedders of seed 000 at their sizes, or a TOML
+//! file naming slots, sizes, purposes and pins:
+//!
+//! ```toml
+//! [[slot]]
+//! name = "encoder"
+//! bytes = 200_000_000
+//! purpose = "ModelWeights"   # default; other purposes are plain tracked buffers
+//! pinned = true              # default false
+//! ```
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+use crate::purpose::Purpose;
+use crate::slots::MODEL_SIZES;
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadSlot {
+    pub name: String,
+    pub bytes: u64,
+    #[serde(default = "model_weights")]
+    pub purpose: Purpose,
+    #[serde(default)]
+    pub pinned: bool,
+}
+
+fn model_weights() -> Purpose {
+    Purpose::ModelWeights
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Workload {
+    #[serde(rename = "slot", default)]
+    pub slots: Vec<WorkloadSlot>,
+}
+
+impl Workload {
+    /// Seed 000's 13 embedders, E1–E13, as model-weight slots.
+    pub fn embedders() -> Workload {
+        let slots = MODEL_SIZES
+            .iter()
+            .map(|(e, bytes)| WorkloadSlot { name: e.to_string(), bytes: *bytes, purpose: Purpose::ModelWeights, pinned: false })
+            .collect();
+        Workload { slots }
+    }
+
+    pub fn parse(text: &str) -> Result<Workload> {
+        let workload: Workload = toml::from_str(text).map_err(|e| Error::InvalidArgument(format!("workload file: {e}")))?;
+        workload.validate()?;
+        Ok(workload)
+    }
+
+    pub fn load(path: &Path) -> Result<Workload> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Io(format!("cannot read {}: {e}", path.display())))?;
+        Workload::parse(&text)
+    }
+
+    fn validate(&self) -> Result<()> {
+        let mut names = std::collections::HashSet::new();
+        for slot in &self.slots {
+            if slot.bytes == 0 {
+                return Err(Error::InvalidSize(format!("workload slot {:?} has zero bytes", slot.name)));
+            }
+            if !names.insert(slot.name.as_str()) {
+                return Err(Error::InvalidArgument(format!("workload slot {:?} appears twice", slot.name)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Bytes of ModelWeights slots.
+    pub fn model_bytes(&self) -> u64 {
+        self.slots.iter().filter(|s| s.purpose == Purpose::ModelWeights).map(|s| s.bytes).sum()
+    }
+
+    pub fn total_bytes(&self) -> u64 {
+        self.slots.iter().map(|s| s.bytes).sum()
+    }
+}

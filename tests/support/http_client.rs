@@ -1,0 +1,160 @@
+//! A tiny HTTP/1.1 client over `std::net::TcpStream` for the endpoint's tests: send raw bytes,
+//! read the response, split it into status line, headers and body. No dependencies, no
+//! cleverness: what goes on the wire is exactly what the test wrote.
+#![allow(dead_code)]
+
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::time::Duration;
+
+/// Long enough for any answer on loopback; a hang fails the test instead of blocking it.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// One parsed response.
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    /// e.g. "HTTP/1.1".
+    pub version: String,
+    pub status: u16,
+    pub reason: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    /// The first header called `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8(self.body.clone()).expect("UTF-8 body")
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+}
+
+/// `GET path` on a fresh connection (`Connection: close`).
+pub fn get(addr: SocketAddr, path: &str) -> HttpResponse {
+    request(addr, "GET", path)
+}
+
+/// `method path` on a fresh connection (`Connection: close`); panics on I/O errors.
+pub fn request(addr: SocketAddr, method: &str, path: &str) -> HttpResponse {
+    let raw = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let reply = send_raw(addr, raw.as_bytes()).unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+    parse_response(&reply, method == "HEAD").unwrap_or_else(|| panic!("{method} {path}: no response in {reply:?}"))
+}
+
+/// Connects, writes `bytes` (tolerating a server that closes early), half-closes, and reads
+/// until the server closes. Returns whatever arrived, possibly nothing.
+pub fn send_raw(addr: SocketAddr, bytes: &[u8]) -> io::Result<Vec<u8>> {
+    let mut stream = connect(addr)?;
+    let _ = stream.write_all(bytes);
+    let _ = stream.shutdown(Shutdown::Write);
+    Ok(read_until_closed(&mut stream))
+}
+
+/// A connected stream with read and write timeouts set.
+pub fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
+    let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT)?;
+    stream.set_read_timeout(Some(IO_TIMEOUT))?;
+    stream.set_write_timeout(Some(IO_TIMEOUT))?;
+    Ok(stream)
+}
+
+/// Everything until EOF, a reset, or `IO_TIMEOUT` of silence.
+pub fn read_until_closed(stream: &mut TcpStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match stream.read(&mut chunk) {
+            Ok(0) => return out,
+            Ok(n) => out.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(_) => return out,
+        }
+    }
+}
+
+/// Whether the server closed `stream`: a read returns EOF or a reset (not a timeout).
+pub fn closed_by_server(stream: &mut TcpStream) -> bool {
+    let mut chunk = [0u8; 4096];
+    loop {
+        match stream.read(&mut chunk) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => return !matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
+        }
+    }
+}
+
+/// Parses one response at the start of `raw`. The body runs for `Content-Length` bytes (none
+/// for a HEAD request), or to the end of `raw` without one.
+pub fn parse_response(raw: &[u8], head_request: bool) -> Option<HttpResponse> {
+    parse_one(raw, head_request).map(|(response, _)| response)
+}
+
+/// Like `parse_response`, also returning how many bytes the response took (for pipelining).
+pub fn parse_one(raw: &[u8], head_request: bool) -> Option<(HttpResponse, usize)> {
+    let head_end = raw.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let head = std::str::from_utf8(&raw[..head_end - 4]).ok()?;
+    let mut lines = head.split("\r\n");
+    let mut status_line = lines.next()?.splitn(3, ' ');
+    let version = status_line.next()?.to_owned();
+    let status = status_line.next()?.parse().ok()?;
+    let reason = status_line.next().unwrap_or("").to_owned();
+    let mut headers = Vec::new();
+    for line in lines {
+        let (name, value) = line.split_once(':')?;
+        headers.push((name.trim().to_owned(), value.trim().to_owned()));
+    }
+    let mut response = HttpResponse { version, status, reason, headers, body: Vec::new() };
+    let length = if head_request { Some(0) } else { response.header("Content-Length").map(|v| v.parse::<usize>().ok()).unwrap_or(None) };
+    let body_end = match length {
+        Some(len) => head_end.checked_add(len).filter(|&end| end <= raw.len())?,
+        None => raw.len(),
+    };
+    response.body = raw[head_end..body_end].to_vec();
+    Some((response, body_end))
+}
+
+/// A kept-alive connection: several requests, responses read one at a time by Content-Length.
+pub struct Connection {
+    stream: TcpStream,
+    buffer: Vec<u8>,
+}
+
+impl Connection {
+    pub fn open(addr: SocketAddr) -> io::Result<Connection> {
+        Ok(Connection { stream: connect(addr)?, buffer: Vec::new() })
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.stream.write_all(bytes)
+    }
+
+    /// Reads the next response (its whole body).
+    pub fn read_response(&mut self, head_request: bool) -> io::Result<HttpResponse> {
+        let mut chunk = [0u8; 4096];
+        loop {
+            if let Some((response, used)) = parse_one(&self.buffer, head_request) {
+                if response.header("Content-Length").is_some() || head_request {
+                    self.buffer.drain(..used);
+                    return Ok(response);
+                }
+            }
+            match self.stream.read(&mut chunk)? {
+                0 => return Err(io::Error::new(ErrorKind::UnexpectedEof, "closed before a whole response")),
+                n => self.buffer.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    pub fn stream(&mut self) -> &mut TcpStream {
+        &mut self.stream
+    }
+}
