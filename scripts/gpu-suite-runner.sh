@@ -109,6 +109,28 @@ for exe in "$here"/bin/example_*; do
   [ "$rc" -eq 0 ] || failures=$((failures + 1))
 done
 
+# The service as an operator runs it: each endpoint fetched with curl, then Ctrl-C.
+fetch() { if command -v curl >/dev/null; then curl -si --max-time 5 "$1"; else python3 -c 'import sys,urllib.request as u
+try: r=u.urlopen(sys.argv[1],timeout=5)
+except Exception as e: r=e
+print(getattr(r,"status","?"), dict(r.headers)); print(r.read().decode())' "$1"; fi; }
+port=19400
+"$here/bin/vramguard" serve --port "$port" --interval 1s --json-logs >"$logs/serve.log" 2>&1 &
+serve_pid=$!
+for _ in $(seq 1 150); do fetch "http://127.0.0.1:$port/health/live" >/dev/null 2>&1 && break; sleep 0.2; done
+sleep 2  # at least one residency check
+for path in /health /health/live /health/ready /metrics; do
+  printf '$ curl -si http://127.0.0.1:%s%s\n' "$port" "$path"
+  fetch "http://127.0.0.1:$port$path"
+  printf '\n\n'
+done >"$logs/serve-curl.txt" 2>&1
+health_status=$(grep -m1 -oP '^HTTP/1.1 \K[0-9]+' "$logs/serve-curl.txt")
+kill -INT "$serve_pid"
+wait "$serve_pid"
+rc=$?
+note "vramguard serve: /health answered ${health_status:-nothing}, Ctrl-C exit $rc"
+{ [ "${health_status:-}" = 200 ] && [ "$rc" -eq 0 ]; } || failures=$((failures + 1))
+
 "$here/bin/vramguard" check >"$logs/vramguard-check.txt" 2>&1
 note "vramguard check: exit $?"
 [ "${summary[-1]}" = "vramguard check: exit 0" ] || failures=$((failures + 1))

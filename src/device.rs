@@ -32,6 +32,9 @@ pub struct DeviceInfo {
     /// Can access pageable host memory directly (HMM/ATS): unified with the host.
     pub pageable_memory_access: bool,
     pub memory_pools: bool,
+    /// PCI bus id as CUDA writes it ("0000:1B:00.0"). NVML and nvidia-smi number GPUs
+    /// differently from CUDA ordinals (CUDA_VISIBLE_DEVICES, CUDA_DEVICE_ORDER); this matches them.
+    pub pci_bus_id: String,
     pub memory: MemoryInfo,
 }
 
@@ -82,6 +85,9 @@ impl Device {
         check(unsafe { sys::vg_device_info_get(self.ordinal as i32, &mut raw) })?;
         // SAFETY: the core NUL-terminates name within its fixed-size array.
         let name = unsafe { CStr::from_ptr(raw.name.as_ptr()) }.to_string_lossy().into_owned();
+        // SAFETY: the core zero-fills the struct and writes at most 31 bytes into the 32-byte
+        // pci_bus_id, so it is NUL-terminated within its array.
+        let pci_bus_id = unsafe { CStr::from_ptr(raw.pci_bus_id.as_ptr()) }.to_string_lossy().into_owned();
         Ok(DeviceInfo {
             ordinal: self.ordinal,
             name,
@@ -91,6 +97,7 @@ impl Device {
             concurrent_managed_access: raw.concurrent_managed_access != 0,
             pageable_memory_access: raw.pageable_memory_access != 0,
             memory_pools: raw.memory_pools != 0,
+            pci_bus_id,
             memory: MemoryInfo { free_bytes: raw.free_bytes, total_bytes: raw.total_bytes },
         })
     }

@@ -12,6 +12,11 @@ mod no_device;
 #[path = "gpu/monitor.rs"] mod monitor;
 #[path = "gpu/policy.rs"]
 mod policy;
+#[path = "gpu/service.rs"]
+mod service;
+#[path = "support/http_client.rs"]
+mod http_client;
+#[path = "gpu/process_vram.rs"] mod process_vram;
 
 use libtest_mimic::Arguments;
 
@@ -24,6 +29,8 @@ fn main() -> std::process::ExitCode {
     trials.extend(no_device::trials());
     trials.extend(monitor::trials());
     trials.extend(policy::trials());
+    trials.extend(service::trials());
+    trials.extend(process_vram::trials());
 
     warm_up_unified_memory();
     let free_before = free_bytes_per_device();

@@ -112,6 +112,9 @@ typedef struct vg_device_info {
   uint64_t total_bytes;
   uint64_t free_bytes;
   char name[VG_MAX_NAME_BYTES + 1];
+  /* cudaDeviceGetPCIBusId, e.g. "0000:1B:00.0", NUL-terminated: NVML and nvidia-smi number GPUs
+     differently from CUDA (CUDA_VISIBLE_DEVICES, CUDA_DEVICE_ORDER), so GPUs are matched by it. */
+  char pci_bus_id[32];
 } vg_device_info;
 
 typedef struct vg_pointer_check {

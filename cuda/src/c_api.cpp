@@ -185,6 +185,8 @@ vg_status vg_device_info_get(int32_t device, vg_device_info* out_info) {
     result.free_bytes = info.memory.free_bytes;
     const std::size_t n = std::min(info.name.size(), std::size_t{VG_MAX_NAME_BYTES});
     std::memcpy(result.name, info.name.data(), n);
+    const std::size_t m = std::min(info.pci_bus_id.size(), sizeof(result.pci_bus_id) - 1);
+    std::memcpy(result.pci_bus_id, info.pci_bus_id.data(), m);
     *out_info = result;
   });
 }

@@ -12,6 +12,15 @@ bool attribute(cudaDeviceAttr attr, int device) {
   VG_CUDA_CHECK(cudaDeviceGetAttribute(&value, attr, device));
   return value != 0;
 }
+
+// CUDA ordinals are renumbered by CUDA_VISIBLE_DEVICES and CUDA_DEVICE_ORDER; the PCI bus id is
+// what NVML and nvidia-smi match on.
+std::string pci_bus_id(int device) {
+  char buffer[32] = {};
+  VG_CUDA_CHECK(cudaDeviceGetPCIBusId(buffer, static_cast<int>(sizeof(buffer)), device));
+  buffer[sizeof(buffer) - 1] = '\0';
+  return buffer;
+}
 }  // namespace
 
 int device_count() {
@@ -60,6 +69,7 @@ DeviceInfo device_info(int device) {
   info.concurrent_managed_access = attribute(cudaDevAttrConcurrentManagedAccess, device);
   info.pageable_memory_access = attribute(cudaDevAttrPageableMemoryAccess, device);
   info.memory_pools = attribute(cudaDevAttrMemoryPoolsSupported, device);
+  info.pci_bus_id = pci_bus_id(device);
   info.memory = memory_info(device);
   return info;
 }

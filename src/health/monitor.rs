@@ -61,7 +61,7 @@ impl HealthMonitor {
             tracker,
             config,
             slots: None,
-            process_vram: Arc::new(|_| None), // NVML_PROBE
+            process_vram: Arc::new(crate::nvml::process_vram_bytes),
             cached: RwLock::new(Cached { report: HealthReport::starting(device), checked_at: None }),
             device_static: Mutex::new(None),
             counters: Counters::default(),

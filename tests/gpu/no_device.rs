@@ -11,6 +11,7 @@ pub fn trials() -> Vec<Trial> {
         without_gpu("no_device::device_new_is_no_device", device_new_is_no_device),
         without_gpu("no_device::allocation_is_no_device", allocation_is_no_device),
         without_gpu("no_device::verification_is_an_error", verification_is_an_error),
+        without_gpu("no_device::serve_binary_exits_101", serve_binary_exits_101),
         without_gpu("no_device::check_binary_exits_101", check_binary_exits_101),
     ]
 }
@@ -46,5 +47,13 @@ fn check_binary_exits_101() -> Result<(), Failed> {
     ensure!(output.status.code() == Some(101), "exit {:?}", output.status.code());
     ensure!(stderr.lines().count() == 1 && stderr.contains("[VRAM-E001]"), "{stderr}");
     ensure!(output.stdout.is_empty(), "printed to stdout without a GPU");
+    Ok(())
+}
+
+fn serve_binary_exits_101() -> Result<(), Failed> {
+    let output = std::process::Command::new(crate::gpu_gate::vramguard_binary()).args(["serve", "--port", "0"]).output()?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    ensure!(output.status.code() == Some(101), "exit {:?}: {stderr}", output.status.code());
+    ensure!(stderr.contains("[VRAM-E001]"), "{stderr}");
     Ok(())
 }

@@ -23,6 +23,7 @@ struct DeviceInfo {
   bool concurrent_managed_access = false;
   bool pageable_memory_access = false;   // unified with host memory (HMM / ATS)
   bool memory_pools = false;
+  std::string pci_bus_id;                // "0000:1B:00.0": how NVML and nvidia-smi name this GPU
   MemoryInfo memory;
 };
 

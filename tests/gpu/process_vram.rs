@@ -1,0 +1,107 @@
+//! H4 on a GPU: the driver's per-process figure from NVML, matched to the CUDA device by PCI bus
+//! id, moves with what vramguard allocates and covers at least what the tracker records. Where
+//! the host hides our PID from NVML (a container's PID namespace) the answer must be Unknown with
+//! that reason, and stay so: never a guess.
+use std::time::{Duration, Instant};
+
+use libtest_mimic::{Failed, Trial};
+use vramguard::nvml::{in_own_pid_namespace, process_vram, Nvml, PciBusId, ProcessVram, NVML_VALUE_NOT_AVAILABLE};
+use vramguard::{Device, Purpose};
+
+use crate::ensure;
+use crate::gpu_gate::gpu;
+
+const GIB: u64 = 1 << 30;
+
+pub fn trials() -> Vec<Trial> {
+    vec![
+        gpu("process_vram::pci_bus_id_is_well_formed", pci_bus_id_is_well_formed),
+        gpu("process_vram::nvml_finds_the_cuda_device", nvml_finds_the_cuda_device),
+        gpu("process_vram::known_or_explained", known_or_explained),
+        gpu("process_vram::follows_a_1_gib_allocation", follows_a_1_gib_allocation),
+    ]
+}
+
+fn pci_bus_id_is_well_formed() -> Result<(), Failed> {
+    for device in Device::all()? {
+        let id = device.info()?.pci_bus_id;
+        let parsed = PciBusId::parse(&id)?;
+        ensure!(parsed.legacy_form() == id.to_uppercase(), "GPU{}: {id:?} is not CUDA's dddd:bb:dd.f", device.ordinal());
+        println!("[ vramguard ] GPU{} PCI bus id {id}", device.ordinal());
+    }
+    Ok(())
+}
+
+/// The PCI id and the struct layout work even where our PID is hidden: NVML knows the GPU, and
+/// every entry it lists has a plausible figure.
+fn nvml_finds_the_cuda_device() -> Result<(), Failed> {
+    let device = Device::new(0)?;
+    let _context = device.tracker()?.allocate(1 << 20, Purpose::IntermediateBuffers, "context")?;
+    let info = device.info()?;
+    let nvml = Nvml::load()?;
+    let list = nvml.processes(&info.pci_bus_id)?;
+    println!("[ vramguard ] NVML lists on {}: {list:?} (our pid {})", info.pci_bus_id, std::process::id());
+    for entry in &list {
+        let used = entry.used_gpu_memory;
+        ensure!(used == NVML_VALUE_NOT_AVAILABLE || used <= info.memory.total_bytes, "implausible entry {entry:?}");
+    }
+    Ok(())
+}
+
+fn known_or_explained() -> Result<(), Failed> {
+    let device = Device::new(0)?;
+    let _context = device.tracker()?.allocate(1 << 20, Purpose::IntermediateBuffers, "context")?;
+    let answer = process_vram(0);
+    println!("[ vramguard ] process_vram(0) = {answer:?}");
+    match answer {
+        ProcessVram::Known(bytes) => {
+            let used = device.memory_info()?.used_bytes();
+            ensure!(bytes >= 1 << 20, "{bytes} bytes with a live context and 1 MiB allocated");
+            ensure!(bytes <= used, "the process holds {bytes} bytes, more than the GPU's {used} in use");
+        }
+        ProcessVram::Unknown(why) => ensure!(hidden_by_pid_namespace(&why), "unknown without cause: {why}"),
+    }
+    Ok(())
+}
+
+fn follows_a_1_gib_allocation() -> Result<(), Failed> {
+    let tracker = Device::new(0)?.tracker()?;
+    let before = process_vram(0);
+    let weights = tracker.allocate(GIB, Purpose::ModelWeights, "x")?;
+    let tracked = tracker.total_bytes();
+    let Some(start) = before.bytes() else {
+        let during = process_vram(0);
+        drop(weights);
+        let ProcessVram::Unknown(why) = &before else { unreachable!() };
+        ensure!(hidden_by_pid_namespace(why), "unknown without cause: {why}");
+        ensure!(during.bytes().is_none(), "a figure appeared while our PID is hidden: {during:?}");
+        println!("[ vramguard ] unknown before and during the allocation, as it must be here: {why}");
+        return Ok(());
+    };
+    let during = wait_for(|bytes| bytes >= start + GIB)?;
+    ensure!(during >= start + GIB, "rose from {start} to only {during} after allocating 1 GiB");
+    ensure!(during >= tracked, "process {during} below tracked {tracked}");
+    drop(weights);
+    let after = wait_for(|bytes| bytes + GIB <= during)?;
+    ensure!(after + GIB <= during, "fell from {during} to only {after} after freeing 1 GiB");
+    println!("[ vramguard ] process VRAM {start} -> {during} (tracked {tracked}) -> {after}");
+    Ok(())
+}
+
+/// NVML's figure, polled for up to two seconds until `done` holds (the last reading otherwise).
+fn wait_for(done: impl Fn(u64) -> bool) -> Result<u64, Failed> {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let bytes = process_vram(0).bytes().ok_or("NVML's figure disappeared")?;
+        if done(bytes) || Instant::now() > deadline {
+            return Ok(bytes);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The one accepted cause of Unknown on a GPU host: our PID is not NVML's because this process
+/// runs in its own PID namespace.
+fn hidden_by_pid_namespace(why: &str) -> bool {
+    in_own_pid_namespace() == Some(true) && why.contains("PID namespace")
+}
