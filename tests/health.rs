@@ -1,5 +1,7 @@
-//! The health monitor without a GPU: a check that cannot run makes the worker unhealthy with the
-//! coded error, narrated at error level; the background thread keeps checking and stops on drop.
+//! The health monitor when its check cannot run — no driver here, or (on a GPU host) a device
+//! ordinal that does not exist: the worker is unhealthy with the coded error, narrated at error
+//! level; the background thread keeps checking and stops on drop. Runs the same with or without
+//! a GPU.
 #[path = "support/capture.rs"]
 mod capture;
 
@@ -12,9 +14,17 @@ use vramguard::health::{HealthConfig, HealthMonitor, HealthSource, HealthStatus}
 use vramguard::slots::ModelSlotManager;
 use vramguard::{Purpose, PurposeSet, Tracker};
 
+/// No host has this many GPUs: checks of its tracker fail with VRAM-E001 (no driver) or
+/// VRAM-E010 (no such device).
+const UNUSABLE_DEVICE: u32 = 63;
+
 fn monitor(interval: Duration) -> HealthMonitor {
     let config = HealthConfig { interval, ..HealthConfig::default() };
-    HealthMonitor::new(Tracker::new(0).unwrap(), config).unwrap()
+    HealthMonitor::new(Tracker::new(UNUSABLE_DEVICE).unwrap(), config).unwrap()
+}
+
+fn unusable(code: &serde_json::Value) -> bool {
+    code == "VRAM-E001" || code == "VRAM-E010"
 }
 
 #[test]
@@ -25,15 +35,14 @@ fn before_the_first_check_the_worker_is_starting_and_not_ready() {
 }
 
 #[test]
-fn a_check_without_a_driver_is_unhealthy_with_the_coded_error_and_narrated() {
+fn a_check_that_cannot_run_is_unhealthy_with_the_coded_error_and_narrated() {
     let capture = Capture::default();
     let monitor = monitor(Duration::from_secs(60));
     let report = capture.run(|| monitor.check_now());
     assert_eq!(report.status, HealthStatus::Unhealthy);
     assert!(!report.resident && !report.ready());
     let error = report.last_error.as_ref().expect("the check's error");
-    assert_eq!(error["code"], "VRAM-E001");
-    assert_eq!(error["recoverable"], false);
+    assert!(unusable(&error["code"]), "{error}");
     assert_eq!(report.counters.checks_failed, 1);
     assert_eq!(report.device.process_bytes, None, "unknown, never guessed");
     assert_eq!(monitor.report().last_error, report.last_error, "cached for the HTTP layer");
@@ -41,9 +50,9 @@ fn a_check_without_a_driver_is_unhealthy_with_the_coded_error_and_narrated() {
     let verify = capture.with_action("verify");
     assert_eq!(verify.len(), 1, "{:?}", capture.events());
     assert_eq!(verify[0].level, Level::ERROR);
-    assert_eq!(verify[0].field("error_kind"), Some("no_device"));
+    assert!(matches!(verify[0].field("error_kind"), Some("no_device" | "invalid_device")), "{:?}", verify[0]);
     assert_eq!(verify[0].field("actor"), Some("vram-residency"));
-    assert_eq!(verify[0].field("device"), Some("GPU0"));
+    assert_eq!(verify[0].field("device"), Some("GPU63"));
     let status = capture.with_action("health_status");
     assert_eq!(status.len(), 1);
     assert_eq!(status[0].level, Level::ERROR);
