@@ -75,6 +75,7 @@ pub fn run(args: &ServeArgs) -> Result<()> {
 pub fn init_logging(json: bool) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Events carry their own `target` field (GPU0, worker): the module path would be a second one.
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
     let _ = if json { builder.json().flatten_event(true).try_init() } else { builder.try_init() };
 }
