@@ -1,0 +1,2 @@
+//! BDD scenarios (being written).
+fn main() {}
