@@ -17,6 +17,9 @@ cmake --build build -j"$(nproc)"
 ctest --test-dir build --output-on-failure 2>&1 | tee "$logs/ctest.log"
 cpp_skipped=$(grep -c '(Skipped)' "$logs/ctest.log" || true)
 
+echo "== C++ core under ThreadSanitizer and AddressSanitizer + UndefinedBehaviorSanitizer"
+./scripts/sanitizers.sh
+
 echo "== Rust crate: cargo test"
 cargo test --all-targets 2>&1 | tee "$logs/cargo-test.log"
 cargo test --doc 2>&1 | tee "$logs/cargo-doctest.log"
