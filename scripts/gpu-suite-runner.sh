@@ -92,12 +92,28 @@ done
 CUDA_VISIBLE_DEVICES= "$here/bin/rust_test_gpu" no_device:: >"$logs/rust_test_gpu.nogpu.log" 2>&1
 rust_line "$logs/rust_test_gpu.nogpu.log" "rust_test_gpu [no-GPU paths, CUDA_VISIBLE_DEVICES=]" $?
 
-# Every other Rust test binary (unit tests, properties, C ABI matrix) with the GPU available.
+# Every other Rust test binary (unit tests, properties, C ABI matrix, policy, health, HTTP, BDD,
+# soak) with the GPU available; then under memcheck too, except the soak (its 800,000 operations
+# are the point, and memcheck would take hours over them).
+export VRAMGUARD_FEATURES="$here/features"
+bdd_line() {
+  local log="$1" label="$2" rc="$3"
+  local scenarios steps
+  scenarios=$(grep -E '^[0-9]+ scenarios? ' "$log" | tail -1)
+  steps=$(grep -E '^[0-9]+ steps? ' "$log" | tail -1)
+  note "$label: ${scenarios:-no scenarios}; ${steps:-no steps} (exit $rc)"
+  { [ "$rc" -eq 0 ] && ! grep -qE '^[0-9]+ (scenarios?|steps?) .*skipped' "$log"; } || failures=$((failures + 1))
+}
 for exe in "$here"/bin/rust_*; do
   name="$(basename "$exe")"
   [ "$name" = "rust_test_gpu" ] && continue
   VRAM_REQUIRE_GPU=1 "$exe" >"$logs/$name.log" 2>&1
-  rust_line "$logs/$name.log" "$name" $?
+  rc=$?
+  if [ "$name" = "rust_test_bdd" ]; then bdd_line "$logs/$name.log" "$name" $rc; else rust_line "$logs/$name.log" "$name" $rc; fi
+  [ "$name" = "rust_test_soak" ] && grep -h '^\[ vramguard \]' "$logs/$name.log"
+  [ "$name" = "rust_test_soak" ] && continue
+  VRAM_REQUIRE_GPU=1 "${memcheck[@]}" "$exe" >"$logs/$name.memcheck.log" 2>&1
+  sanitizer_line "$logs/$name.memcheck.log" "$name" $?
 done
 
 # The README's examples, as a user would run them.

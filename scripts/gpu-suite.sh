@@ -41,6 +41,7 @@ for line in sys.stdin:
   cp "$exe" "$stage/bin/rust_${kind}_${name}"
 done
 strip --strip-debug "$stage"/bin/*
+cp -r features "$stage/features"  # the BDD scenarios
 cp scripts/gpu-suite-runner.sh "$stage/run.sh"
 chmod +x "$stage/run.sh"
 du -sh "$stage" | sed 's/^/staged: /'
