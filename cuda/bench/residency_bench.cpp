@@ -1,0 +1,92 @@
+// A residency sweep over 100,000 live allocations against a raw cudaPointerGetAttributes loop
+// over the same pointers, and tracked allocation latency while sweeps run against idle: the sweep
+// must not hold the tracker's locks while it asks CUDA.
+#include <cuda_runtime_api.h>
+
+#include <atomic>
+#include <thread>
+#include <vector>
+
+#include "bench.hpp"
+#include "timing.hpp"
+#include "vramguard/device_memory.hpp"
+#include "vramguard/health.hpp"
+#include "vramguard/memory_pool.hpp"
+
+namespace bench {
+namespace {
+
+constexpr std::size_t kLive = 100'000;
+constexpr std::size_t kSpacing = 256;
+
+std::vector<double> allocation_latencies_us(vramguard::VramTracker& tracker, vramguard::MemoryPool& pool, int n) {
+  std::vector<double> samples;
+  samples.reserve(n);
+  for (int i = 0; i < n; ++i) {
+    const double start = now_seconds();
+    {
+      vramguard::DeviceMemory memory(4096, &tracker, vramguard::VramPurpose::KVCache, {}, vramguard::AllocationKind::Pool, &pool);
+    }
+    samples.push_back((now_seconds() - start) * 1e6);
+  }
+  return samples;
+}
+
+}  // namespace
+
+void residency_benchmarks(int device) {
+  cudaSetDevice(device);
+  char* block = nullptr;
+  cudaMalloc(&block, kLive * kSpacing);
+  vramguard::VramTracker tracker(device);
+  std::vector<const void*> pointers;
+  for (std::size_t i = 0; i < kLive; ++i) {
+    pointers.push_back(block + i * kSpacing);
+    tracker.adopt(pointers.back(), kSpacing, vramguard::VramPurpose::ModelWeights);
+  }
+  std::vector<double> raw, ours;
+  for (int round = 0; round < 7; ++round) {
+    double start = now_seconds();
+    std::size_t resident = 0;
+    for (const void* p : pointers) {
+      cudaPointerAttributes attributes{};
+      if (cudaPointerGetAttributes(&attributes, p) == cudaSuccess && attributes.type == cudaMemoryTypeDevice &&
+          attributes.hostPointer == nullptr && attributes.device == device) {
+        ++resident;
+      }
+    }
+    raw.push_back(now_seconds() - start);
+    start = now_seconds();
+    const auto report = vramguard::Health::check_residency(tracker);
+    ours.push_back(now_seconds() - start);
+    if (!report.resident || resident != kLive) std::printf("unexpected: not all resident\n");
+  }
+  const double ratio = median(ours) / median(raw);
+  rows().push_back({"residency sweep, 100,000 live allocations", fmt("%.1f ms", median(ours) * 1e3),
+                    fmt("%.1f ms (raw cudaPointerGetAttributes loop)", median(raw) * 1e3), fmt("%.2fx", ratio), "<= 1.2x",
+                    ratio <= 1.2});
+
+  vramguard::MemoryPool pool(device);
+  vramguard::VramTracker churn(device);
+  allocation_latencies_us(churn, pool, 2000);  // warm the pool
+  const double idle = median(allocation_latencies_us(churn, pool, 20000));
+  std::atomic<bool> stop{false};
+  std::atomic<int> sweeps{0};
+  std::thread sweeper([&] {
+    cudaSetDevice(device);
+    while (!stop.load()) {
+      vramguard::Health::check_residency(tracker);
+      sweeps.fetch_add(1);
+    }
+  });
+  while (sweeps.load() == 0) {
+  }
+  const double busy = median(allocation_latencies_us(tracker, pool, 20000));
+  stop.store(true);
+  sweeper.join();
+  rows().push_back({"tracked Pool allocation + free during sweeps", fmt("%.2f us", busy), fmt("%.2f us idle", idle),
+                    fmt("%.2fx", busy / idle), "<= 2x idle", busy / idle <= 2.0});
+  cudaFree(block);
+}
+
+}  // namespace bench
