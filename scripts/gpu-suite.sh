@@ -40,9 +40,20 @@ for line in sys.stdin:
   [ "$name" = "readme" ] && continue  # reads the source tree, which the GPU host lacks
   cp "$exe" "$stage/bin/rust_${kind}_${name}"
 done
+# The Rust GPU benchmark (run by gpu-suite/bench.sh, not by the test runner).
+cargo bench --bench gpu --no-run --message-format=json --quiet 2>/dev/null |
+  python3 -c '
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "gpu":
+        print(m["executable"])
+' | while read -r exe; do cp "$exe" "$stage/bin/bench_gpu"; done
+if [ -x build-gpu/vramguard_bench ]; then cp build-gpu/vramguard_bench "$stage/bin/vramguard_bench"; fi
 strip --strip-debug "$stage"/bin/*
 cp -r features "$stage/features"  # the BDD scenarios
 cp scripts/gpu-suite-runner.sh "$stage/run.sh"
-chmod +x "$stage/run.sh"
+cp scripts/gpu-bench-runner.sh "$stage/bench.sh"
+chmod +x "$stage/run.sh" "$stage/bench.sh"
 du -sh "$stage" | sed 's/^/staged: /'
 ls "$stage/bin"
