@@ -70,7 +70,7 @@ fn main() {
 
 /// CUDA_HOME, CUDA_PATH, nvcc on PATH, then the project-local toolkit: the first with bin/nvcc.
 fn find_toolkit(root: &Path) -> Option<PathBuf> {
-    let from_env = ["CUDA_HOME", "CUDA_PATH"].into_iter().filter_map(|v| env::var_os(v)).map(PathBuf::from);
+    let from_env = ["CUDA_HOME", "CUDA_PATH"].into_iter().filter_map(env::var_os).map(PathBuf::from);
     let from_path = env::var_os("PATH").into_iter().flat_map(|p| env::split_paths(&p).collect::<Vec<_>>()).filter_map(
         |dir| dir.join("nvcc").is_file().then(|| dir.parent().map(Path::to_path_buf)).flatten(),
     );

@@ -24,7 +24,8 @@ echo "== Rust crate: cargo test"
 cargo test --all-targets 2>&1 | tee "$logs/cargo-test.log"
 cargo test --doc 2>&1 | tee "$logs/cargo-doctest.log"
 rust_skipped=$(grep -oP 'test result: .* \K[0-9]+(?= ignored)' "$logs/cargo-test.log" | awk '{s+=$1} END {print s+0}')
+bdd_skipped=$(grep -oP '^\K[0-9]+(?= @gpu scenarios skipped)' "$logs/cargo-test.log" | tail -1)
 
 echo
-echo "tests: all passed; GPU tests skipped on this machine: $cpp_skipped GoogleTest, $rust_skipped Rust" \
+echo "tests: all passed; GPU tests skipped on this machine: $cpp_skipped GoogleTest, $rust_skipped Rust, ${bdd_skipped:-0} BDD scenarios" \
   "(run ./scripts/gpu-suite.sh and gpu-suite/run.sh on a GPU host for those)"

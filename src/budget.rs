@@ -142,6 +142,14 @@ impl Budget {
     /// Charges `bytes` for `purpose`, or refuses and changes nothing. The charge is returned on
     /// drop unless the caller keeps it.
     pub fn charge(&self, bytes: u64, purpose: Purpose) -> std::result::Result<BudgetCharge, Refusal> {
+        let charge = self.reserve(bytes, purpose)?;
+        charge.commit();
+        Ok(charge)
+    }
+
+    /// Reserves without touching the peak: for a charge that a later step (the device) may still
+    /// refuse. [`BudgetCharge::commit`] records the peak once that step succeeded.
+    pub(crate) fn reserve(&self, bytes: u64, purpose: Purpose) -> std::result::Result<BudgetCharge, Refusal> {
         let inner = &*self.inner;
         let limit = inner.limit;
         inner
@@ -159,7 +167,6 @@ impl Budget {
         } else {
             inner.purpose_used[purpose.index()].fetch_add(bytes, Ordering::AcqRel);
         }
-        inner.peak.fetch_max(inner.used.load(Ordering::Acquire), Ordering::Relaxed);
         Ok(BudgetCharge { budget: self.clone(), bytes, purpose })
     }
 
@@ -189,6 +196,12 @@ impl BudgetCharge {
 
     pub fn budget(&self) -> &Budget {
         &self.budget
+    }
+
+    /// Counts this charge in the budget's peak (a reservation that became an allocation).
+    pub(crate) fn commit(&self) {
+        let inner = &self.budget.inner;
+        inner.peak.fetch_max(inner.used.load(Ordering::Acquire), Ordering::Relaxed);
     }
 }
 

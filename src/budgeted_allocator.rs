@@ -43,10 +43,18 @@ impl BudgetedAllocator {
     }
 
     pub fn allocate_kind(&self, bytes: u64, purpose: Purpose, kind: AllocationKind, description: &str) -> Result<BudgetedBuffer> {
-        if bytes == 0 {
-            return Err(Error::InvalidSize("cannot allocate zero bytes".into()));
+        // Everything the core would reject is refused before the budget is touched.
+        if bytes == 0 || bytes > crate::sys::VG_MAX_ALLOCATION_BYTES {
+            return Err(Error::InvalidSize(format!("cannot allocate {bytes} bytes: 1 byte to 256 TiB")));
         }
-        let charge = self.budget.charge(bytes, purpose).map_err(|refusal| {
+        crate::tracker::description_cstring(description)?;
+        if description.len() > crate::sys::VG_MAX_DESCRIPTION_BYTES as usize {
+            return Err(Error::DescriptionTooLong(format!("{} bytes; at most 255", description.len())));
+        }
+        if kind == AllocationKind::Adopted {
+            return Err(Error::InvalidArgument("kind Adopted is recorded with adopt(), not allocated".into()));
+        }
+        let charge = self.budget.reserve(bytes, purpose).map_err(|refusal| {
             Error::OutOfMemory(Box::new(OutOfMemory {
                 device: self.tracker.device() as i32,
                 source: refusal.source,
@@ -66,6 +74,7 @@ impl BudgetedAllocator {
             }
             other => other,
         })?; // on failure the charge drops here: rolled back
+        charge.commit();
         Ok(BudgetedBuffer { buffer, charge })
     }
 }

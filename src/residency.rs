@@ -107,6 +107,7 @@ pub struct ResidencyReport {
 }
 
 /// Classifies one pointer against the GPU it should live on.
+#[allow(clippy::not_unsafe_ptr_arg_deref)] // CUDA is asked about the pointer; nothing dereferences it
 pub fn check_pointer(device: u32, ptr: *const c_void) -> Result<PointerCheck> {
     let mut raw = sys::vg_pointer_check::default();
     // SAFETY: valid out-pointer; the core only asks CUDA about ptr, never dereferences it.

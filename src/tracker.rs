@@ -122,6 +122,7 @@ impl Tracker {
     }
 
     /// Records memory the caller allocated itself (bookkeeping only). Returns the record's id.
+    #[allow(clippy::not_unsafe_ptr_arg_deref)] // the pointer is only recorded, never dereferenced
     pub fn record(&self, ptr: *const c_void, bytes: u64, purpose: Purpose, kind: AllocationKind, description: &str) -> Result<u64> {
         let description = description_cstring(description)?;
         let mut id = 0;
@@ -134,6 +135,7 @@ impl Tracker {
 
     /// T7: records a pointer made by another allocator (a framework's tensor) with a purpose, so
     /// that it is counted and residency-checked. vramguard never frees it.
+    #[allow(clippy::not_unsafe_ptr_arg_deref)] // the pointer is only recorded, never dereferenced
     pub fn adopt(&self, ptr: *const c_void, bytes: u64, purpose: Purpose, description: &str) -> Result<u64> {
         let description = description_cstring(description)?;
         let mut id = 0;
@@ -144,6 +146,7 @@ impl Tracker {
 
     /// Forgets a recorded or adopted pointer. An unknown pointer is [`Error::UnknownPointer`]
     /// and changes nothing but the `unknown_deallocations` counter (T2).
+    #[allow(clippy::not_unsafe_ptr_arg_deref)] // the pointer is only recorded, never dereferenced
     pub fn deallocate(&self, ptr: *const c_void) -> Result<()> {
         // SAFETY: the tracker is live.
         check(unsafe { sys::vg_deallocate(self.inner.raw(), ptr) })

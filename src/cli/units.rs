@@ -9,7 +9,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     if !(seconds.is_finite() && seconds > 0.0 && seconds < 1e9) {
         return Err(format!("{text:?} is not a positive duration"));
     }
-    Ok(Duration::from_secs_f64(seconds))
+    let duration = Duration::from_secs_f64(seconds);
+    if duration.is_zero() {
+        return Err(format!("{text:?} is not a positive duration"));
+    }
+    Ok(duration)
 }
 
 /// `8GiB`, `512MiB`, `1.5GB`, `4096` (bytes).
@@ -29,7 +33,7 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
     ];
     let (number, scale) = split_unit(text, &units)?;
     let bytes = number * scale;
-    if !(bytes.is_finite() && bytes >= 1.0 && bytes <= u64::MAX as f64) {
+    if !(bytes.is_finite() && bytes >= 1.0 && bytes < u64::MAX as f64) {
         return Err(format!("{text:?} is not a size of at least 1 byte"));
     }
     Ok(bytes.round() as u64)

@@ -44,8 +44,9 @@ impl Request {
 
     /// The path without query string or fragment: routes ignore both.
     pub(crate) fn path(&self) -> &str {
-        let end = self.target.find(['?', '#']).unwrap_or(self.target.len());
-        &self.target[..end]
+        let target = origin_form(&self.target);
+        let end = target.find(['?', '#']).unwrap_or(target.len());
+        &target[..end]
     }
 
     fn header_values<'a>(&'a self, name: &'static str) -> impl Iterator<Item = &'a str> + 'a {
@@ -153,6 +154,24 @@ fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
+/// RFC 9112 §3.2.2: a server must accept the absolute form (`http://host/path`) too; routing
+/// uses its path.
+fn origin_form(target: &str) -> &str {
+    let lower = target.get(..8).map(str::to_ascii_lowercase).unwrap_or_default();
+    let scheme = if lower.starts_with("http://") {
+        7
+    } else if lower.starts_with("https://") {
+        8
+    } else {
+        return target;
+    };
+    let rest = &target[scheme..];
+    match rest.find(['/', '?', '#']) {
+        Some(i) if rest.as_bytes()[i] == b'/' => &rest[i..],
+        _ => "/",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,3 +235,4 @@ mod tests {
         assert!(check_partial(b"hello world\r\n").is_err());
     }
 }
+

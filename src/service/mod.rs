@@ -1,6 +1,6 @@
 //! `vramguard serve`: the health service as one value that starts and stops cleanly.
-mod service;
+mod running;
 mod workload;
 
-pub use service::{Service, ServiceConfig};
+pub use running::{Service, ServiceConfig};
 pub use workload::{Workload, WorkloadSlot};

@@ -59,11 +59,14 @@ impl Workload {
         Workload::parse(&text)
     }
 
-    fn validate(&self) -> Result<()> {
+    pub(crate) fn validate(&self) -> Result<()> {
         let mut names = std::collections::HashSet::new();
         for slot in &self.slots {
-            if slot.bytes == 0 {
-                return Err(Error::InvalidSize(format!("workload slot {:?} has zero bytes", slot.name)));
+            if slot.bytes == 0 || slot.bytes > crate::sys::VG_MAX_ALLOCATION_BYTES {
+                return Err(Error::InvalidSize(format!(
+                    "workload slot {:?} has {} bytes; a slot holds 1 byte to 256 TiB",
+                    slot.name, slot.bytes
+                )));
             }
             if !names.insert(slot.name.as_str()) {
                 return Err(Error::InvalidArgument(format!("workload slot {:?} appears twice", slot.name)));
@@ -74,10 +77,10 @@ impl Workload {
 
     /// Bytes of ModelWeights slots.
     pub fn model_bytes(&self) -> u64 {
-        self.slots.iter().filter(|s| s.purpose == Purpose::ModelWeights).map(|s| s.bytes).sum()
+        self.slots.iter().filter(|s| s.purpose == Purpose::ModelWeights).fold(0u64, |sum, s| sum.saturating_add(s.bytes))
     }
 
     pub fn total_bytes(&self) -> u64 {
-        self.slots.iter().map(|s| s.bytes).sum()
+        self.slots.iter().fold(0u64, |sum, s| sum.saturating_add(s.bytes))
     }
 }

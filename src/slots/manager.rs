@@ -168,7 +168,7 @@ impl<K: SlotKey> ModelSlotManager<K> {
             let charge = self
                 .shared
                 .budget
-                .charge(size_bytes, Purpose::ModelWeights)
+                .reserve(size_bytes, Purpose::ModelWeights)
                 .map_err(|refusal| self.budget_oom(size_bytes, refusal, state.slots.len()))?;
             state.loading.insert(key.clone());
             charge
@@ -186,6 +186,7 @@ impl<K: SlotKey> ModelSlotManager<K> {
             self.shared.counters.ooms.fetch_add(1, Ordering::Relaxed);
         }
         let buffer = buffer.map_err(|error| self.enrich_device_oom(error, state.slots.len()))?;
+        charge.commit();
         let now = self.shared.config.clock.now();
         let access_seq = next_seq(&mut state);
         let entry = SlotEntry {

@@ -57,6 +57,10 @@ impl Service {
     /// Opens the device (VRAM-E001 without a GPU), loads the workload, runs a first check, and
     /// starts the background checks and the endpoint.
     pub fn start(config: ServiceConfig) -> Result<Service> {
+        // A configuration that cannot work is refused before the device is touched.
+        config.health.validate()?;
+        config.server.validate()?;
+        config.workload.validate()?;
         let tracker = Device::new(config.device)?.tracker()?;
         let backing = DeviceBacking { tracker: tracker.clone(), kind: AllocationKind::Device };
         let expected_slots = config.workload.slots.iter().filter(|s| s.purpose == Purpose::ModelWeights).count();
