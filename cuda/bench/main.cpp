@@ -1,5 +1,5 @@
 // vramguard's GPU benchmark: runs on a GPU host without Rust and prints one table.
-//   vramguard_bench [--device N] [--skip-checksum]
+//   vramguard_bench [--device N] [--skip-checksum] [--tracker-only]  (the last needs no GPU)
 #include <cuda_runtime_api.h>
 
 #include <cstdio>
@@ -16,6 +16,11 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--device") == 0 && i + 1 < argc) device = std::atoi(argv[++i]);
     if (std::strcmp(argv[i], "--skip-checksum") == 0) checksum = false;
+    if (std::strcmp(argv[i], "--tracker-only") == 0) {
+      bench::tracker_benchmarks();
+      bench::print_table("vramguard_bench (tracker only)");
+      return 0;
+    }
   }
   int count = 0;
   if (cudaGetDeviceCount(&count) != cudaSuccess || count <= device) {

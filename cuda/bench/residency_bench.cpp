@@ -37,7 +37,7 @@ std::vector<double> allocation_latencies_us(vramguard::VramTracker& tracker, vra
 void residency_benchmarks(int device) {
   cudaSetDevice(device);
   char* block = nullptr;
-  cudaMalloc(&block, kLive * kSpacing);
+  cudaMalloc(reinterpret_cast<void**>(&block), kLive * kSpacing);
   vramguard::VramTracker tracker(device);
   std::vector<const void*> pointers;
   for (std::size_t i = 0; i < kLive; ++i) {

@@ -5,16 +5,25 @@
 #include <iomanip>
 #include <sstream>
 
+#include <time.h>
+
 #include "vramguard/error.hpp"
 
 namespace vramguard {
 
 namespace {
 
+// The coarse real-time clock (a few ms of resolution, a few ns to read): a record's time says
+// when it was made, not how long anything took, and the fine clock costs a fifth of a record.
 std::uint64_t unix_now_ns() {
-  return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                        std::chrono::system_clock::now().time_since_epoch())
-                                        .count());
+  timespec now{};
+  clock_gettime(CLOCK_REALTIME_COARSE, &now);
+  return static_cast<std::uint64_t>(now.tv_sec) * 1'000'000'000ull + static_cast<std::uint64_t>(now.tv_nsec);
+}
+
+// For counters written only under one lock: a load and a store, no locked instruction.
+void add_locked(std::atomic<std::uint64_t>& counter, std::uint64_t delta) noexcept {
+  counter.store(counter.load(std::memory_order_relaxed) + delta, std::memory_order_relaxed);
 }
 
 void raise_max(std::atomic<std::uint64_t>& peak, std::uint64_t value) noexcept {
@@ -112,30 +121,26 @@ std::uint64_t VramTracker::insert(const void* ptr, std::size_t bytes, VramPurpos
   record.description.assign(description.data(), description.size());
 
   std::lock_guard<std::mutex> lock(shard.mutex);
-  if (shard.records.count(key) != 0) {
-    throw Error(VG_ERR_ALREADY_TRACKED, "pointer is already tracked");
-  }
+  // One hash lookup: the record is moved in only when the pointer is new.
+  const auto [slot, inserted] = shard.records.try_emplace(key, std::move(record));
+  if (!inserted) throw Error(VG_ERR_ALREADY_TRACKED, "pointer is already tracked");
   // Reserve the bytes with a compare-exchange so the total can never wrap.
   std::uint64_t total = total_bytes_.load(std::memory_order_relaxed);
   do {
-    if (total + bytes < total) throw Error(VG_ERR_INVALID_SIZE, "tracked total would overflow");
+    if (total + bytes < total) {
+      shard.records.erase(slot);
+      throw Error(VG_ERR_INVALID_SIZE, "tracked total would overflow");
+    }
   } while (!total_bytes_.compare_exchange_weak(total, total + bytes, std::memory_order_relaxed));
-
   const std::uint64_t id = (shard.next_sequence++ << 6) | shard_index;
-  record.id = id;
-  try {
-    shard.records.emplace(key, std::move(record));
-  } catch (...) {
-    total_bytes_.fetch_sub(bytes, std::memory_order_relaxed);
-    throw;
-  }
+  slot->second.id = id;
   raise_max(peak_total_bytes_, total + bytes);
   auto& counters = purposes_[static_cast<int>(purpose)];
   const auto purpose_total = counters.bytes.fetch_add(bytes, std::memory_order_relaxed) + bytes;
-  counters.count.fetch_add(1, std::memory_order_relaxed);
   raise_max(counters.peak, purpose_total);
-  count_.fetch_add(1, std::memory_order_relaxed);
-  lifetime_allocations_.fetch_add(1, std::memory_order_relaxed);
+  add_locked(shard.purpose_count[static_cast<int>(purpose)], 1);
+  add_locked(shard.count, 1);
+  add_locked(shard.lifetime, 1);
   return id;
 }
 
@@ -144,16 +149,16 @@ Removal VramTracker::remove(const void* ptr, bool owned, AllocationRecord* out) 
   std::lock_guard<std::mutex> lock(shard.mutex);
   auto it = shard.records.find(reinterpret_cast<std::uintptr_t>(ptr));
   if (it == shard.records.end()) {
-    unknown_deallocations_.fetch_add(1, std::memory_order_relaxed);
+    add_locked(shard.unknown, 1);
     return Removal::Unknown;
   }
   if (it->second.owned != owned) return Removal::OwnershipMismatch;
   const std::uint64_t bytes = it->second.bytes;
-  auto& counters = purposes_[static_cast<int>(it->second.purpose)];
-  counters.bytes.fetch_sub(bytes, std::memory_order_relaxed);
-  counters.count.fetch_sub(1, std::memory_order_relaxed);
+  const int purpose = static_cast<int>(it->second.purpose);
+  purposes_[purpose].bytes.fetch_sub(bytes, std::memory_order_relaxed);
   total_bytes_.fetch_sub(bytes, std::memory_order_relaxed);
-  count_.fetch_sub(1, std::memory_order_relaxed);
+  add_locked(shard.purpose_count[purpose], ~std::uint64_t{0});  // minus one
+  add_locked(shard.count, ~std::uint64_t{0});
   auto node = shard.records.extract(it);  // no allocation: safe in a noexcept function
   if (out != nullptr) *out = std::move(node.mapped());
   return Removal::Removed;
@@ -175,7 +180,9 @@ std::size_t VramTracker::usage_by_purpose(VramPurpose purpose) const noexcept {
 }
 
 std::size_t VramTracker::allocation_count() const noexcept {
-  return count_.load(std::memory_order_relaxed);
+  std::uint64_t count = 0;
+  for (const Shard& shard : shards_) count += shard.count.load(std::memory_order_relaxed);
+  return count;
 }
 
 std::size_t VramTracker::peak_usage() const noexcept {
@@ -185,15 +192,19 @@ std::size_t VramTracker::peak_usage() const noexcept {
 UsageStats VramTracker::read_counters() const noexcept {
   UsageStats stats;
   stats.total_bytes = total_bytes_.load(std::memory_order_relaxed);
-  stats.allocation_count = count_.load(std::memory_order_relaxed);
+  for (const Shard& shard : shards_) {
+    stats.allocation_count += shard.count.load(std::memory_order_relaxed);
+    stats.lifetime_allocations += shard.lifetime.load(std::memory_order_relaxed);
+    stats.unknown_deallocations += shard.unknown.load(std::memory_order_relaxed);
+    for (int p = 0; p < kPurposeCount; ++p) {
+      stats.purpose_count[p] += shard.purpose_count[p].load(std::memory_order_relaxed);
+    }
+  }
   stats.peak_total_bytes = peak_total_bytes_.load(std::memory_order_relaxed);
   for (int p = 0; p < kPurposeCount; ++p) {
     stats.purpose_bytes[p] = purposes_[p].bytes.load(std::memory_order_relaxed);
-    stats.purpose_count[p] = purposes_[p].count.load(std::memory_order_relaxed);
     stats.peak_purpose_bytes[p] = purposes_[p].peak.load(std::memory_order_relaxed);
   }
-  stats.lifetime_allocations = lifetime_allocations_.load(std::memory_order_relaxed);
-  stats.unknown_deallocations = unknown_deallocations_.load(std::memory_order_relaxed);
   return stats;
 }
 

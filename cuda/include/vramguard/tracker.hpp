@@ -87,14 +87,20 @@ class VramTracker {
   std::string usage_report() const;
 
  private:
+  // Counts that only change under the shard's lock live in the shard: written with plain
+  // (relaxed) stores, never a contended read-modify-write; readers add up the shards.
   struct alignas(64) Shard {
     mutable std::mutex mutex;
     std::unordered_map<std::uintptr_t, AllocationRecord> records;
     std::uint64_t next_sequence = 0;
+    std::atomic<std::uint64_t> count{0};
+    std::atomic<std::uint64_t> lifetime{0};
+    std::atomic<std::uint64_t> unknown{0};
+    std::array<std::atomic<std::uint64_t>, kPurposeCount> purpose_count{};
   };
+  // Bytes stay global so that totals and per-purpose figures are exact and read in one load.
   struct alignas(64) PurposeCounters {
     std::atomic<std::uint64_t> bytes{0};
-    std::atomic<std::uint64_t> count{0};
     std::atomic<std::uint64_t> peak{0};
   };
   static constexpr std::size_t kShardCount = 64;
@@ -109,10 +115,7 @@ class VramTracker {
   mutable std::array<Shard, kShardCount> shards_;
   alignas(64) std::atomic<std::uint64_t> total_bytes_{0};
   std::atomic<std::uint64_t> peak_total_bytes_{0};
-  std::atomic<std::uint64_t> count_{0};
   alignas(64) std::array<PurposeCounters, kPurposeCount> purposes_;
-  alignas(64) std::atomic<std::uint64_t> lifetime_allocations_{0};
-  std::atomic<std::uint64_t> unknown_deallocations_{0};
 };
 
 }  // namespace vramguard
