@@ -70,9 +70,17 @@ for gpu in "${gpus[@]}"; do
     log="$logs/$(basename "$exe").gpu$gpu"
     CUDA_VISIBLE_DEVICES=$gpu VRAM_REQUIRE_GPU=1 "$exe" --gtest_filter='-*NoGpu*' >"$log.log" 2>&1
     gtest_line "$log.log" "$name" $?
-    CUDA_VISIBLE_DEVICES=$gpu VRAM_REQUIRE_GPU=1 "${memcheck[@]}" "$exe" --gtest_filter='-*NoGpu*' >"$log.memcheck.log" 2>&1
+    # Throughput figures mean nothing under a sanitizer: those tests run only plain.
+    CUDA_VISIBLE_DEVICES=$gpu VRAM_REQUIRE_GPU=1 "${memcheck[@]}" "$exe" --gtest_filter='-*NoGpu*:*Throughput*' >"$log.memcheck.log" 2>&1
     sanitizer_line "$log.memcheck.log" "$name" $?
   done
+  # The one kernel (the checksum) under racecheck too.
+  CUDA_VISIBLE_DEVICES=$gpu VRAM_REQUIRE_GPU=1 "$sanitizer" --tool racecheck --error-exitcode 1 "$here/bin/gtest_checksum" \
+    --gtest_filter='-*NoGpu*:*Throughput*' >"$logs/gtest_checksum.gpu$gpu.racecheck.log" 2>&1
+  rc=$?
+  hazards=$(grep -oP 'RACECHECK SUMMARY: \K[0-9]+(?= hazards?)' "$logs/gtest_checksum.gpu$gpu.racecheck.log" | tail -1)
+  note "gtest_checksum [gpu $gpu]: compute-sanitizer racecheck ${hazards:-?} hazards (exit $rc)"
+  { [ "$rc" -eq 0 ] && [ "${hazards:-1}" -eq 0 ]; } || failures=$((failures + 1))
   exe="$here/bin/rust_test_gpu"
   name="rust_test_gpu [gpu $gpu]"
   log="$logs/rust_test_gpu.gpu$gpu"

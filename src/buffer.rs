@@ -79,6 +79,12 @@ impl DeviceBuffer {
         self.device
     }
 
+    /// The core's tracker handle this buffer was allocated through (for the C ABI calls that
+    /// need it, such as the checksum's).
+    pub(crate) fn tracker_raw(&self) -> *mut sys::vg_tracker {
+        self.tracker.raw()
+    }
+
     /// The device address, for kernels and libraries. It stays valid while `self` lives.
     pub fn as_ptr(&self) -> *mut c_void {
         self.ptr

@@ -58,6 +58,15 @@ pub(crate) fn verify_failed(device: u32, violations: usize, first: &str) {
     );
 }
 
+pub(crate) fn integrity_failed(device: u32, slots: usize, first: &str) {
+    let gpu = gpu(device);
+    tracing::error!(
+        actor = ACTOR_VRAM_RESIDENCY, action = "verify", target = %gpu, device = %gpu,
+        error_kind = "integrity_violation", slots,
+        human = %format!("CRITICAL: model weights changed on {gpu} since they were loaded ({slots} slot(s), first: {first})"),
+    );
+}
+
 pub(crate) fn verify_error(device: u32, error: &crate::Error) {
     let gpu = gpu(device);
     tracing::error!(

@@ -20,6 +20,7 @@
 mod buffer;
 mod budget;
 mod budgeted_allocator;
+mod checksum;
 pub mod cli;
 mod device;
 mod error;
@@ -43,6 +44,7 @@ mod usage;
 pub use buffer::DeviceBuffer;
 pub use budget::{Budget, BudgetBuilder, BudgetCharge, Refusal};
 pub use budgeted_allocator::{BudgetedAllocator, BudgetedBuffer};
+pub use checksum::{host_checksum, Checksum};
 pub use device::{device_count, Device, DeviceInfo, MemoryInfo};
 pub use error::{Error, LoadedModels, OomSource, OutOfMemory, Result};
 pub use pressure::{utilization_percent, MemoryPressure, PressureThresholds};

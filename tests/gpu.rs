@@ -17,6 +17,7 @@ mod service;
 #[path = "support/http_client.rs"]
 mod http_client;
 #[path = "gpu/process_vram.rs"] mod process_vram;
+#[path = "gpu/checksum.rs"] mod checksum;
 
 use libtest_mimic::Arguments;
 
@@ -31,6 +32,7 @@ fn main() -> std::process::ExitCode {
     trials.extend(policy::trials());
     trials.extend(service::trials());
     trials.extend(process_vram::trials());
+    trials.extend(checksum::trials());
 
     warm_up_unified_memory();
     let free_before = free_bytes_per_device();
@@ -51,13 +53,14 @@ fn main() -> std::process::ExitCode {
 
 /// The first migration of managed memory makes the driver reserve about 124 MiB of device memory
 /// for its unified-memory bookkeeping, once per context (measured on the H100, README "GPU test suite"); the
-/// leak baseline is taken after it.
+/// leak baseline is taken after it, and after the first kernel launch.
 fn warm_up_unified_memory() {
     for device in vramguard::Device::all().unwrap_or_default() {
         let Ok(tracker) = device.tracker() else { continue };
         let kind = vramguard::AllocationKind::Managed;
         if let Ok(mut buffer) = tracker.allocate_kind(1 << 20, vramguard::Purpose::IntermediateBuffers, kind, "warm-up") {
             let _ = buffer.copy_from_host(0, &[1u8]);
+            let _ = buffer.checksum(); // loads vramguard's CUDA module (2 MiB, kept by the context)
         }
     }
 }

@@ -94,6 +94,7 @@ fn unhealthy() -> HealthReport {
             kind: "Managed".into(),
             bytes: 1_000_000,
             reason: "not device memory (memory type Managed)".into(),
+            error_kind: "residency_violation".into(),
         }],
         ..healthy()
     }

@@ -209,6 +209,26 @@ vg_status vg_verify(vg_tracker* tracker, uint32_t purpose_mask, vg_residency* ou
 vg_status vg_residency_report(vg_tracker* tracker, char* out, uint64_t capacity,
                               uint64_t* out_needed);
 
+/* Integrity checksums (I1) ------------------------------------------------------------------- */
+/* A 128-bit non-cryptographic checksum: one pass over the bytes, any single changed byte always
+ * changes it, and the device and host versions agree bit for bit (definition:
+ * cuda/src/checksum_hash.hpp). */
+typedef struct vg_checksum {
+  uint64_t lo;
+  uint64_t hi;
+} vg_checksum;
+/* The checksum of [ptr + offset, ptr + offset + bytes), computed on the tracker's device by a
+ * CUDA kernel at memory bandwidth; waits for it. ptr is an allocation tracked by this tracker
+ * (device, pool, managed or pinned host memory), the range must lie inside it: unknown pointer ->
+ * VG_ERR_UNKNOWN_POINTER, range past its end -> VG_ERR_OUT_OF_RANGE, bytes 0 ->
+ * VG_ERR_INVALID_SIZE. Memory the GPU cannot read (a recorded pageable or wild address) ->
+ * VG_ERR_CUDA, before any kernel runs. */
+vg_status vg_checksum_device(vg_tracker* tracker, const void* ptr, uint64_t offset, uint64_t bytes,
+                             vg_checksum* out);
+/* The same checksum of `bytes` host bytes at ptr, computed on the CPU (ptr may be NULL when bytes
+ * is 0). */
+vg_status vg_checksum_host(const void* ptr, uint64_t bytes, vg_checksum* out);
+
 #ifdef __cplusplus
 }
 #endif

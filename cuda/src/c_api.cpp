@@ -9,6 +9,7 @@
 #include "copy.hpp"
 #include "raw_allocation.hpp"
 #include "vramguard.h"
+#include "vramguard/checksum.hpp"
 #include "vramguard/device.hpp"
 #include "vramguard/device_memory.hpp"
 #include "vramguard/error.hpp"
@@ -446,6 +447,60 @@ vg_status vg_residency_report(vg_tracker* tracker, char* out, uint64_t capacity,
   return guarded(__func__, [&] {
     require(tracker, "tracker");
     copy_text(vramguard::Health::residency_report(tracker->tracker), out, capacity, out_needed);
+  });
+}
+
+}  // extern "C"
+
+// Integrity checksums (I1) ------------------------------------------------------------------------
+
+namespace {
+
+// The tracked allocation of this tracker that [ptr + offset, + bytes) lies inside.
+vramguard::AllocationRecord checksum_target(const vg_tracker* tracker, const void* ptr,
+                                            uint64_t offset, uint64_t bytes) {
+  auto record = tracker->tracker.find(ptr);
+  if (!record) throw Error(VG_ERR_UNKNOWN_POINTER, "checksum target is not a tracked allocation");
+  if (offset > record->bytes || bytes > record->bytes - offset) {
+    throw Error(VG_ERR_OUT_OF_RANGE, "checksum of " + std::to_string(bytes) + " bytes at offset " +
+                                         std::to_string(offset) + " exceeds the allocation of " +
+                                         std::to_string(record->bytes) + " bytes");
+  }
+  return *record;
+}
+
+vg_checksum to_vg_checksum(const vramguard::Checksum& checksum) {
+  vg_checksum result{};
+  result.lo = checksum.lo;
+  result.hi = checksum.hi;
+  return result;
+}
+
+}  // namespace
+
+extern "C" {
+
+vg_status vg_checksum_device(vg_tracker* tracker, const void* ptr, uint64_t offset, uint64_t bytes,
+                             vg_checksum* out) {
+  return guarded(__func__, [&] {
+    require(tracker, "tracker");
+    require(ptr, "ptr");
+    require(out, "out");
+    if (bytes == 0) throw Error(VG_ERR_INVALID_SIZE, "a checksum of 0 bytes was asked for");
+    const auto record = checksum_target(tracker, ptr, offset, bytes);
+    *out = to_vg_checksum(vramguard::device_checksum(static_cast<const char*>(ptr) + offset, bytes,
+                                                     record.device));
+  });
+}
+
+vg_status vg_checksum_host(const void* ptr, uint64_t bytes, vg_checksum* out) {
+  return guarded(__func__, [&] {
+    require(out, "out");
+    if (bytes > 0) require(ptr, "ptr");
+    if (bytes > 0 && reinterpret_cast<uintptr_t>(ptr) + bytes < reinterpret_cast<uintptr_t>(ptr)) {
+      throw Error(VG_ERR_INVALID_SIZE, "ptr + bytes wraps around the address space");
+    }
+    *out = to_vg_checksum(vramguard::host_checksum(ptr, bytes));
   });
 }
 

@@ -126,6 +126,18 @@ impl HealthMonitor {
                 (HealthStatus::Unhealthy, false, Vec::new(), Some(error.to_json()))
             }
         };
+        // I1: weights whose checksum changed since load make the worker unhealthy too.
+        let integrity = self.slots.as_ref().map(|view| view.integrity_violations()).unwrap_or_default();
+        let (status, violations) = if integrity.is_empty() {
+            (status, violations)
+        } else {
+            crate::events::integrity_failed(self.tracker.device(), integrity.len(), &integrity[0].description);
+            if status == HealthStatus::Healthy {
+                self.counters.passed.fetch_sub(1, Ordering::Relaxed);
+                self.counters.violated.fetch_add(1, Ordering::Relaxed);
+            }
+            (HealthStatus::Unhealthy, violations.into_iter().chain(integrity).collect())
+        };
         if verification.is_ok() {
             device.process_bytes = (self.process_vram)(self.tracker.device());
             // Tracked memory that lives outside the device (a violation) is not in NVML's figure.
@@ -205,6 +217,7 @@ fn violation_report(v: &crate::residency::Violation) -> ViolationReport {
         kind: v.kind.to_string(),
         bytes: v.bytes,
         reason: format!("{} (memory type {})", v.reason, v.memory_type),
+        error_kind: "residency_violation".into(),
     }
 }
 

@@ -23,6 +23,8 @@ pub struct ViolationReport {
     pub bytes: u64,
     /// e.g. "not device memory (memory type Managed)".
     pub reason: String,
+    /// "residency_violation" (memory off the device) or "integrity_violation" (I1: weights changed).
+    pub error_kind: String,
 }
 
 /// The device the worker runs on.

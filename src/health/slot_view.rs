@@ -1,6 +1,6 @@
 //! What the health report shows of the model slots, without the health module knowing their key
 //! type: a slot manager implements this.
-use super::report::{BudgetReport, SlotReport};
+use super::report::{BudgetReport, SlotReport, ViolationReport};
 
 pub trait SlotView: Send + Sync {
     fn budget_report(&self) -> BudgetReport;
@@ -9,4 +9,8 @@ pub trait SlotView: Send + Sync {
     fn expected_slots(&self) -> usize;
     fn evictions(&self) -> u64;
     fn ooms(&self) -> u64;
+    /// I1: slots whose memory changed since it was loaded.
+    fn integrity_violations(&self) -> Vec<ViolationReport> {
+        Vec::new()
+    }
 }

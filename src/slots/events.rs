@@ -56,3 +56,13 @@ pub struct SlotStats {
     /// Callbacks that panicked; the panic was contained.
     pub callback_panics: u64,
 }
+
+/// I1: a slot whose device memory no longer has the checksum it had when loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IntegrityViolation<K> {
+    pub key: K,
+    pub size_bytes: u64,
+    pub expected: crate::checksum::Checksum,
+    /// The checksum now, or why it could not be computed.
+    pub actual: std::result::Result<crate::checksum::Checksum, String>,
+}

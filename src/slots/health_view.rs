@@ -1,5 +1,5 @@
 //! The slot manager as seen by the health report: budget, pressure, loaded slots, counters.
-use crate::health::{BudgetReport, SlotReport, SlotView};
+use crate::health::{BudgetReport, SlotReport, SlotView, ViolationReport};
 
 use super::manager::ModelSlotManager;
 use super::slot::SlotKey;
@@ -40,5 +40,22 @@ impl<K: SlotKey> SlotView for ModelSlotManager<K> {
 
     fn ooms(&self) -> u64 {
         self.stats().ooms
+    }
+
+    fn integrity_violations(&self) -> Vec<ViolationReport> {
+        self.verify_integrity()
+            .into_iter()
+            .map(|v| ViolationReport {
+                description: v.key.to_string(),
+                purpose: "ModelWeights".into(),
+                kind: self.backing().map_or("Device".into(), |b| b.kind.to_string()),
+                bytes: v.size_bytes,
+                reason: match &v.actual {
+                    Ok(actual) => format!("checksum {actual}, expected {} since load", v.expected),
+                    Err(error) => format!("checksum could not be computed: {error}"),
+                },
+                error_kind: "integrity_violation".into(),
+            })
+            .collect()
     }
 }

@@ -14,7 +14,7 @@ use crate::purpose::Purpose;
 use crate::usage::Usage;
 
 use super::config::{DeviceBacking, SlotConfig, MODEL_BUDGET_BYTES};
-use super::events::{Eviction, EvictionReason, LoadOutcome, SlotStats};
+use super::events::{Eviction, EvictionReason, IntegrityViolation, LoadOutcome, SlotStats};
 use super::fit_plan;
 use super::slot::{ModelSlot, SlotEntry, SlotKey, SlotMemory};
 use super::slot_use::SlotUse;
@@ -182,10 +182,15 @@ impl<K: SlotKey> ModelSlotManager<K> {
         };
         let mut state = self.state();
         state.loading.remove(key);
+        // I1: the reference checksum, taken at load, for the periodic integrity check.
+        let buffer = buffer.and_then(|b| match &b {
+            Some(buffer) => buffer.checksum().map(|sum| (b, Some(sum))),
+            None => Ok((b, None)),
+        });
         if matches!(&buffer, Err(Error::OutOfMemory(_))) {
             self.shared.counters.ooms.fetch_add(1, Ordering::Relaxed);
         }
-        let buffer = buffer.map_err(|error| self.enrich_device_oom(error, state.slots.len()))?;
+        let (buffer, checksum) = buffer.map_err(|error| self.enrich_device_oom(error, state.slots.len()))?;
         charge.commit();
         let now = self.shared.config.clock.now();
         let access_seq = next_seq(&mut state);
@@ -196,6 +201,7 @@ impl<K: SlotKey> ModelSlotManager<K> {
             access_seq,
             pinned: false,
             memory: Arc::new(SlotMemory { buffer, _charge: charge }),
+            checksum,
         };
         state.slots.insert(key.clone(), entry);
         Ok(())
@@ -232,6 +238,41 @@ impl<K: SlotKey> ModelSlotManager<K> {
         entry.last_accessed = now;
         entry.access_seq = seq;
         Ok(SlotUse { key: key.clone(), size_bytes: entry.size_bytes, memory: Arc::clone(&entry.memory) })
+    }
+
+    /// I1: recomputes every device-backed slot's checksum and returns those that differ from the
+    /// reference taken at load. Runs the kernels outside the table lock.
+    pub fn verify_integrity(&self) -> Vec<IntegrityViolation<K>> {
+        let work: Vec<(K, Arc<SlotMemory>, crate::checksum::Checksum, u64)> = {
+            let state = self.state();
+            state
+                .slots
+                .iter()
+                .filter_map(|(k, e)| e.checksum.map(|sum| (k.clone(), Arc::clone(&e.memory), sum, e.size_bytes)))
+                .collect()
+        };
+        work.into_iter()
+            .filter_map(|(key, memory, expected, size_bytes)| {
+                let actual = memory.buffer.as_ref()?.checksum();
+                match actual {
+                    Ok(actual) if actual == expected => None,
+                    actual => Some(IntegrityViolation { key, size_bytes, expected, actual: actual.map_err(|e| e.to_string()) }),
+                }
+            })
+            .collect()
+    }
+
+    /// Takes a new reference checksum of a slot (after its weights were uploaded into it).
+    pub fn refresh_checksum(&self, key: &K) -> Result<Option<crate::checksum::Checksum>> {
+        let memory = {
+            let state = self.state();
+            Arc::clone(&state.slots.get(key).ok_or_else(|| Error::UnknownSlot(key.to_string()))?.memory)
+        };
+        let sum = memory.buffer.as_ref().map(|b| b.checksum()).transpose()?;
+        if let Some(entry) = self.state().slots.get_mut(key) {
+            entry.checksum = sum;
+        }
+        Ok(sum)
     }
 
     /// L4: a pinned slot is never evicted (it can still be deallocated explicitly).

@@ -14,7 +14,7 @@ mod unloader;
 pub use clock::{Clock, ManualClock, MonotonicClock};
 pub use config::{DeviceBacking, SlotConfig, MODEL_BUDGET_BYTES};
 pub use embedder::{Embedder, MODEL_SIZES};
-pub use events::{Eviction, EvictionReason, LoadOutcome, SlotStats};
+pub use events::{Eviction, EvictionReason, IntegrityViolation, LoadOutcome, SlotStats};
 pub use fit_plan::plan as fit_plan;
 pub use manager::ModelSlotManager;
 pub use slot::{ModelSlot, SlotKey};

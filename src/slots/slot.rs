@@ -50,6 +50,8 @@ pub(crate) struct SlotEntry {
     pub(crate) access_seq: u64,
     pub(crate) pinned: bool,
     pub(crate) memory: Arc<SlotMemory>,
+    /// I1: the checksum of the slot's device memory when it was loaded (or last refreshed).
+    pub(crate) checksum: Option<crate::checksum::Checksum>,
 }
 
 impl SlotEntry {

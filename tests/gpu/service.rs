@@ -22,6 +22,7 @@ pub fn trials() -> Vec<Trial> {
         gpu("service::fallback_memory_turns_health_503_and_back", fallback_memory_turns_health_503_and_back),
         gpu("service::metrics_agree_with_the_tracker", metrics_agree_with_the_tracker),
         gpu("service::serve_binary_stops_cleanly_on_ctrl_c", serve_binary_stops_cleanly_on_ctrl_c),
+        gpu("service::a_corrupted_weight_byte_is_an_integrity_violation", a_corrupted_weight_byte_is_an_integrity_violation),
     ]
 }
 
@@ -118,7 +119,7 @@ fn serve_binary_stops_cleanly_on_ctrl_c() -> Result<(), Failed> {
         let probe = std::net::TcpListener::bind("127.0.0.1:0")?;
         probe.local_addr()?.port()
     };
-    let mut child = std::process::Command::new(vramguard_binary())
+    let child = std::process::Command::new(vramguard_binary())
         .args(["serve", "--port", &port.to_string(), "--interval", "200ms", "--json-logs"])
         .stderr(std::process::Stdio::piped())
         .spawn()?;
@@ -137,5 +138,35 @@ fn serve_binary_stops_cleanly_on_ctrl_c() -> Result<(), Failed> {
     ensure!(output.status.success(), "exit {:?}:\n{logs}", output.status);
     ensure!(logs.contains("\"action\":\"shutdown\"") && logs.contains("0 bytes still tracked"), "no clean shutdown in:\n{logs}");
     ensure!(logs.lines().all(|l| l.starts_with('{')), "not JSON lines:\n{logs}");
+    Ok(())
+}
+
+// A raw write, past the product's API, as a stray kernel or a bad copy would make.
+extern "C" {
+    fn cudaMemcpy(dst: *mut std::ffi::c_void, src: *const std::ffi::c_void, bytes: usize, kind: i32) -> i32;
+}
+const HOST_TO_DEVICE: i32 = 1;
+const DEVICE_TO_HOST: i32 = 2;
+
+fn a_corrupted_weight_byte_is_an_integrity_violation() -> Result<(), Failed> {
+    let service = start()?;
+    wait_for(&service, "/health", 200)?;
+    let slot = "E7 Code".to_string();
+    let target = {
+        let in_use = service.slots().use_slot(&slot)?;
+        in_use.device_ptr().ok_or("the slot has no device memory")? as usize + 12_345_678
+    };
+    let mut original = 0u8;
+    // SAFETY: one byte inside the 300 MB slot, which stays allocated while the service runs.
+    unsafe { cudaMemcpy(&mut original as *mut u8 as *mut _, target as *const _, 1, DEVICE_TO_HOST) };
+    let corrupt = original ^ 0x01;
+    unsafe { cudaMemcpy(target as *mut _, &corrupt as *const u8 as *const _, 1, HOST_TO_DEVICE) };
+    let health = wait_for(&service, "/health", 503)?.json();
+    let violation = &health["violations"][0];
+    ensure!(violation["error_kind"] == "integrity_violation" && violation["description"] == "E7 Code", "{health}");
+    ensure!(health["resident"] == true, "the memory is still on the device: {health}");
+    wait_for(&service, "/health/ready", 503)?;
+    unsafe { cudaMemcpy(target as *mut _, &original as *const u8 as *const _, 1, HOST_TO_DEVICE) };
+    wait_for(&service, "/health", 200)?;
     Ok(())
 }
