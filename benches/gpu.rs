@@ -140,7 +140,9 @@ fn pool_allocation(rows: &mut Vec<Row>, tracker: &Tracker) {
 
 /// One GET on a kept-alive connection; returns the status.
 fn get(stream: &mut BufReader<TcpStream>, path: &str) -> u16 {
-    write!(stream.get_mut(), "GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n").unwrap();
+    // One write per request: split writes meet Nagle and delayed ACKs (40 ms stalls).
+    let request = format!("GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n");
+    stream.get_mut().write_all(request.as_bytes()).unwrap();
     let mut line = String::new();
     stream.read_line(&mut line).unwrap();
     let status = line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
@@ -184,7 +186,9 @@ fn health_under_load(rows: &mut Vec<Row>, tracker: &Tracker) {
         .map(|_| {
             let addr = server.local_addr();
             std::thread::spawn(move || {
-                let mut stream = BufReader::new(TcpStream::connect(addr).unwrap());
+                let connection = TcpStream::connect(addr).unwrap();
+                connection.set_nodelay(true).unwrap();
+                let mut stream = BufReader::new(connection);
                 (0..per_client)
                     .map(|_| {
                         let t = Instant::now();

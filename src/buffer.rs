@@ -9,6 +9,22 @@ use crate::purpose::{AllocationKind, Purpose};
 use crate::sys;
 use crate::tracker::{description_cstring, Tracker, TrackerInner};
 
+/// The allocation fast path: a description that fits the core's limit is NUL-terminated on the
+/// stack, not in a heap `CString`.
+fn with_c_description<T>(description: &str, call: impl FnOnce(*const libc::c_char) -> T) -> Result<T> {
+    let bytes = description.as_bytes();
+    if bytes.len() > sys::VG_MAX_DESCRIPTION_BYTES as usize {
+        let text = description_cstring(description)?; // the core refuses it with its own code
+        return Ok(call(text.as_ptr()));
+    }
+    if bytes.contains(&0) {
+        return Err(Error::InvalidArgument("description contains a NUL byte".to_string()));
+    }
+    let mut text = [0u8; sys::VG_MAX_DESCRIPTION_BYTES as usize + 1];
+    text[..bytes.len()].copy_from_slice(bytes);
+    Ok(call(text.as_ptr().cast()))
+}
+
 /// Memory allocated through a tracker. Not `Clone`: one owner frees it, once.
 pub struct DeviceBuffer {
     tracker: Arc<TrackerInner>,
@@ -38,11 +54,12 @@ impl std::fmt::Debug for DeviceBuffer {
 
 impl DeviceBuffer {
     pub(crate) fn new(tracker: &Tracker, bytes: u64, purpose: Purpose, kind: AllocationKind, description: &str) -> Result<DeviceBuffer> {
-        let text = description_cstring(description)?;
         let inner = tracker.inner();
         let mut ptr = std::ptr::null_mut();
-        // SAFETY: live tracker, valid out-pointer.
-        let status = unsafe { sys::vg_alloc(inner.raw(), bytes, purpose.to_raw(), kind.to_raw(), text.as_ptr(), &mut ptr) };
+        // SAFETY: live tracker, valid out-pointer, a NUL-terminated description.
+        let status = with_c_description(description, |text| unsafe {
+            sys::vg_alloc(inner.raw(), bytes, purpose.to_raw(), kind.to_raw(), text, &mut ptr)
+        })?;
         if status == sys::VG_ERR_OUT_OF_MEMORY {
             let cause = match Error::from_status(status) {
                 Error::Cuda(message) => message, // the CUDA call and error name, without a second code

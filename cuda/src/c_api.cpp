@@ -1,5 +1,6 @@
 // The C ABI: validates every argument, maps every C++ failure to a vg_status and a thread-local
 // message, and lets no exception escape (E3).
+#include <atomic>
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -28,18 +29,23 @@ struct vg_tracker {
     } catch (...) {
       // No host memory for the snapshot: the pool's destruction below still returns pool memory.
     }
+    pool_ready.store(nullptr, std::memory_order_release);
     pool.reset();
   }
 
+  // The pool is made on first use; afterwards every Pool allocation finds it with one load.
   vramguard::MemoryPool* memory_pool() {
+    if (auto* ready = pool_ready.load(std::memory_order_acquire)) return ready;
     std::lock_guard<std::mutex> lock(pool_mutex);
     if (!pool) pool = std::make_unique<vramguard::MemoryPool>(tracker.device());
+    pool_ready.store(pool.get(), std::memory_order_release);
     return pool.get();
   }
 
   vramguard::VramTracker tracker;
   std::mutex pool_mutex;
   std::unique_ptr<vramguard::MemoryPool> pool;
+  std::atomic<vramguard::MemoryPool*> pool_ready{nullptr};
 };
 
 namespace {

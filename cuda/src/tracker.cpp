@@ -13,11 +13,11 @@ namespace vramguard {
 
 namespace {
 
-// The coarse real-time clock (a few ms of resolution, a few ns to read): a record's time says
-// when it was made, not how long anything took, and the fine clock costs a fifth of a record.
+// Records are listed oldest first by this time, so it must be fine-grained (the coarse clock
+// ties every record of a millisecond).
 std::uint64_t unix_now_ns() {
   timespec now{};
-  clock_gettime(CLOCK_REALTIME_COARSE, &now);
+  clock_gettime(CLOCK_REALTIME, &now);
   return static_cast<std::uint64_t>(now.tv_sec) * 1'000'000'000ull + static_cast<std::uint64_t>(now.tv_nsec);
 }
 
