@@ -3,6 +3,7 @@
 #   gpu-suite/bench.sh [LOG_DIR]
 set -uo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+[ -d "$here/bin" ] || tar -C "$here" -xJf "$here/bin.tar.xz"
 logs="${1:-$here/logs}"
 mkdir -p "$logs"
 export VRAMGUARD_BIN="$here/bin/vramguard"

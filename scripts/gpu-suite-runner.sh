@@ -2,6 +2,7 @@
 # Runs the staged GPU suite (see scripts/gpu-suite.sh). Usage: run.sh [LOG_DIR]
 set -uo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+[ -d "$here/bin" ] || tar -C "$here" -xJf "$here/bin.tar.xz"
 logs="${1:-$here/logs}"
 mkdir -p "$logs"
 export VRAMGUARD_BIN="$here/bin/vramguard"

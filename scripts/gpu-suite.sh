@@ -37,7 +37,8 @@ for line in sys.stdin:
         print(m["target"]["name"], m["target"]["kind"][0], m["executable"])
 ' | while read -r name kind exe; do
   [ "$kind" = "bin" ] && continue
-  [ "$name" = "readme" ] && continue  # reads the source tree, which the GPU host lacks
+  # These read files of the source tree, which the GPU host lacks.
+  case "$name" in readme | fuzz_regressions) continue ;; esac
   cp "$exe" "$stage/bin/rust_${kind}_${name}"
 done
 # The Rust GPU benchmark (run by gpu-suite/bench.sh, not by the test runner).
@@ -50,10 +51,13 @@ for line in sys.stdin:
         print(m["executable"])
 ' | while read -r exe; do cp "$exe" "$stage/bin/bench_gpu"; done
 if [ -x build-gpu/vramguard_bench ]; then cp build-gpu/vramguard_bench "$stage/bin/vramguard_bench"; fi
-strip --strip-debug "$stage"/bin/*
+# Symbols too: what travels to a GPU host is limited to 64 MiB.
+strip --strip-all "$stage"/bin/*
 cp -r features "$stage/features"  # the BDD scenarios
 cp scripts/gpu-suite-runner.sh "$stage/run.sh"
 cp scripts/gpu-bench-runner.sh "$stage/bench.sh"
 chmod +x "$stage/run.sh" "$stage/bench.sh"
-du -sh "$stage" | sed 's/^/staged: /'
 ls "$stage/bin"
+# What travels to a GPU host is limited (64 MiB): the binaries go compressed, unpacked there.
+tar -C "$stage" -I 'xz -T0 -6' -cf "$stage/bin.tar.xz" bin && rm -rf "$stage/bin"
+du -sh "$stage" | sed 's/^/staged: /'
