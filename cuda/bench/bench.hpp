@@ -4,5 +4,6 @@
 namespace bench {
 void tracker_benchmarks();
 void residency_benchmarks(int device);
+void pool_benchmarks(int device);
 void checksum_benchmarks(int device);
 }  // namespace bench

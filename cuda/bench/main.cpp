@@ -33,6 +33,7 @@ int main(int argc, char** argv) {
               properties.multiProcessorCount, properties.totalGlobalMem / 1073741824.0, std::thread::hardware_concurrency());
   bench::tracker_benchmarks();
   bench::residency_benchmarks(device);
+  bench::pool_benchmarks(device);
   if (checksum) bench::checksum_benchmarks(device);
   bench::print_table("vramguard_bench (C++ core)");
   return 0;

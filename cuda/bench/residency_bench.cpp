@@ -72,8 +72,20 @@ void residency_benchmarks(int device) {
     pointers.push_back(block + i * kSpacing);
     tracker.adopt(pointers.back(), kSpacing, vramguard::VramPurpose::ModelWeights);
   }
-  std::vector<double> raw, ours;
+  std::vector<double> raw, ours, collect, raw_in_our_order;
   for (int round = 0; round < 7; ++round) {
+    // Where a sweep's time goes: copying the candidates under the shard locks, and CUDA's query
+    // over them in the order the tracker lists them (not address order).
+    double phase = now_seconds();
+    const auto candidates = tracker.residency_candidates(vramguard::kAllPurposes);
+    collect.push_back(now_seconds() - phase);
+    phase = now_seconds();
+    for (const auto& candidate : candidates) {
+      cudaPointerAttributes attributes{};
+      cudaPointerGetAttributes(&attributes, candidate.ptr);
+    }
+    raw_in_our_order.push_back(now_seconds() - phase);
+
     double start = now_seconds();
     std::size_t resident = 0;
     for (const void* p : pointers) {
@@ -93,6 +105,11 @@ void residency_benchmarks(int device) {
   rows().push_back({"residency sweep, 100,000 live allocations", fmt("%.1f ms", median(ours) * 1e3),
                     fmt("%.1f ms (raw cudaPointerGetAttributes loop)", median(raw) * 1e3), fmt("%.2fx", ratio), "<= 1.2x",
                     ratio <= 1.2});
+  rows().push_back({"  of which: copying the candidates under shard locks", fmt("%.2f ms", median(collect) * 1e3), "-",
+                    "-", "reported", true});
+  rows().push_back({"  raw cudaPointerGetAttributes loop in the tracker's order", fmt("%.1f ms", median(raw_in_our_order) * 1e3),
+                    fmt("%.1f ms (address order)", median(raw) * 1e3), fmt("%.2fx", median(raw_in_our_order) / median(raw)),
+                    "reported", true});
 
   vramguard::MemoryPool pool(device);
   vramguard::VramTracker churn(device);

@@ -103,13 +103,6 @@ std::uint64_t VramTracker::record_owned_allocation(const void* ptr, std::size_t 
   return insert(ptr, bytes, purpose, description, kind, true);
 }
 
-VramTracker::Shard& VramTracker::shard_for(const void* ptr) const noexcept {
-  // Allocations are at least 256-byte aligned: drop the low bits, then mix (Fibonacci hashing).
-  const auto address = reinterpret_cast<std::uintptr_t>(ptr) >> 8;
-  const auto mixed = static_cast<std::uint64_t>(address) * 0x9E3779B97F4A7C15ull;
-  return shards_[mixed >> 58];  // top 6 bits: 64 shards
-}
-
 std::uint64_t VramTracker::insert(const void* ptr, std::size_t bytes, VramPurpose purpose,
                                   std::string_view description, AllocationKind kind, bool owned) {
   validate(ptr, bytes, description);
@@ -119,8 +112,8 @@ std::uint64_t VramTracker::insert(const void* ptr, std::size_t bytes, VramPurpos
   if (!is_valid_kind(static_cast<int>(kind))) {
     throw Error(VG_ERR_INVALID_ENUM, "invalid kind " + std::to_string(static_cast<int>(kind)));
   }
-  Shard& shard = shard_for(ptr);
-  const auto key = reinterpret_cast<std::uintptr_t>(ptr);
+  const std::uint64_t hash = RecordTable::hash_of(reinterpret_cast<std::uintptr_t>(ptr));
+  Shard& shard = shard_for(hash);
   const auto shard_index = static_cast<std::uint64_t>(&shard - shards_.data());
 
   AllocationRecord record;
@@ -132,26 +125,26 @@ std::uint64_t VramTracker::insert(const void* ptr, std::size_t bytes, VramPurpos
   record.owned = owned;
   record.recorded_at_unix_ns = unix_now_ns();
   record.order = order_ticks();
-  record.description.assign(description.data(), description.size());
+  if (!description.empty()) record.description.assign(description.data(), description.size());
 
-  std::lock_guard<std::mutex> lock(shard.mutex);
-  // One hash lookup: the record is moved in only when the pointer is new.
-  const auto [slot, inserted] = shard.records.try_emplace(key, std::move(record));
+  std::lock_guard<ShardMutex> lock(shard.mutex);
+  // One lookup: the record is moved in only when the pointer is new.
+  const auto [stored, inserted] = shard.records.try_insert(std::move(record), hash);
   if (!inserted) throw Error(VG_ERR_ALREADY_TRACKED, "pointer is already tracked");
-  // Reserve the bytes with a compare-exchange so the total can never wrap.
-  std::uint64_t total = total_bytes_.load(std::memory_order_relaxed);
-  do {
-    if (total + bytes < total) {
-      shard.records.erase(slot);
-      throw Error(VG_ERR_INVALID_SIZE, "tracked total would overflow");
-    }
-  } while (!total_bytes_.compare_exchange_weak(total, total + bytes, std::memory_order_relaxed));
+  // One add, not a compare-exchange loop that threads would retry against each other. A total
+  // that would wrap (2^64 bytes of adopted fakes) is taken back at once and refused.
+  const std::uint64_t total = bytes_.total.fetch_add(bytes, std::memory_order_relaxed);
+  if (total + bytes < total) {
+    bytes_.total.fetch_sub(bytes, std::memory_order_relaxed);
+    shard.records.erase(stored, hash, nullptr);
+    throw Error(VG_ERR_INVALID_SIZE, "tracked total would overflow");
+  }
   const std::uint64_t id = (shard.next_sequence++ << 6) | shard_index;
-  slot->second.id = id;
-  raise_max(peak_total_bytes_, total + bytes);
-  auto& counters = purposes_[static_cast<int>(purpose)];
-  const auto purpose_total = counters.bytes.fetch_add(bytes, std::memory_order_relaxed) + bytes;
-  raise_max(counters.peak, purpose_total);
+  stored->id = id;
+  const int p = static_cast<int>(purpose);
+  const auto purpose_total = bytes_.purpose[p].fetch_add(bytes, std::memory_order_relaxed) + bytes;
+  raise_max(peaks_.total, total + bytes);
+  raise_max(peaks_.purpose[p], purpose_total);
   add_locked(shard.purpose_count[static_cast<int>(purpose)], 1);
   add_locked(shard.count, 1);
   add_locked(shard.lifetime, 1);
@@ -159,22 +152,23 @@ std::uint64_t VramTracker::insert(const void* ptr, std::size_t bytes, VramPurpos
 }
 
 Removal VramTracker::remove(const void* ptr, bool owned, AllocationRecord* out) noexcept {
-  Shard& shard = shard_for(ptr);
-  std::lock_guard<std::mutex> lock(shard.mutex);
-  auto it = shard.records.find(reinterpret_cast<std::uintptr_t>(ptr));
-  if (it == shard.records.end()) {
+  const auto key = reinterpret_cast<std::uintptr_t>(ptr);
+  const std::uint64_t hash = RecordTable::hash_of(key);
+  Shard& shard = shard_for(hash);
+  std::lock_guard<ShardMutex> lock(shard.mutex);
+  AllocationRecord* record = shard.records.find(key, hash);
+  if (record == nullptr) {
     add_locked(shard.unknown, 1);
     return Removal::Unknown;
   }
-  if (it->second.owned != owned) return Removal::OwnershipMismatch;
-  const std::uint64_t bytes = it->second.bytes;
-  const int purpose = static_cast<int>(it->second.purpose);
-  purposes_[purpose].bytes.fetch_sub(bytes, std::memory_order_relaxed);
-  total_bytes_.fetch_sub(bytes, std::memory_order_relaxed);
+  if (record->owned != owned) return Removal::OwnershipMismatch;
+  const std::uint64_t bytes = record->bytes;
+  const int purpose = static_cast<int>(record->purpose);
+  bytes_.total.fetch_sub(bytes, std::memory_order_relaxed);
+  bytes_.purpose[purpose].fetch_sub(bytes, std::memory_order_relaxed);
   add_locked(shard.purpose_count[purpose], ~std::uint64_t{0});  // minus one
   add_locked(shard.count, ~std::uint64_t{0});
-  auto node = shard.records.extract(it);  // no allocation: safe in a noexcept function
-  if (out != nullptr) *out = std::move(node.mapped());
+  shard.records.erase(record, hash, out);  // no allocation: safe in a noexcept function
   return Removal::Removed;
 }
 
@@ -185,12 +179,12 @@ Removal VramTracker::take_owned(const void* ptr, AllocationRecord* out) noexcept
 }
 
 std::size_t VramTracker::total_usage() const noexcept {
-  return total_bytes_.load(std::memory_order_relaxed);
+  return bytes_.total.load(std::memory_order_relaxed);
 }
 
 std::size_t VramTracker::usage_by_purpose(VramPurpose purpose) const noexcept {
   if (!is_valid_purpose(static_cast<int>(purpose))) return 0;
-  return purposes_[static_cast<int>(purpose)].bytes.load(std::memory_order_relaxed);
+  return bytes_.purpose[static_cast<int>(purpose)].load(std::memory_order_relaxed);
 }
 
 std::size_t VramTracker::allocation_count() const noexcept {
@@ -200,12 +194,12 @@ std::size_t VramTracker::allocation_count() const noexcept {
 }
 
 std::size_t VramTracker::peak_usage() const noexcept {
-  return peak_total_bytes_.load(std::memory_order_relaxed);
+  return peaks_.total.load(std::memory_order_relaxed);
 }
 
 UsageStats VramTracker::read_counters() const noexcept {
   UsageStats stats;
-  stats.total_bytes = total_bytes_.load(std::memory_order_relaxed);
+  stats.total_bytes = bytes_.total.load(std::memory_order_relaxed);
   for (const Shard& shard : shards_) {
     stats.allocation_count += shard.count.load(std::memory_order_relaxed);
     stats.lifetime_allocations += shard.lifetime.load(std::memory_order_relaxed);
@@ -214,10 +208,10 @@ UsageStats VramTracker::read_counters() const noexcept {
       stats.purpose_count[p] += shard.purpose_count[p].load(std::memory_order_relaxed);
     }
   }
-  stats.peak_total_bytes = peak_total_bytes_.load(std::memory_order_relaxed);
+  stats.peak_total_bytes = peaks_.total.load(std::memory_order_relaxed);
   for (int p = 0; p < kPurposeCount; ++p) {
-    stats.purpose_bytes[p] = purposes_[p].bytes.load(std::memory_order_relaxed);
-    stats.peak_purpose_bytes[p] = purposes_[p].peak.load(std::memory_order_relaxed);
+    stats.purpose_bytes[p] = bytes_.purpose[p].load(std::memory_order_relaxed);
+    stats.peak_purpose_bytes[p] = peaks_.purpose[p].load(std::memory_order_relaxed);
   }
   return stats;
 }
@@ -227,30 +221,32 @@ UsageStats VramTracker::usage() const noexcept { return read_counters(); }
 std::array<std::size_t, kPurposeCount> VramTracker::usage_breakdown() const noexcept {
   std::array<std::size_t, kPurposeCount> breakdown{};
   for (int p = 0; p < kPurposeCount; ++p) {
-    breakdown[p] = purposes_[p].bytes.load(std::memory_order_relaxed);
+    breakdown[p] = bytes_.purpose[p].load(std::memory_order_relaxed);
   }
   return breakdown;
 }
 
 std::optional<AllocationRecord> VramTracker::find(const void* ptr) const {
-  Shard& shard = shard_for(ptr);
-  std::lock_guard<std::mutex> lock(shard.mutex);
-  auto it = shard.records.find(reinterpret_cast<std::uintptr_t>(ptr));
-  if (it == shard.records.end()) return std::nullopt;
-  return it->second;
+  const auto key = reinterpret_cast<std::uintptr_t>(ptr);
+  const std::uint64_t hash = RecordTable::hash_of(key);
+  Shard& shard = shard_for(hash);
+  std::lock_guard<ShardMutex> lock(shard.mutex);
+  const AllocationRecord* record = shard.records.find(key, hash);
+  if (record == nullptr) return std::nullopt;
+  return *record;
 }
 
 VramTracker::Snapshot VramTracker::consistent_snapshot() const {
   // Every shard lock, in index order (the only place that takes more than one), so the counters
   // read here equal the sum of the records copied.
-  std::vector<std::unique_lock<std::mutex>> locks;
+  std::vector<std::unique_lock<ShardMutex>> locks;
   locks.reserve(kShardCount);
   for (auto& shard : shards_) locks.emplace_back(shard.mutex);
   Snapshot snapshot;
   snapshot.usage = read_counters();
   snapshot.records.reserve(snapshot.usage.allocation_count);
   for (const auto& shard : shards_) {
-    for (const auto& entry : shard.records) snapshot.records.push_back(entry.second);
+    snapshot.records.insert(snapshot.records.end(), shard.records.begin(), shard.records.end());
   }
   locks.clear();
   std::sort(snapshot.records.begin(), snapshot.records.end(),
@@ -267,10 +263,10 @@ std::vector<ResidencyCandidate> VramTracker::residency_candidates(unsigned purpo
   std::vector<ResidencyCandidate> candidates;
   candidates.reserve(allocation_count());
   for (const auto& shard : shards_) {
-    std::lock_guard<std::mutex> lock(shard.mutex);
-    for (const auto& entry : shard.records) {
-      if (purpose_mask & (1u << static_cast<unsigned>(entry.second.purpose))) {
-        candidates.push_back({entry.second.id, entry.second.ptr});
+    std::lock_guard<ShardMutex> lock(shard.mutex);
+    for (const AllocationRecord& record : shard.records) {
+      if (purpose_mask & (1u << static_cast<unsigned>(record.purpose))) {
+        candidates.push_back({record.id, record.ptr});
       }
     }
   }

@@ -1,9 +1,9 @@
 // VramTracker: every byte of VRAM a worker holds, by purpose (T1-T7).
 //
-// Records live in 64 shards, each a small map behind its own mutex, so threads touching different
-// pointers rarely meet. Totals, per-purpose figures and peaks are atomics updated while the shard
-// lock is held: reads are O(1), and a snapshot that holds every shard lock sees counters that
-// equal the sum of its records exactly.
+// Records live in 64 shards, each a dense table behind its own mutex, so threads touching
+// different pointers rarely meet. Byte totals, per-purpose bytes and peaks are atomics updated
+// while the shard lock is held: reads are O(1), and a snapshot that holds every shard lock sees
+// counters that equal the sum of its records exactly.
 #pragma once
 
 #include <array>
@@ -14,11 +14,12 @@
 #include <optional>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 #include "vramguard/allocation_record.hpp"
 #include "vramguard/purpose.hpp"
+#include "vramguard/record_table.hpp"
+#include "vramguard/shard_mutex.hpp"
 #include "vramguard/usage.hpp"
 
 namespace vramguard {
@@ -90,8 +91,8 @@ class VramTracker {
   // Counts that only change under the shard's lock live in the shard: written with plain
   // (relaxed) stores, never a contended read-modify-write; readers add up the shards.
   struct alignas(64) Shard {
-    mutable std::mutex mutex;
-    std::unordered_map<std::uintptr_t, AllocationRecord> records;
+    mutable ShardMutex mutex;
+    RecordTable records;
     std::uint64_t next_sequence = 0;
     std::atomic<std::uint64_t> count{0};
     std::atomic<std::uint64_t> lifetime{0};
@@ -99,23 +100,24 @@ class VramTracker {
     std::array<std::atomic<std::uint64_t>, kPurposeCount> purpose_count{};
   };
   // Bytes stay global so that totals and per-purpose figures are exact and read in one load.
-  struct alignas(64) PurposeCounters {
-    std::atomic<std::uint64_t> bytes{0};
-    std::atomic<std::uint64_t> peak{0};
+  // The total and the per-purpose bytes share one cache line, so an allocation takes that line
+  // once for both updates; the peaks, read on every allocation but rarely written, have their own.
+  struct alignas(64) ByteCounters {
+    std::atomic<std::uint64_t> total{0};
+    std::array<std::atomic<std::uint64_t>, kPurposeCount> purpose{};
   };
   static constexpr std::size_t kShardCount = 64;
 
   std::uint64_t insert(const void* ptr, std::size_t bytes, VramPurpose purpose,
                        std::string_view description, AllocationKind kind, bool owned);
   Removal remove(const void* ptr, bool owned, AllocationRecord* out) noexcept;
-  Shard& shard_for(const void* ptr) const noexcept;
+  Shard& shard_for(std::uint64_t hash) const noexcept { return shards_[hash >> 58]; }  // top 6 bits
   UsageStats read_counters() const noexcept;
 
   int device_;
   mutable std::array<Shard, kShardCount> shards_;
-  alignas(64) std::atomic<std::uint64_t> total_bytes_{0};
-  std::atomic<std::uint64_t> peak_total_bytes_{0};
-  alignas(64) std::array<PurposeCounters, kPurposeCount> purposes_;
+  ByteCounters bytes_;
+  ByteCounters peaks_;
 };
 
 }  // namespace vramguard
