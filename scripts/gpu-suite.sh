@@ -19,7 +19,7 @@ rm -rf "$stage" && mkdir -p "$stage/bin"
 
 cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=ON "${CMAKE_CUDA_ARGS[@]}" >/dev/null
 cmake --build build-gpu -j"$(nproc)" >/dev/null
-for suite in tracker device_memory health c_api checksum; do
+for suite in tracker record_table device_memory health c_api checksum; do
   cp "build-gpu/${suite}_test" "$stage/bin/gtest_${suite}"
 done
 
@@ -50,7 +50,9 @@ for line in sys.stdin:
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "gpu":
         print(m["executable"])
 ' | while read -r exe; do cp "$exe" "$stage/bin/bench_gpu"; done
-if [ -x build-gpu/vramguard_bench ]; then cp build-gpu/vramguard_bench "$stage/bin/vramguard_bench"; fi
+for bench in vramguard_bench vramguard_query_contention; do
+  if [ -x "build-gpu/$bench" ]; then cp "build-gpu/$bench" "$stage/bin/$bench"; fi
+done
 # Symbols too: what travels to a GPU host is limited to 64 MiB.
 strip --strip-all "$stage"/bin/*
 cp -r features "$stage/features"  # the BDD scenarios
