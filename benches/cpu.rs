@@ -25,6 +25,9 @@ fn tracker(c: &mut Criterion) {
     }
     c.bench_function("tracker usage() with 1,000,000 live records", |b| b.iter(|| black_box(tracker.usage())));
     c.bench_function("tracker total_bytes() with 1,000,000 live records", |b| b.iter(|| black_box(tracker.total_bytes())));
+    c.bench_function("tracker bytes_for(KVCache) with 1,000,000 live records", |b| {
+        b.iter(|| black_box(tracker.bytes_for(black_box(Purpose::KVCache))))
+    });
 }
 
 fn policy(c: &mut Criterion) {

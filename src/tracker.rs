@@ -152,7 +152,8 @@ impl Tracker {
         check(unsafe { sys::vg_deallocate(self.inner.raw(), ptr) })
     }
 
-    /// All counters at once, O(1).
+    /// All counters at once: one consistent read of every counter (counts are summed over the
+    /// shards, so this costs a few hundred ns; the single-value reads below are one load each).
     pub fn usage(&self) -> Usage {
         let mut raw = sys::vg_usage::default();
         // SAFETY: live tracker, valid out-pointer: the call cannot fail.
@@ -161,16 +162,30 @@ impl Tracker {
         Usage::from_raw(&raw)
     }
 
+    /// Bytes of every live allocation: one atomic load in the core.
     pub fn total_bytes(&self) -> u64 {
-        self.usage().total_bytes
+        let mut bytes = 0;
+        // SAFETY: live tracker, valid out-pointer: the call cannot fail.
+        let status = unsafe { sys::vg_total_bytes(self.inner.raw(), &mut bytes) };
+        debug_assert_eq!(status, sys::VG_OK);
+        bytes
     }
 
     pub fn allocation_count(&self) -> u64 {
-        self.usage().allocation_count
+        let mut count = 0;
+        // SAFETY: as in total_bytes.
+        let status = unsafe { sys::vg_allocation_count(self.inner.raw(), &mut count) };
+        debug_assert_eq!(status, sys::VG_OK);
+        count
     }
 
+    /// Bytes of the live allocations of one purpose: one atomic load in the core.
     pub fn bytes_for(&self, purpose: Purpose) -> u64 {
-        self.usage().bytes(purpose)
+        let mut bytes = 0;
+        // SAFETY: as in total_bytes; a Purpose is always a valid vg_purpose.
+        let status = unsafe { sys::vg_purpose_bytes(self.inner.raw(), purpose.to_raw(), &mut bytes) };
+        debug_assert_eq!(status, sys::VG_OK);
+        bytes
     }
 
     /// Buffers whose free failed when they were dropped (Drop reports here instead of panicking).

@@ -99,8 +99,8 @@ fn null_tracker_handle() {
         ("verify", Box::new(move || unsafe { sys::vg_verify(null_t, sys::VG_PURPOSE_MASK_ALL, &mut residency, null_mut(), 0) })),
         ("residency report", Box::new(move || unsafe { sys::vg_residency_report(null_t, null_mut(), 0, &mut n) })),
     ];
-    for (what, mut call) in cases {
-        f.rejects(sys::VG_ERR_NULL_ARGUMENT, what, || call());
+    for (what, call) in cases {
+        f.rejects(sys::VG_ERR_NULL_ARGUMENT, what, call);
         assert!(last_error().contains("tracker is NULL"), "{what}: {}", last_error());
     }
 }
@@ -283,7 +283,7 @@ fn invalid_device_ordinal() {
 
 #[test]
 fn every_status_has_a_name() {
-    let names: Vec<String> = (0..=14).map(|s| status_name(s)).collect();
+    let names: Vec<String> = (0..=14).map(status_name).collect();
     assert_eq!(names[0], "VG_OK");
     assert!(names[1..].iter().all(|n| n.starts_with("VG_ERR_")), "{names:?}");
     let mut unique = names.clone();

@@ -68,13 +68,13 @@ fn apply(tracker: &Tracker, model: &mut Model, op: &Op) -> Result<(), TestCaseEr
                 Op::Record { .. } => tracker.record(address(slot), bytes, purpose, AllocationKind::Device, "p"),
                 _ => tracker.adopt(address(slot), bytes, purpose, "p"),
             };
-            if model.live.contains_key(&slot) {
-                prop_assert!(matches!(result, Err(Error::AlreadyTracked(_))), "{result:?}");
-            } else {
+            if let std::collections::hash_map::Entry::Vacant(e) = model.live.entry(slot) {
                 prop_assert!(result.is_ok(), "{result:?}");
-                model.live.insert(slot, (bytes, purpose));
+                e.insert((bytes, purpose));
                 model.lifetime += 1;
                 model.note_peaks();
+            } else {
+                prop_assert!(matches!(result, Err(Error::AlreadyTracked(_))), "{result:?}");
             }
         }
         Op::Deallocate { slot } => {
@@ -93,13 +93,16 @@ fn apply(tracker: &Tracker, model: &mut Model, op: &Op) -> Result<(), TestCaseEr
 fn agrees(tracker: &Tracker, model: &Model) -> Result<(), TestCaseError> {
     let usage = tracker.usage();
     prop_assert_eq!(usage.total_bytes, model.total());
+    prop_assert_eq!(tracker.total_bytes(), model.total(), "the single-value read");
     prop_assert_eq!(usage.allocation_count, model.live.len() as u64);
+    prop_assert_eq!(tracker.allocation_count(), model.live.len() as u64, "the single-value read");
     prop_assert_eq!(usage.peak_total_bytes, model.peak_total);
     prop_assert_eq!(usage.lifetime_allocations, model.lifetime);
     prop_assert_eq!(usage.unknown_deallocations, model.unknown);
     for (i, purpose) in Purpose::ALL.iter().enumerate() {
         let figures = usage.purpose(*purpose);
         prop_assert_eq!(figures.bytes, model.purpose_bytes(*purpose), "{}", purpose);
+        prop_assert_eq!(tracker.bytes_for(*purpose), model.purpose_bytes(*purpose), "{} single-value read", purpose);
         prop_assert_eq!(figures.count, model.purpose_count(*purpose), "{}", purpose);
         prop_assert_eq!(figures.peak_bytes, model.peak_by_purpose[i], "{}", purpose);
     }

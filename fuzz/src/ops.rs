@@ -222,7 +222,7 @@ fn decode_desc(r: &mut Reader) -> Desc {
 
 fn decode_cap(r: &mut Reader) -> Cap {
     match r.u8() % 8 {
-        0 | 1 | 2 => Cap::Exact,
+        0..=2 => Cap::Exact,
         3 => Cap::Less(r.u8() % 4 + 1),
         4 => Cap::More(r.u8() % 4 + 1),
         5 => Cap::Fixed(r.u16() % 4096),
@@ -607,7 +607,7 @@ impl Session {
                     _ => expect(step, status, sys::VG_ERR_NULL_ARGUMENT),
                 }
             }
-            Op::Total { t, null_out } => self.counter(step, t, null_out, |raw, out| unsafe { sys::vg_total_bytes(raw, out) }, |t| Tracker::total(t)),
+            Op::Total { t, null_out } => self.counter(step, t, null_out, |raw, out| unsafe { sys::vg_total_bytes(raw, out) }, Tracker::total),
             Op::Count { t, null_out } => self.counter(step, t, null_out, |raw, out| unsafe { sys::vg_allocation_count(raw, out) }, |t| t.live.len() as u64),
             Op::PurposeBytes { t, purpose, null_out } => {
                 let i = self.pick(t);
@@ -1076,7 +1076,7 @@ fn checksum_host(step: &Step, data: &[u8], flip: u16, xor: u8, null_out: bool) {
         return expect(step, status, sys::VG_ERR_NULL_ARGUMENT);
     }
     let sum = host_sum(step, data);
-    assert!(sum == host_sum(step, &data.to_vec()), "{step}: the same bytes summed twice differ");
+    assert!(sum == host_sum(step, data), "{step}: the same bytes summed twice differ");
     if !data.is_empty() && xor != 0 {
         let mut changed = data.to_vec();
         changed[flip as usize % data.len()] ^= xor;

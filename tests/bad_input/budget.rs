@@ -166,7 +166,7 @@ fn a_device_refusal_rolls_the_charge_back() {
 /// the tracker after the charge; the charge is rolled back.
 #[test]
 fn an_argument_refusal_after_the_charge_rolls_it_back() {
-    let max = sys::VG_MAX_ALLOCATION_BYTES as u64;
+    let max = sys::VG_MAX_ALLOCATION_BYTES;
     let allocator = allocator(UNUSABLE_DEVICE, Budget::new(u64::MAX).unwrap());
     let long = "d".repeat(256);
     let cases: [(&str, u64, AllocationKind, &str); 4] = [
@@ -189,7 +189,7 @@ fn an_argument_refusal_after_the_charge_rolls_it_back() {
 fn a_refused_allocation_leaves_the_budget_peak_unchanged() {
     let allocator = allocator(UNUSABLE_DEVICE, Budget::new(u64::MAX).unwrap());
     let before = state(&allocator);
-    let bytes = sys::VG_MAX_ALLOCATION_BYTES as u64 + 1;
+    let bytes = sys::VG_MAX_ALLOCATION_BYTES + 1;
     assert_eq!(code(allocator.allocate(bytes, Purpose::KVCache, "kv")), "VRAM-E003");
     assert_eq!(code(allocator.allocate(64, Purpose::KVCache, &"d".repeat(256))), "VRAM-E009");
     assert_eq!(state(&allocator), before);

@@ -8,7 +8,7 @@ use vramguard::{check_pointer, sys, Allocation, AllocationKind, Device, Purpose,
 
 use super::{code, is_unusable_device, UNUSABLE_DEVICE};
 
-const MAX_BYTES: u64 = sys::VG_MAX_ALLOCATION_BYTES as u64;
+const MAX_BYTES: u64 = sys::VG_MAX_ALLOCATION_BYTES;
 const MAX_DESCRIPTION: usize = sys::VG_MAX_DESCRIPTION_BYTES as usize;
 
 /// An address nothing lives at; the tracker never dereferences it.
