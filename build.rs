@@ -1,5 +1,7 @@
 //! Builds the C++/CUDA core through CMake (the one definition of that build), generates the C ABI
-//! bindings with bindgen, and links the static CUDA runtime.
+//! bindings with bindgen, and links the static CUDA runtime. The tests' fault-injection library
+//! (`vramguard_faults`, cuda/tests/faults.h) is built beside the core, never linked into the
+//! crate: a Rust test links it with `#[link(name = "vramguard_faults", kind = "static")]`.
 use std::env;
 use std::path::{Path, PathBuf};
 
@@ -29,12 +31,16 @@ fn main() {
         .define("BUILD_TESTING", "OFF")
         .define("CMAKE_CUDA_COMPILER", &nvcc)
         .define("CUDAToolkit_ROOT", &toolkit)
-        .build_target("vramguard_core");
+        // Both static libraries (CMakeLists.txt's aggregate target): the core, and the faults
+        // library for tests.
+        .build_target("vramguard_rust_libs");
     if let Ok(archs) = env::var("VRAMGUARD_CUDA_ARCHS") {
         config.define("CMAKE_CUDA_ARCHITECTURES", archs);
     }
     let out = config.build();
 
+    // CMake leaves both archives in the build directory's root: libvramguard_core.a, linked into
+    // the crate, and libvramguard_faults.a, found there by the Rust tests that name it.
     println!("cargo:rustc-link-search=native={}", out.join("build").display());
     println!("cargo:rustc-link-lib=static=vramguard_core");
     let cuda_lib = ["lib64", "lib", "targets/x86_64-linux/lib"]

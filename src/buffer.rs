@@ -26,6 +26,24 @@ fn with_c_description<T>(description: &str, call: impl FnOnce(*const libc::c_cha
 }
 
 /// Memory allocated through a tracker. Not `Clone`: one owner frees it, once.
+///
+/// # Freeing while the GPU still uses the memory
+///
+/// Drop frees through `vg_free`. Kinds `Device` and `Managed` are freed with `cudaFree`, which
+/// "may perform implicit synchronization" and promises no more: complete or synchronise work that
+/// uses the buffer first. Kind `Pool` is freed with `cudaFreeAsync` on the legacy default
+/// stream of the buffer's device, so the pool may hand the memory to the next allocation as soon
+/// as the work queued on that stream before the free is done. The legacy default stream first
+/// waits for the earlier work of every *blocking* stream of the context (streams made with
+/// `cudaStreamCreate`, and the per-thread default streams), so a kernel on one of those that still
+/// reads or writes the buffer finishes before the memory is reused. Work on a *non-blocking*
+/// stream (`cudaStreamNonBlocking`), or in another context or process, is not waited for:
+/// synchronise it before dropping the buffer.
+///
+/// Copies ([`DeviceBuffer::copy_from_host`], [`DeviceBuffer::copy_to_host`]) return once the
+/// bytes are in their destination. The device checksum runs on vramguard's own non-blocking
+/// stream, which waits for no other: what a kernel or an asynchronous copy of the caller's wrote
+/// into the buffer must be synchronised before it is checksummed.
 pub struct DeviceBuffer {
     tracker: Arc<TrackerInner>,
     device: u32,

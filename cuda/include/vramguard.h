@@ -5,6 +5,10 @@
  * or unwinds. After a failing call, vg_last_error() returns this thread's message for it.
  * Enumerations travel as int32_t so that an out-of-range value is representable and rejected
  * with VG_ERR_INVALID_ENUM rather than being undefined behaviour. No CUDA or C++ types appear here.
+ *
+ * CUDA contexts (R4): every function leaves the calling thread's current CUDA context as it found
+ * it, none included; work for a tracker's device runs in that device's primary context for the
+ * length of the call. vg_set_device alone changes it: that is what it is for.
  */
 #ifndef VRAMGUARD_H
 #define VRAMGUARD_H
@@ -31,7 +35,12 @@ typedef enum vg_status {
   VG_ERR_NO_DEVICE = 11,           /* no CUDA driver or no GPU */
   VG_ERR_OUT_OF_MEMORY = 12,       /* the device (or host, for pinned memory) is out of memory */
   VG_ERR_CUDA = 13,                /* any other CUDA runtime error; vg_last_error names it */
-  VG_ERR_INTERNAL = 14             /* an unexpected failure inside vramguard (a bug) */
+  VG_ERR_INTERNAL = 14,            /* an unexpected failure inside vramguard (a bug) */
+  VG_ERR_TIMEOUT = 15,             /* the GPU did not finish the work before the deadline (busy or
+                                      hung); nothing was waited for past it */
+  VG_ERR_CUDA_STICKY = 16          /* a CUDA error that corrupts the context (an illegal address, a
+                                      kernel exception, an uncorrectable ECC error, ...): every later
+                                      CUDA call fails too; the process must be restarted (R3) */
 } vg_status;
 
 typedef enum vg_purpose {
@@ -190,9 +199,27 @@ vg_status vg_report(const vg_tracker* tracker, char* out, uint64_t capacity, uin
 /* Allocation --------------------------------------------------------------------------------- */
 vg_status vg_alloc(vg_tracker* tracker, uint64_t bytes, int32_t purpose, int32_t kind,
                    const char* description, void** out_ptr);
-/* Frees and un-records an allocation made by vg_alloc. A second free is VG_ERR_UNKNOWN_POINTER. */
+/* Frees and un-records an allocation made by vg_alloc. A second free is VG_ERR_UNKNOWN_POINTER.
+ * A copy or checksum of the same allocation running on another thread is waited for first, so
+ * that it never lands in a later allocation at the same address.
+ *
+ * GPU work still using the memory: VG_KIND_DEVICE and VG_KIND_MANAGED are freed with cudaFree,
+ * which the runtime says "may perform implicit synchronization" (it does not promise to wait for
+ * kernels using the memory): complete or synchronise such work first. VG_KIND_POOL is freed with cudaFreeAsync on the legacy default
+ * stream of the tracker's device: the memory may be handed out again as soon as what was queued on
+ * that stream before the free is done. The legacy default stream first waits for the earlier work
+ * of every blocking stream of the context: streams made by cudaStreamCreate, and the per-thread
+ * default streams (CUDA's "stream synchronization behavior": a per-thread default stream is not
+ * a non-blocking stream and synchronises with the legacy one). So a kernel on such a stream that
+ * still reads or writes the buffer finishes before the memory is reused. Work on a non-blocking
+ * stream (cudaStreamNonBlocking), in another context or process is not waited for: the caller
+ * synchronises it before freeing memory it uses (cudaStreamSynchronize, or cudaStreamWaitEvent of
+ * the legacy stream on an event recorded after it). VG_KIND_PINNED_HOST is freed with
+ * cudaFreeHost. */
 vg_status vg_free(vg_tracker* tracker, void* ptr);
-/* Copies between host memory and a vg_alloc allocation, at a byte offset inside it. */
+/* Copies between host memory and a vg_alloc allocation, at a byte offset inside it. Returns once
+ * the copy is complete in its destination (the legacy default stream is synchronised behind it).
+ * vg_free of the allocation on another thread waits for the copy. */
 vg_status vg_copy_to_device(vg_tracker* tracker, void* dst, uint64_t offset, const void* src,
                             uint64_t bytes);
 vg_status vg_copy_to_host(vg_tracker* tracker, void* dst, const void* src, uint64_t offset,
@@ -217,12 +244,30 @@ typedef struct vg_checksum {
   uint64_t lo;
   uint64_t hi;
 } vg_checksum;
+/* How long vg_checksum_device waits for the GPU: 30 s. */
+#define VG_CHECKSUM_DEFAULT_TIMEOUT_MS 30000ull
 /* The checksum of [ptr + offset, ptr + offset + bytes), computed on the tracker's device by a
- * CUDA kernel at memory bandwidth; waits for it. ptr is an allocation tracked by this tracker
- * (device, pool, managed or pinned host memory), the range must lie inside it: unknown pointer ->
- * VG_ERR_UNKNOWN_POINTER, range past its end -> VG_ERR_OUT_OF_RANGE, bytes 0 ->
- * VG_ERR_INVALID_SIZE. Memory the GPU cannot read (a recorded pageable or wild address) ->
- * VG_ERR_CUDA, before any kernel runs. */
+ * CUDA kernel at memory bandwidth; waits for it, but not past timeout_ms milliseconds from the
+ * call: then VG_ERR_TIMEOUT (the GPU is busy or hung), and the kernel is left to finish, or not,
+ * without anyone waiting for it or reusing what it writes; it may still read the range, so free
+ * it only once the GPU is known to have finished (a later checksum succeeded, or the device was
+ * synchronised). timeout_ms 0 -> VG_ERR_INVALID_SIZE.
+ *
+ * ptr is an allocation tracked by this tracker (device, pool, managed or pinned host memory), the
+ * range must lie inside it: unknown pointer -> VG_ERR_UNKNOWN_POINTER, range past its end ->
+ * VG_ERR_OUT_OF_RANGE, bytes 0 -> VG_ERR_INVALID_SIZE. Memory the GPU cannot read (a recorded
+ * pageable or wild address) -> VG_ERR_CUDA, before any kernel runs. vg_free of the allocation on
+ * another thread waits until the checksum returns.
+ *
+ * The kernel runs on vramguard's own non-blocking stream for the device: it does not queue behind
+ * the legacy default stream, and it does not wait for it or for any other stream either. What the
+ * caller wrote into the range must be complete before the call: vg_copy_to_device returns
+ * complete, as does a cudaMemcpy into device memory from pinned memory or back to the host; a
+ * kernel, an asynchronous copy, or a cudaMemcpy from pageable memory or between device addresses
+ * (which can return before the data lands) must be synchronised first. */
+vg_status vg_checksum_device_within(vg_tracker* tracker, const void* ptr, uint64_t offset,
+                                    uint64_t bytes, uint64_t timeout_ms, vg_checksum* out);
+/* vg_checksum_device_within with VG_CHECKSUM_DEFAULT_TIMEOUT_MS. */
 vg_status vg_checksum_device(vg_tracker* tracker, const void* ptr, uint64_t offset, uint64_t bytes,
                              vg_checksum* out);
 /* The same checksum of `bytes` host bytes at ptr, computed on the CPU (ptr may be NULL when bytes

@@ -1,6 +1,8 @@
 // The C ABI: validates every argument, maps every C++ failure to a vg_status and a thread-local
 // message, and lets no exception escape (E3).
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -16,6 +18,7 @@
 #include "vramguard/error.hpp"
 #include "vramguard/health.hpp"
 #include "vramguard/memory_pool.hpp"
+#include "vramguard/record_pin.hpp"
 #include "vramguard/tracker.hpp"
 
 struct vg_tracker {
@@ -132,13 +135,12 @@ void removal_to_status(vramguard::Removal removal, const char* wrong_owner_messa
   }
 }
 
-// A tracked allocation of this tracker that [ptr + offset, + bytes) lies inside.
-vramguard::AllocationRecord copy_target(const vg_tracker* tracker, const void* ptr,
-                                        uint64_t offset, uint64_t bytes) {
-  auto record = tracker->tracker.find(ptr);
-  if (!record) throw Error(VG_ERR_UNKNOWN_POINTER, "copy target is not a tracked allocation");
-  vramguard::detail::check_copy_range(offset, bytes, record->bytes);
-  return *record;
+// The pinned record of a copy's tracked side: throws unless it is tracked and
+// [offset, offset + bytes) lies inside it. While the pin lives, vg_free and vg_deallocate of it
+// wait, so the copy lands in the allocation it named, never in a later one at the same address.
+void require_copy_target(const vramguard::RecordPin& target, uint64_t offset, uint64_t bytes) {
+  if (!target) throw Error(VG_ERR_UNKNOWN_POINTER, "copy target is not a tracked allocation");
+  vramguard::detail::check_copy_range(offset, bytes, target->bytes);
 }
 
 }  // namespace
@@ -164,6 +166,8 @@ const char* vg_status_name(int32_t status) {
     case VG_ERR_OUT_OF_MEMORY: return "VG_ERR_OUT_OF_MEMORY";
     case VG_ERR_CUDA: return "VG_ERR_CUDA";
     case VG_ERR_INTERNAL: return "VG_ERR_INTERNAL";
+    case VG_ERR_TIMEOUT: return "VG_ERR_TIMEOUT";
+    case VG_ERR_CUDA_STICKY: return "VG_ERR_CUDA_STICKY";
     default: return "VG_STATUS_UNKNOWN";
   }
 }
@@ -380,8 +384,9 @@ vg_status vg_copy_to_device(vg_tracker* tracker, void* dst, uint64_t offset, con
     require(tracker, "tracker");
     require(dst, "dst");
     require(src, "src");
-    const auto record = copy_target(tracker, dst, offset, bytes);
-    vramguard::detail::copy_on_device(record.device, static_cast<char*>(dst) + offset, src, bytes);
+    const vramguard::RecordPin target(tracker->tracker, dst);
+    require_copy_target(target, offset, bytes);
+    vramguard::detail::copy_on_device(target->device, static_cast<char*>(dst) + offset, src, bytes);
   });
 }
 
@@ -391,8 +396,9 @@ vg_status vg_copy_to_host(vg_tracker* tracker, void* dst, const void* src, uint6
     require(tracker, "tracker");
     require(dst, "dst");
     require(src, "src");
-    const auto record = copy_target(tracker, src, offset, bytes);
-    vramguard::detail::copy_on_device(record.device, dst, static_cast<const char*>(src) + offset,
+    const vramguard::RecordPin target(tracker->tracker, src);
+    require_copy_target(target, offset, bytes);
+    vramguard::detail::copy_on_device(target->device, dst, static_cast<const char*>(src) + offset,
                                       bytes);
   });
 }
@@ -462,17 +468,14 @@ vg_status vg_residency_report(vg_tracker* tracker, char* out, uint64_t capacity,
 
 namespace {
 
-// The tracked allocation of this tracker that [ptr + offset, + bytes) lies inside.
-vramguard::AllocationRecord checksum_target(const vg_tracker* tracker, const void* ptr,
-                                            uint64_t offset, uint64_t bytes) {
-  auto record = tracker->tracker.find(ptr);
-  if (!record) throw Error(VG_ERR_UNKNOWN_POINTER, "checksum target is not a tracked allocation");
-  if (offset > record->bytes || bytes > record->bytes - offset) {
+// The pinned record of a checksum's range, as require_copy_target.
+void require_checksum_target(const vramguard::RecordPin& target, uint64_t offset, uint64_t bytes) {
+  if (!target) throw Error(VG_ERR_UNKNOWN_POINTER, "checksum target is not a tracked allocation");
+  if (offset > target->bytes || bytes > target->bytes - offset) {
     throw Error(VG_ERR_OUT_OF_RANGE, "checksum of " + std::to_string(bytes) + " bytes at offset " +
                                          std::to_string(offset) + " exceeds the allocation of " +
-                                         std::to_string(record->bytes) + " bytes");
+                                         std::to_string(target->bytes) + " bytes");
   }
-  return *record;
 }
 
 vg_checksum to_vg_checksum(const vramguard::Checksum& checksum) {
@@ -482,21 +485,39 @@ vg_checksum to_vg_checksum(const vramguard::Checksum& checksum) {
   return result;
 }
 
-}  // namespace
-
-extern "C" {
-
-vg_status vg_checksum_device(vg_tracker* tracker, const void* ptr, uint64_t offset, uint64_t bytes,
-                             vg_checksum* out) {
-  return guarded(__func__, [&] {
+// vg_checksum_device and vg_checksum_device_within, under the caller's name.
+vg_status checksum_device(const char* function, vg_tracker* tracker, const void* ptr,
+                          uint64_t offset, uint64_t bytes, uint64_t timeout_ms,
+                          vg_checksum* out) noexcept {
+  return guarded(function, [&] {
     require(tracker, "tracker");
     require(ptr, "ptr");
     require(out, "out");
     if (bytes == 0) throw Error(VG_ERR_INVALID_SIZE, "a checksum of 0 bytes was asked for");
-    const auto record = checksum_target(tracker, ptr, offset, bytes);
+    if (timeout_ms == 0) throw Error(VG_ERR_INVALID_SIZE, "a checksum timeout of 0 ms was asked for");
+    // Past 2^40 ms (35 years) a deadline means nothing more; the C++ API cuts it there too.
+    const std::chrono::milliseconds timeout(
+        static_cast<std::int64_t>(std::min<uint64_t>(timeout_ms, uint64_t{1} << 40)));
+    const vramguard::RecordPin target(tracker->tracker, ptr);
+    require_checksum_target(target, offset, bytes);
     *out = to_vg_checksum(vramguard::device_checksum(static_cast<const char*>(ptr) + offset, bytes,
-                                                     record.device));
+                                                     target->device, timeout));
   });
+}
+
+}  // namespace
+
+extern "C" {
+
+vg_status vg_checksum_device_within(vg_tracker* tracker, const void* ptr, uint64_t offset,
+                                    uint64_t bytes, uint64_t timeout_ms, vg_checksum* out) {
+  return checksum_device(__func__, tracker, ptr, offset, bytes, timeout_ms, out);
+}
+
+vg_status vg_checksum_device(vg_tracker* tracker, const void* ptr, uint64_t offset, uint64_t bytes,
+                             vg_checksum* out) {
+  return checksum_device(__func__, tracker, ptr, offset, bytes, VG_CHECKSUM_DEFAULT_TIMEOUT_MS,
+                         out);
 }
 
 vg_status vg_checksum_host(const void* ptr, uint64_t bytes, vg_checksum* out) {

@@ -6,20 +6,22 @@
 // gives the same value. Bytes outside [ptr, ptr + bytes) are never read: words that the range
 // covers only in part are read byte by byte. Each thread sums its terms; a block adds its sums with
 // warp shuffles and shared memory, then one atomicAdd per lane per block into a 16-byte slot of a
-// module-global scratch array (no allocation: nothing to leak, nothing to free). Sums mod 2^64 are
-// order-independent, so the result is the same for every launch shape.
+// module-global scratch array (no device allocation: nothing to leak, nothing to free). Sums mod
+// 2^64 are order-independent, so the result is the same for every launch shape.
+//
+// The synchronous API runs on vramguard's own per-device stream and waits by polling up to a
+// deadline (checksum_slots.hpp): a busy or hung GPU costs the caller the deadline, never more.
 #include <cuda_runtime.h>
 
 #include <algorithm>
-#include <condition_variable>
 #include <cstdint>
-#include <mutex>
 #include <string>
-#include <unordered_map>
 
 #include "checksum_hash.hpp"
 #include "checksum_launch.hpp"
+#include "checksum_slots.hpp"
 #include "cuda_call.hpp"
+#include "scoped_device.hpp"
 #include "vramguard/checksum.hpp"
 #include "vramguard/device.hpp"
 #include "vramguard/error.hpp"
@@ -38,7 +40,6 @@ constexpr unsigned kDefaultThreads = 512;
 constexpr unsigned kDefaultBlocksPerSm = 4;
 constexpr unsigned kDefaultUnroll = 2;
 constexpr unsigned kMaxThreads = 1024;
-constexpr int kSlots = 64;  // concurrent checksums per device before a caller waits
 
 // Two lanes per slot, per device (each context has its own copy of a __device__ variable).
 __device__ unsigned long long g_lanes[kSlots * 2];
@@ -248,66 +249,6 @@ void check_launch(const char* kernel) {
   if (result != cudaSuccess) throw CudaError(static_cast<int>(result), kernel);
 }
 
-// Per-device leases on the slots of g_lanes. Waits when all are taken (kSlots checksums running
-// on one device at once).
-class SlotTable {
- public:
-  int acquire(int device) {
-    std::unique_lock<std::mutex> lock(mutex_);
-    for (;;) {
-      std::uint64_t& busy = busy_[device];
-      if (busy != ~std::uint64_t{0}) {
-        const int slot = __builtin_ctzll(~busy);
-        busy |= std::uint64_t{1} << slot;
-        return slot;
-      }
-      freed_.wait(lock);
-    }
-  }
-
-  void release(int device, int slot) noexcept {
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      busy_[device] &= ~(std::uint64_t{1} << slot);
-    }
-    freed_.notify_all();
-  }
-
- private:
-  std::mutex mutex_;
-  std::condition_variable freed_;
-  std::unordered_map<int, std::uint64_t> busy_;
-};
-
-SlotTable& slot_table() {
-  static SlotTable table;
-  return table;
-}
-
-// One slot for one checksum. If the checksum did not complete (an exception between the launch
-// and the wait), the stream is drained first so that no kernel still adds into the slot when the
-// next caller zeroes it.
-class SlotLease {
- public:
-  SlotLease(int device, CUstream_st* stream)
-      : device_(device), stream_(stream), slot_(slot_table().acquire(device)) {}
-  ~SlotLease() {
-    if (!completed_ && cudaStreamSynchronize(stream_) != cudaSuccess) (void)cudaGetLastError();
-    slot_table().release(device_, slot_);
-  }
-  SlotLease(const SlotLease&) = delete;
-  SlotLease& operator=(const SlotLease&) = delete;
-
-  int slot() const noexcept { return slot_; }
-  void completed() noexcept { completed_ = true; }
-
- private:
-  int device_;
-  CUstream_st* stream_;
-  int slot_;
-  bool completed_ = false;
-};
-
 // The address the device reads the memory at; refuses memory it cannot read.
 const void* readable_address(const void* ptr, int device) {
   cudaPointerAttributes attributes{};
@@ -341,8 +282,15 @@ const void* prepare(const void* ptr, std::size_t bytes, int device, const char* 
   return readable_address(ptr, device);
 }
 
+std::string describe_timeout(std::chrono::milliseconds timeout, int device) {
+  return "device_checksum: GPU " + std::to_string(device) + " did not finish within " +
+         std::to_string(timeout.count()) +
+         " ms (busy or hung); the kernel is left to the GPU, nothing waits for it";
+}
+
 Checksum checksum_on_device(const void* ptr, std::size_t bytes, int device, LaunchShape requested,
-                            CUstream_st* stream) {
+                            CUstream_st* stream, std::chrono::milliseconds timeout) {
+  const Clock::time_point deadline = deadline_after(timeout);
   require_valid_device(device);
   if (bytes == 0) return host_checksum(nullptr, 0);
   ScopedDevice scope(device);
@@ -352,15 +300,16 @@ Checksum checksum_on_device(const void* ptr, std::size_t bytes, int device, Laun
   unsigned long long* all_lanes = nullptr;
   VG_CUDA_CHECK(cudaGetSymbolAddress(reinterpret_cast<void**>(&all_lanes), g_lanes));
 
-  SlotLease lease(device, stream);
+  SlotLease lease(device, deadline);
+  CUstream_st* on = stream != nullptr ? stream : device_stream(device);
   unsigned long long* lanes = all_lanes + 2 * lease.slot();
-  VG_CUDA_CHECK(cudaMemsetAsync(lanes, 0, 2 * sizeof(unsigned long long), stream));
-  enqueue_lanes(readable, bytes, lanes, shape, stream);
-  unsigned long long sums[2] = {0, 0};
-  VG_CUDA_CHECK(cudaMemcpyAsync(sums, lanes, sizeof sums, cudaMemcpyDeviceToHost, stream));
-  VG_CUDA_CHECK(cudaStreamSynchronize(stream));
-  lease.completed();
-  const Folded folded = finalize(sums[0], sums[1], bytes);
+  lease.enqueuing_on(on);
+  VG_CUDA_CHECK(cudaMemsetAsync(lanes, 0, 2 * sizeof(unsigned long long), on));
+  enqueue_lanes(readable, bytes, lanes, shape, on);
+  VG_CUDA_CHECK(cudaMemcpyAsync(lease.readback(), lanes, 2 * sizeof(unsigned long long),
+                                cudaMemcpyDeviceToHost, on));
+  if (!lease.wait_until(deadline)) throw Error(VG_ERR_TIMEOUT, describe_timeout(timeout, device));
+  const Folded folded = finalize(lease.readback()[0], lease.readback()[1], bytes);
   return Checksum{folded.lo, folded.hi};
 }
 
@@ -447,7 +396,12 @@ void enqueue_sweep(const void* ptr, std::size_t bytes, LaunchShape shape, CUstre
 
 Checksum device_checksum(const void* device_ptr, std::size_t bytes, int device,
                          CUstream_st* stream) {
-  return detail::checksum::checksum_on_device(device_ptr, bytes, device, {}, stream);
+  return device_checksum(device_ptr, bytes, device, kDefaultChecksumTimeout, stream);
+}
+
+Checksum device_checksum(const void* device_ptr, std::size_t bytes, int device,
+                         std::chrono::milliseconds timeout, CUstream_st* stream) {
+  return detail::checksum::checksum_on_device(device_ptr, bytes, device, {}, stream, timeout);
 }
 
 Checksum device_checksum_with_shape(const void* device_ptr, std::size_t bytes, int device,
@@ -458,17 +412,23 @@ Checksum device_checksum_with_shape(const void* device_ptr, std::size_t bytes, i
   detail::checksum::LaunchShape shape;
   shape.blocks = blocks;
   shape.threads = threads;
-  return detail::checksum::checksum_on_device(device_ptr, bytes, device, shape, stream);
+  return detail::checksum::checksum_on_device(device_ptr, bytes, device, shape, stream,
+                                              kDefaultChecksumTimeout);
 }
 
 void read_only_sweep(const void* device_ptr, std::size_t bytes, int device, CUstream_st* stream) {
   namespace cs = detail::checksum;
+  const cs::Clock::time_point deadline = cs::deadline_after(kDefaultChecksumTimeout);
   require_valid_device(device);
   if (bytes == 0) return;
   detail::ScopedDevice scope(device);
   const void* readable = cs::prepare(device_ptr, bytes, device, "read_only_sweep");
-  cs::enqueue_sweep(readable, bytes, cs::resolve_shape(device, bytes, {}), stream);
-  VG_CUDA_CHECK(cudaStreamSynchronize(stream));
+  CUstream_st* on = stream != nullptr ? stream : cs::device_stream(device);
+  cs::enqueue_sweep(readable, bytes, cs::resolve_shape(device, bytes, {}), on);
+  if (!cs::wait_for_stream(on, deadline)) {
+    throw Error(VG_ERR_TIMEOUT, "read_only_sweep: GPU " + std::to_string(device) +
+                                    " did not finish within the default checksum timeout");
+  }
 }
 
 }  // namespace vramguard

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "cuda_call.hpp"
+#include "scoped_device.hpp"
 
 namespace vramguard::detail {
 
@@ -20,6 +21,11 @@ void copy_on_device(int device, void* dst, const void* src, std::size_t bytes) {
   if (bytes == 0) return;
   ScopedDevice scope(device);
   VG_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDefault));
+  // cudaMemcpy from pageable host memory returns once the bytes are staged, before the DMA into
+  // device memory has necessarily landed, and one between two device addresses returns at once
+  // (the runtime's "API synchronization behavior"). A vramguard copy returns complete: the checksum
+  // runs on vramguard's own non-blocking stream, which would not wait for the legacy stream's DMA.
+  VG_CUDA_CHECK(cudaStreamSynchronize(nullptr));
 }
 
 }  // namespace vramguard::detail

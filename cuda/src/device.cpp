@@ -3,6 +3,7 @@
 #include <cuda_runtime_api.h>
 
 #include "cuda_call.hpp"
+#include "scoped_device.hpp"
 
 namespace vramguard {
 
@@ -38,6 +39,8 @@ void require_valid_device(int device) {
   }
 }
 
+// The one vramguard call that changes the calling thread's device (and current context): asking
+// for that is its purpose.
 void set_device(int device) {
   require_valid_device(device);
   VG_CUDA_CHECK(cudaSetDevice(device));
@@ -57,6 +60,9 @@ MemoryInfo memory_info(int device) {
 
 DeviceInfo device_info(int device) {
   require_valid_device(device);
+  // The memory figures need the device's context; any other query that might want one gets it too,
+  // never the thread's default device's.
+  detail::ScopedDevice scope(device);
   cudaDeviceProp props{};
   VG_CUDA_CHECK(cudaGetDeviceProperties(&props, device));
   DeviceInfo info;

@@ -7,9 +7,9 @@
 #include "copy.hpp"
 #include "cuda_call.hpp"
 #include "raw_allocation.hpp"
+#include "scoped_device.hpp"
 
 namespace vramguard {
-
 
 DeviceMemory::DeviceMemory(std::size_t bytes, VramTracker* tracker, VramPurpose purpose,
                            std::string_view description, AllocationKind kind, MemoryPool* pool)

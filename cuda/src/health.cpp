@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "cuda_call.hpp"
+#include "scoped_device.hpp"
 
 namespace vramguard {
 
@@ -29,14 +30,20 @@ const char* to_string(ViolationReason reason) noexcept {
   return "invalid";
 }
 
-PointerResidency Health::inspect_pointer(const void* ptr, int expected_device) {
+namespace {
+
+// H1 within a ScopedDevice the caller holds (a residency sweep holds one for all its queries).
+PointerResidency inspect_in_scope(const void* ptr, int expected_device) {
   PointerResidency result;
   if (ptr == nullptr) return result;  // never resident, reason NotDeviceMemory
   cudaPointerAttributes attributes{};
   const cudaError_t error = cudaPointerGetAttributes(&attributes, ptr);
   if (error != cudaSuccess) {
     (void)cudaGetLastError();
-    if (status_for_cuda_error(error) == VG_ERR_NO_DEVICE) {
+    // No driver, or a lost context: the check itself cannot run, which is not a verdict on
+    // this pointer.
+    const vg_status status = status_for_cuda_error(error);
+    if (status == VG_ERR_NO_DEVICE || status == VG_ERR_CUDA_STICKY) {
       throw CudaError(static_cast<int>(error), "cudaPointerGetAttributes");
     }
     result.cuda_error = static_cast<int>(error);
@@ -63,14 +70,22 @@ PointerResidency Health::inspect_pointer(const void* ptr, int expected_device) {
   return result;
 }
 
+}  // namespace
+
+PointerResidency Health::inspect_pointer(const void* ptr, int expected_device) {
+  if (ptr == nullptr) return PointerResidency{};  // never resident; no device touched
+  // The query runs in the expected device's context, so that it makes none on another GPU.
+  require_valid_device(expected_device);
+  detail::ScopedDevice scope(expected_device);
+  return inspect_in_scope(ptr, expected_device);
+}
+
 bool Health::check_pointer_residency(const void* ptr, int expected_device) {
   return inspect_pointer(ptr, expected_device).resident;
 }
 
 bool Health::check_pointer_residency(const void* ptr) {
-  int device = 0;
-  VG_CUDA_CHECK(cudaGetDevice(&device));
-  return check_pointer_residency(ptr, device);
+  return check_pointer_residency(ptr, detail::current_device());
 }
 
 ResidencyReport Health::check_residency(const VramTracker& tracker, unsigned purpose_mask) {
@@ -82,8 +97,9 @@ ResidencyReport Health::check_residency(const VramTracker& tracker, unsigned pur
   report.memory = memory_info(tracker.device());  // fails first, and clearly, without a GPU
   const auto candidates = tracker.residency_candidates(purpose_mask);
   report.checked = candidates.size();
+  detail::ScopedDevice scope(tracker.device());  // once for the sweep, not once per pointer
   for (const auto& candidate : candidates) {
-    const PointerResidency observed = inspect_pointer(candidate.ptr, tracker.device());
+    const PointerResidency observed = inspect_in_scope(candidate.ptr, tracker.device());
     if (observed.resident) continue;
     // Freed (or freed and reused) while the sweep ran: not a violation of a live allocation.
     auto record = tracker.find(candidate.ptr);

@@ -4,12 +4,14 @@
 #include <cuda_runtime_api.h>
 
 #include "cuda_call.hpp"
+#include "scoped_device.hpp"
 #include "vramguard/device.hpp"
 
 namespace vramguard {
 
 MemoryPool::MemoryPool(int device) : device_(device) {
   require_valid_device(device);
+  detail::ScopedDevice scope(device);
   cudaMemPoolProps props{};
   props.allocType = cudaMemAllocationTypePinned;  // pinned in device memory, not host memory
   props.location.type = cudaMemLocationTypeDevice;
@@ -27,9 +29,18 @@ MemoryPool::MemoryPool(int device) : device_(device) {
 }
 
 MemoryPool::~MemoryPool() noexcept {
-  // Frees still queued on the default stream must finish before the pool goes.
-  (void)cudaStreamSynchronize(nullptr);
-  if (cudaMemPoolDestroy(static_cast<cudaMemPool_t>(pool_)) != cudaSuccess) (void)cudaGetLastError();
+  try {
+    // Frees still queued on the pool's device's legacy default stream (raw_free's cudaFreeAsync)
+    // must finish before the pool goes, so that its memory is back with the driver when this
+    // returns. That is the legacy stream of the pool's device, not of whatever device (or none)
+    // the destroying thread is on, and the thread's context is left as it was.
+    detail::ScopedDevice scope(device_);
+    if (cudaStreamSynchronize(nullptr) != cudaSuccess) (void)cudaGetLastError();
+    if (cudaMemPoolDestroy(static_cast<cudaMemPool_t>(pool_)) != cudaSuccess) (void)cudaGetLastError();
+  } catch (...) {
+    // The device's context cannot be made current (a sticky error, a driver going away): nothing
+    // can run on it any more, and the pool goes with the context.
+  }
 }
 
 }  // namespace vramguard

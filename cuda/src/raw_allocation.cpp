@@ -3,6 +3,7 @@
 #include <cuda_runtime_api.h>
 
 #include "cuda_call.hpp"
+#include "scoped_device.hpp"
 
 namespace vramguard::detail {
 
@@ -59,12 +60,17 @@ Removal release_owned(VramTracker& tracker, const void* ptr, int* cuda_error) no
   AllocationRecord record;
   const Removal removal = tracker.take_owned(ptr, &record);
   if (removal != Removal::Removed) return removal;
-  int previous = 0;
-  const bool switch_device =
-      cudaGetDevice(&previous) == cudaSuccess && previous != tracker.device();
-  if (switch_device) (void)cudaSetDevice(tracker.device());
-  const int result = raw_free(record.kind, record.ptr);
-  if (switch_device) (void)cudaSetDevice(previous);
+  int result = 0;
+  try {
+    ScopedDevice scope(tracker.device());
+    result = raw_free(record.kind, record.ptr);
+  } catch (const CudaError& e) {
+    // The device's context cannot be made current (a sticky error, say): the memory cannot be
+    // freed now, and goes with the context. The record is gone either way.
+    result = e.cuda_code();
+  } catch (...) {
+    result = static_cast<int>(cudaErrorUnknown);
+  }
   if (cuda_error != nullptr) *cuda_error = result;
   return removal;
 }

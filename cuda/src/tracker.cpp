@@ -151,17 +151,34 @@ std::uint64_t VramTracker::insert(const void* ptr, std::size_t bytes, VramPurpos
   return id;
 }
 
+bool VramTracker::is_pinned(const Shard& shard, std::uintptr_t key) noexcept {
+  for (const auto& [address, count] : shard.pinned) {
+    if (address == key) return true;
+  }
+  return false;
+}
+
 Removal VramTracker::remove(const void* ptr, bool owned, AllocationRecord* out) noexcept {
   const auto key = reinterpret_cast<std::uintptr_t>(ptr);
   const std::uint64_t hash = RecordTable::hash_of(key);
   Shard& shard = shard_for(hash);
-  std::lock_guard<ShardMutex> lock(shard.mutex);
+  std::unique_lock<ShardMutex> lock(shard.mutex);
   AllocationRecord* record = shard.records.find(key, hash);
-  if (record == nullptr) {
-    add_locked(shard.unknown, 1);
-    return Removal::Unknown;
+  for (;;) {
+    if (record == nullptr) {
+      add_locked(shard.unknown, 1);
+      return Removal::Unknown;
+    }
+    if (record->owned != owned) return Removal::OwnershipMismatch;
+    // One load on the fast path: nothing of this shard is pinned.
+    if (shard.pinned.empty() || !is_pinned(shard, key)) break;
+    // A copy or checksum is using the memory: wait until it is done, then look again (the lock
+    // was let go, so the table may have moved, and a racing removal may have taken the record).
+    ++shard.waiting;
+    unpinned_.wait(lock);
+    --shard.waiting;
+    record = shard.records.find(key, hash);
   }
-  if (record->owned != owned) return Removal::OwnershipMismatch;
   const std::uint64_t bytes = record->bytes;
   const int purpose = static_cast<int>(record->purpose);
   bytes_.total.fetch_sub(bytes, std::memory_order_relaxed);
@@ -170,6 +187,40 @@ Removal VramTracker::remove(const void* ptr, bool owned, AllocationRecord* out) 
   add_locked(shard.count, ~std::uint64_t{0});
   shard.records.erase(record, hash, out);  // no allocation: safe in a noexcept function
   return Removal::Removed;
+}
+
+std::optional<AllocationRecord> VramTracker::pin(const void* ptr) const {
+  const auto key = reinterpret_cast<std::uintptr_t>(ptr);
+  const std::uint64_t hash = RecordTable::hash_of(key);
+  Shard& shard = shard_for(hash);
+  std::lock_guard<ShardMutex> lock(shard.mutex);
+  const AllocationRecord* record = shard.records.find(key, hash);
+  if (record == nullptr) return std::nullopt;
+  std::optional<AllocationRecord> copy(*record);  // may throw: nothing pinned yet
+  for (auto& [address, count] : shard.pinned) {
+    if (address == key) {
+      ++count;
+      return copy;
+    }
+  }
+  shard.pinned.emplace_back(key, 1);  // may throw: nothing pinned yet
+  return copy;
+}
+
+void VramTracker::unpin(const void* ptr) const noexcept {
+  const auto key = reinterpret_cast<std::uintptr_t>(ptr);
+  Shard& shard = shard_for(RecordTable::hash_of(key));
+  std::lock_guard<ShardMutex> lock(shard.mutex);
+  auto& pinned = shard.pinned;
+  for (std::size_t i = 0; i < pinned.size(); ++i) {
+    if (pinned[i].first != key) continue;
+    if (--pinned[i].second == 0) {
+      pinned[i] = pinned.back();
+      pinned.pop_back();  // no allocation
+      if (shard.waiting > 0) unpinned_.notify_all();
+    }
+    return;
+  }
 }
 
 Removal VramTracker::record_deallocation(const void* ptr) noexcept { return remove(ptr, false, nullptr); }

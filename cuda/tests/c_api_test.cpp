@@ -2,8 +2,15 @@
 // the allocation/copy/residency paths through real device memory.
 #include <gtest/gtest.h>
 
+#include <cuda_runtime_api.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
 #include <cstring>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "gpu_gate.hpp"
@@ -227,6 +234,117 @@ TEST_F(CApi, DestroyFreesWhatTheCallerForgot) {
   uint64_t free_after = 0;
   ASSERT_EQ(vg_memory_info(0, &free_after, &total), VG_OK);
   EXPECT_EQ(free_after, free_before);
+}
+
+TEST_F(CApi, CopiesAndChecksumsNeverLandInFreedMemory) {
+  // Owners allocate, publish, unpublish and free; right after each free the owner makes someone
+  // else's allocation with the raw runtime (untracked: no copy may name it), usually at the very
+  // address just freed, fills it and checks it stays intact. Copiers meanwhile copy into, copy out
+  // of and checksum whatever pointer they last saw published. Every call must either work on the
+  // allocation it named while that was still allocated, or fail cleanly with
+  // VG_ERR_UNKNOWN_POINTER; a write into the raw allocation means a copy outlived the free of the
+  // allocation it had looked up.
+  VG_REQUIRE_GPU();
+  constexpr int kOwners = 3;
+  constexpr int kCopiers = 4;
+  constexpr int kRounds = 25;
+  constexpr uint64_t kBytes = 8 * kMiB;  // pageable copies of several staging chunks: ~1 ms each
+  constexpr unsigned char kOthers = 0xA5;
+  struct Slot {
+    std::mutex mutex;
+    void* ptr = nullptr;
+  };
+  Slot slots[kOwners];
+  std::atomic<int> owners_left{kOwners};
+  std::atomic<long> reused{0};
+  std::atomic<long> corrupted{0};
+  std::atomic<long> landed{0};
+  std::atomic<long> refused{0};
+  std::atomic<long> unexpected{0};
+  std::vector<std::thread> threads;
+  for (int o = 0; o < kOwners; ++o) {
+    threads.emplace_back([&, o] {
+      EXPECT_EQ(cudaSetDevice(0), cudaSuccess);
+      const std::vector<unsigned char> mine(kBytes, static_cast<unsigned char>(o + 1));
+      std::vector<unsigned char> check(kBytes);
+      for (int round = 0; round < kRounds; ++round) {
+        void* ptr = nullptr;
+        if (vg_alloc(tracker_, kBytes, VG_PURPOSE_KV_CACHE, VG_KIND_DEVICE, "owned", &ptr) != VG_OK ||
+            vg_copy_to_device(tracker_, ptr, 0, mine.data(), kBytes) != VG_OK) {
+          ADD_FAILURE() << "owner " << o << ": " << vg_last_error();
+          break;
+        }
+        {
+          std::lock_guard<std::mutex> lock(slots[o].mutex);
+          slots[o].ptr = ptr;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(3));
+        {
+          std::lock_guard<std::mutex> lock(slots[o].mutex);
+          slots[o].ptr = nullptr;
+        }
+        EXPECT_EQ(vg_free(tracker_, ptr), VG_OK) << vg_last_error();
+        void* others = nullptr;
+        if (cudaMalloc(&others, kBytes) != cudaSuccess) {
+          ADD_FAILURE() << "cudaMalloc";
+          break;
+        }
+        if (others == ptr) reused.fetch_add(1);
+        EXPECT_EQ(cudaMemset(others, kOthers, kBytes), cudaSuccess);
+        EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));  // stale copies, if any, land now
+        EXPECT_EQ(cudaMemcpy(check.data(), others, kBytes, cudaMemcpyDeviceToHost), cudaSuccess);
+        for (const unsigned char byte : check) {
+          if (byte != kOthers) {
+            corrupted.fetch_add(1);
+            break;
+          }
+        }
+        EXPECT_EQ(cudaFree(others), cudaSuccess);
+      }
+      owners_left.fetch_sub(1);
+    });
+  }
+  for (int c = 0; c < kCopiers; ++c) {
+    threads.emplace_back([&, c] {
+      std::vector<unsigned char> buffer(kBytes, static_cast<unsigned char>(0x40 + c));
+      for (unsigned i = c; owners_left.load() > 0; ++i) {
+        void* ptr = nullptr;
+        {
+          std::lock_guard<std::mutex> lock(slots[i % kOwners].mutex);
+          ptr = slots[i % kOwners].ptr;
+        }
+        if (ptr == nullptr) {
+          std::this_thread::yield();
+          continue;
+        }
+        std::this_thread::sleep_for(std::chrono::microseconds(100 * (i % 40)));  // go stale, sometimes
+        vg_checksum sum{};
+        vg_status status = VG_OK;
+        switch (i % 3) {
+          case 0: status = vg_copy_to_device(tracker_, ptr, 0, buffer.data(), kBytes); break;
+          case 1: status = vg_copy_to_host(tracker_, buffer.data(), ptr, 0, kBytes); break;
+          default: status = vg_checksum_device(tracker_, ptr, 0, kBytes, &sum); break;
+        }
+        if (status == VG_OK) {
+          landed.fetch_add(1);
+        } else if (status == VG_ERR_UNKNOWN_POINTER) {
+          refused.fetch_add(1);
+        } else {
+          unexpected.fetch_add(1);
+          ADD_FAILURE() << vg_status_name(status) << ": " << vg_last_error();
+        }
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  std::printf("[ vramguard ] %ld operations landed, %ld refused (unknown pointer); %ld of %d frees "
+              "were followed by a raw allocation at the same address\n",
+              landed.load(), refused.load(), reused.load(), kOwners * kRounds);
+  EXPECT_EQ(corrupted.load(), 0) << "copies wrote into memory allocated after their target's free";
+  EXPECT_EQ(unexpected.load(), 0);
+  EXPECT_GT(landed.load(), 0);
+  EXPECT_EQ(usage().total_bytes, 0u);
 }
 
 TEST_F(CApi, EveryVisibleDevice) {

@@ -6,6 +6,7 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -166,6 +167,19 @@ TEST(ChecksumCAbi, ArgumentsValidatedWithoutTouchingTheDevice) {
   EXPECT_NE(std::string(vg_last_error()).find("exceeds the allocation of 4096 bytes"),
             std::string::npos)
       << vg_last_error();
+  // A deadline of nothing is refused; the default one is the header's.
+  EXPECT_EQ(vg_checksum_device_within(tracker, fake, 0, 16, 0, &out), VG_ERR_INVALID_SIZE);
+  EXPECT_NE(std::string(vg_last_error()).find("vg_checksum_device_within"), std::string::npos)
+      << vg_last_error();
+  EXPECT_EQ(vg_checksum_device_within(nullptr, fake, 0, 16, 1000, &out), VG_ERR_NULL_ARGUMENT);
+  EXPECT_EQ(vg_checksum_device_within(tracker, fake, 4000, 97, 1000, &out), VG_ERR_OUT_OF_RANGE);
+  try {
+    (void)device_checksum(fake, 16, 0, std::chrono::milliseconds(0));
+    ADD_FAILURE() << "a timeout of 0 ms was accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.status(), VG_ERR_INVALID_SIZE) << e.what();
+  }
+  EXPECT_EQ(kDefaultChecksumTimeout.count(), static_cast<long long>(VG_CHECKSUM_DEFAULT_TIMEOUT_MS));
   EXPECT_EQ(vg_deallocate(tracker, fake), VG_OK);
   EXPECT_EQ(vg_tracker_destroy(tracker), VG_OK);
 }

@@ -422,7 +422,7 @@ fn device_failure(device: i32) -> Option<vg_status> {
     }
 }
 
-const NAMES: [&str; 15] = [
+const NAMES: [&str; 17] = [
     "VG_OK",
     "VG_ERR_NULL_ARGUMENT",
     "VG_ERR_INVALID_SIZE",
@@ -438,6 +438,8 @@ const NAMES: [&str; 15] = [
     "VG_ERR_OUT_OF_MEMORY",
     "VG_ERR_CUDA",
     "VG_ERR_INTERNAL",
+    "VG_ERR_TIMEOUT",
+    "VG_ERR_CUDA_STICKY",
 ];
 
 fn name(status: vg_status) -> &'static str {

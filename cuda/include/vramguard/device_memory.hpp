@@ -1,6 +1,17 @@
 // M1: DeviceMemory allocates, records, frees and un-records. Move-only; the destructor never
 // throws. Kinds Managed and PinnedHost exist only so RAM-fallback detection can be tested on
 // real memory: they must be asked for by name.
+//
+// Freeing and GPU work still using the memory (the destructor, reset, and vg_free): kinds Device
+// and Managed are freed with cudaFree, which "may perform implicit synchronization" (the runtime
+// promises no more): complete or synchronise work that uses the memory first. Kind Pool is freed with
+// cudaFreeAsync on the legacy default stream of the tracker's device, so the pool may hand the
+// memory out again once the work queued on that stream before the free is done. The legacy
+// stream first waits for the earlier work of every blocking stream of the context (cudaStreamCreate
+// streams and the per-thread default streams), so a kernel on one of those that still uses the
+// buffer finishes before the memory is reused. It does not wait for non-blocking streams
+// (cudaStreamNonBlocking) or other contexts: synchronise such work before the DeviceMemory goes.
+// Every call leaves the calling thread's current CUDA context as it found it.
 #pragma once
 
 #include <cstddef>
@@ -33,6 +44,7 @@ class DeviceMemory {
   AllocationKind kind() const noexcept { return kind_; }
   explicit operator bool() const noexcept { return ptr_ != nullptr; }
 
+  // Synchronous: each returns once the copy is complete in its destination.
   void copy_from_host(const void* src, std::size_t bytes, std::size_t offset = 0);
   void copy_to_host(void* dst, std::size_t bytes, std::size_t offset = 0) const;
 

@@ -50,10 +50,12 @@ struct ResidencyReport {
 
 class Health {
  public:
-  // H1. A null pointer is never resident. Throws CudaError only when there is no driver/GPU.
+  // H1. A null pointer is never resident. Throws Error(VG_ERR_INVALID_DEVICE) for a device that
+  // does not exist, CudaError when there is no driver/GPU or the context is lost (sticky).
   static PointerResidency inspect_pointer(const void* ptr, int expected_device);
   static bool check_pointer_residency(const void* ptr, int expected_device);
-  // Against the calling thread's current device.
+  // Against the calling thread's current device (that of its current context; with none, the
+  // runtime's device for the thread).
   static bool check_pointer_residency(const void* ptr);
 
   // H2: snapshot under the tracker's locks, query CUDA outside them. An allocation freed while

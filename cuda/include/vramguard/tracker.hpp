@@ -4,16 +4,23 @@
 // different pointers rarely meet. Byte totals, per-purpose bytes and peaks are atomics updated
 // while the shard lock is held: reads are O(1), and a snapshot that holds every shard lock sees
 // counters that equal the sum of its records exactly.
+//
+// A record can be pinned while an operation uses its memory (a copy, a checksum: RecordPin):
+// removing a pinned record waits until the operation is done, so that memory looked up under the
+// shard lock cannot be freed and handed to another allocation at the same address while it is
+// still being written or read.
 #pragma once
 
 #include <array>
 #include <atomic>
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "vramguard/allocation_record.hpp"
@@ -61,9 +68,20 @@ class VramTracker {
                                         std::string_view description, AllocationKind kind);
 
   // Forgets a recorded or adopted pointer. Never throws; an unknown pointer changes nothing.
+  // Waits while the record is pinned.
   Removal record_deallocation(const void* ptr) noexcept;
-  // Removes an owned record and hands it back, so the allocator can free the memory.
+  // Removes an owned record and hands it back, so the allocator can free the memory. Waits while
+  // the record is pinned.
   Removal take_owned(const void* ptr, AllocationRecord* out) noexcept;
+
+  // Pins the record of `ptr` for an operation that uses its memory: until the matching unpin,
+  // record_deallocation and take_owned of that pointer wait. Returns a copy of the record, or
+  // nullopt when the pointer is not tracked (nothing is pinned then). Pins of one pointer nest.
+  // Throws only std::bad_alloc, with nothing pinned. Prefer RecordPin (record_pin.hpp), which
+  // cannot forget the unpin.
+  std::optional<AllocationRecord> pin(const void* ptr) const;
+  // Ends one pin of `ptr` (a pointer pin() returned a record for).
+  void unpin(const void* ptr) const noexcept;
 
   // Checks what record_allocation would reject, without recording anything.
   static void validate(const void* ptr, std::size_t bytes, std::string_view description);
@@ -93,6 +111,10 @@ class VramTracker {
   struct alignas(64) Shard {
     mutable ShardMutex mutex;
     RecordTable records;
+    // Pinned addresses and their pin counts: a handful at most (one per copy or checksum in
+    // flight), so a vector. Removal's fast path only reads pinned.empty().
+    std::vector<std::pair<std::uintptr_t, std::uint32_t>> pinned;
+    std::uint32_t waiting = 0;  // removals of this shard waiting for an unpin
     std::uint64_t next_sequence = 0;
     std::atomic<std::uint64_t> count{0};
     std::atomic<std::uint64_t> lifetime{0};
@@ -111,11 +133,15 @@ class VramTracker {
   std::uint64_t insert(const void* ptr, std::size_t bytes, VramPurpose purpose,
                        std::string_view description, AllocationKind kind, bool owned);
   Removal remove(const void* ptr, bool owned, AllocationRecord* out) noexcept;
+  static bool is_pinned(const Shard& shard, std::uintptr_t key) noexcept;
   Shard& shard_for(std::uint64_t hash) const noexcept { return shards_[hash >> 58]; }  // top 6 bits
   UsageStats read_counters() const noexcept;
 
   int device_;
   mutable std::array<Shard, kShardCount> shards_;
+  // Wakes removals waiting for an unpin (with their shard's lock). One per tracker: waits are rare
+  // (a free racing a copy of the same allocation), so waking every waiter to recheck costs nothing.
+  mutable std::condition_variable_any unpinned_;
   ByteCounters bytes_;
   ByteCounters peaks_;
 };
