@@ -54,6 +54,7 @@ fn device() -> DeviceReport {
 fn healthy() -> HealthReport {
     HealthReport {
         status: HealthStatus::Healthy,
+        live: true,
         resident: true,
         vram_bytes_used: 3_500_000,
         last_check_secs: Some(1.5),
@@ -179,16 +180,41 @@ fn ready_needs_healthy_and_resident() {
 }
 
 #[test]
-fn live_is_200_whatever_the_report() {
-    for report in [healthy(), unhealthy(), HealthReport::starting(device())] {
+fn live_is_200_whatever_the_verdict() {
+    let stale = HealthReport { status: HealthStatus::Stale, ..healthy() };
+    for report in [healthy(), unhealthy(), stale, HealthReport::starting(device())] {
         let server = serve(report);
         let live = get(server.local_addr(), "/health/live");
         assert_eq!(live.status, 200);
         assert_eq!(live.json(), serde_json::json!({ "status": "alive" }));
     }
-    // Not even a broken source stops liveness: it does not read the report.
+    // Not even a broken source stops liveness: only a report that says so does.
     let server = HealthServer::start(config(), Arc::new(Panicking)).unwrap();
     assert_eq!(get(server.local_addr(), "/health/live").status, 200);
+}
+
+#[test]
+fn live_is_503_with_the_error_once_the_report_says_dead() {
+    let error = serde_json::json!({ "code": "VRAM-E018", "message": "VRAM-E018: illegal address" });
+    let dead = HealthReport { live: false, status: HealthStatus::Unhealthy, last_error: Some(error.clone()), ..healthy() };
+    let server = serve(dead);
+    let live = get(server.local_addr(), "/health/live");
+    assert_eq!(live.status, 503);
+    assert_eq!(live.json(), serde_json::json!({ "status": "dead", "last_error": error }));
+    assert_eq!(get(server.local_addr(), "/health").status, 503);
+}
+
+#[test]
+fn stale_is_503_on_health_and_ready_and_a_status_in_metrics() {
+    let server = serve(HealthReport { status: HealthStatus::Stale, ..healthy() });
+    let health = get(server.local_addr(), "/health");
+    assert_eq!((health.status, health.json()["status"].as_str()), (503, Some("stale")));
+    let ready = get(server.local_addr(), "/health/ready");
+    assert_eq!((ready.status, ready.json()["ready"].as_bool()), (503, Some(false)));
+    let samples = scrape(&server);
+    assert_eq!(value(&samples, "vramguard_health_status", &[("status", "stale")]), Some(1.0));
+    assert_eq!(value(&samples, "vramguard_health_status", &[("status", "healthy")]), Some(0.0));
+    assert_eq!(value(&samples, "vramguard_healthy", &[]), Some(0.0));
 }
 
 #[test]
@@ -601,26 +627,36 @@ fn an_idle_client_is_dropped_and_does_not_block_others() {
 }
 
 #[test]
-fn idle_clients_cannot_hold_the_only_worker_for_ever() {
-    let one = ServerConfig { worker_threads: 1, request_timeout: Duration::from_millis(300), ..config() };
+fn idle_clients_cannot_hold_the_only_connection_for_ever() {
+    let one = ServerConfig { max_connections: 1, request_timeout: Duration::from_secs(600), ..config() };
     let server = serve_with(one, healthy());
     let _idle = (0..3).map(|_| connect(server.local_addr()).unwrap()).collect::<Vec<_>>();
-    // Queued behind three silent clients, served once each runs out of time.
+    // Three silent clients, one connection allowed: the newest client is still served.
     assert_eq!(get(server.local_addr(), "/health").status, 200);
 }
 
 #[test]
-fn a_full_queue_is_told_503_at_once() {
-    // One worker, held by the first silent client; 64 more wait in the queue; the rest are
-    // told to come back instead of queueing without bound.
-    let one = ServerConfig { worker_threads: 1, request_timeout: Duration::from_secs(5), ..config() };
-    let server = serve_with(one, healthy());
-    let mut clients: Vec<TcpStream> = (0..80).map(|_| connect(server.local_addr()).unwrap()).collect();
-    let mut last = clients.pop().unwrap();
-    let raw = http_client::read_until_closed(&mut last);
-    let response = parse_response(&raw, false).expect("a 503, not silence");
-    assert_eq!(response.status, 503);
-    assert_eq!(response.header("Retry-After"), Some("1"));
+fn past_the_bound_a_silent_connection_is_closed_and_a_new_client_served() {
+    // Four connections allowed, held by silent clients that would wait ten minutes; more
+    // arrive. Each newcomer closes the oldest silent one instead of queueing or being
+    // refused, so the server never holds more than four and a probe always gets in.
+    let four = ServerConfig { max_connections: 4, request_timeout: Duration::from_secs(600), ..config() };
+    let server = serve_with(four, healthy());
+    let mut clients: Vec<TcpStream> = (0..10).map(|_| connect(server.local_addr()).unwrap()).collect();
+    assert_eq!(get(server.local_addr(), "/health/live").status, 200);
+    for (i, client) in clients.iter_mut().enumerate().take(6) {
+        assert!(closed_by_server(client), "client {i} of 10 is still open past the bound of 4");
+    }
+    // A kept-alive scraper that keeps asking is not the one evicted by newcomers.
+    let mut scraper = Connection::open(server.local_addr()).unwrap();
+    for _ in 0..3 {
+        scraper.send(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        assert_eq!(scraper.read_response(false).unwrap().status, 200);
+        let _newcomer = connect(server.local_addr()).unwrap();
+        assert_eq!(get(server.local_addr(), "/health").status, 200);
+    }
+    scraper.send(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    assert_eq!(scraper.read_response(false).unwrap().status, 200, "the active scraper was evicted");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -633,7 +669,7 @@ fn the_default_is_loopback_on_9400_with_bounded_requests() {
     assert_eq!(config.port, 9400);
     assert_eq!(config.max_request_bytes, 8 * 1024);
     assert_eq!(config.request_timeout, Duration::from_secs(5));
-    assert_eq!(config.worker_threads, 4);
+    assert_eq!(config.max_connections, 4096);
     let server = serve_with(ServerConfig { port: 0, ..config }, healthy());
     assert_eq!(server.local_addr().ip(), IpAddr::V4(Ipv4Addr::LOCALHOST));
     assert_ne!(server.local_addr().port(), 0);
@@ -653,9 +689,11 @@ fn a_taken_port_is_an_io_error_naming_the_address() {
 fn a_config_that_cannot_serve_is_refused() {
     let source = || Arc::new(Fixed(Mutex::new(healthy())));
     for bad in [
-        ServerConfig { worker_threads: 0, ..config() },
+        ServerConfig { max_connections: 0, ..config() },
         ServerConfig { max_request_bytes: 10, ..config() },
+        ServerConfig { max_request_bytes: usize::MAX, ..config() },
         ServerConfig { request_timeout: Duration::ZERO, ..config() },
+        ServerConfig { request_timeout: Duration::MAX, ..config() },
     ] {
         let error = HealthServer::start(bad.clone(), source()).unwrap_err();
         assert!(matches!(error, Error::InvalidArgument(_)), "{bad:?}: {error:?}");

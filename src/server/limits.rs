@@ -1,200 +1,150 @@
-//! Reads requests off a socket within a byte limit and a deadline (S4). tiny_http's own reader
-//! buffers a header line until it ends and waits for it forever, so the endpoint reads here.
-use std::io::{self, ErrorKind, Read, Write};
-use std::net::TcpStream;
-use std::time::{Duration, Instant};
+//! What a request may be (S4), checked on the head hyper has parsed, before a byte of the body
+//! is read: the size of the request line (414), of the head (431) and of the declared body
+//! (413), an ASCII head (400), and no Transfer-Encoding (411). A refusal carries
+//! `Connection: close`: once a request's framing is refused, nothing after it on the
+//! connection can be trusted, so nothing after it is served.
+//!
+//! hyper refuses what it cannot parse itself (400: malformed lines, invalid or conflicting
+//! Content-Length, a Transfer-Encoding whose last coding is not chunked; 431: a head that
+//! overflows its read buffer or has over 100 headers) and closes the connection after.
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
-use super::request::{check_partial, Rejection, Request};
+use hyper::body::Body;
+use hyper::header::{self, HeaderValue};
+use hyper::{Request, Response, StatusCode, Uri};
+use tower::{Layer, Service};
 
-/// What one client may send and how long it may take.
+use super::routes::{self, ResponseBody};
+
+/// A request refused before any route saw it: the status and a short reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Refusal {
+    pub status: StatusCode,
+    pub reason: &'static str,
+}
+
+impl Refusal {
+    pub(crate) const fn new(status: StatusCode, reason: &'static str) -> Refusal {
+        Refusal { status, reason }
+    }
+
+    /// `{"error": reason}` with `Connection: close`.
+    pub(crate) fn response(self) -> Response<ResponseBody> {
+        let mut response = routes::error(self.status, self.reason);
+        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        response
+    }
+}
+
+/// What tower-http's timeout answers when the body does not arrive in time; passed on as a
+/// refusal like the others.
+const TOO_SLOW: Refusal = Refusal::new(StatusCode::REQUEST_TIMEOUT, "request not received in time");
+
+/// The layer in front of the routes (see the module docs).
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Limits {
-    /// Request line + headers + body.
-    pub max_request_bytes: usize,
-    /// Per request, from when the server starts waiting for its first byte.
-    pub request_timeout: Duration,
+pub(crate) struct RequestLimitsLayer {
+    max_request_bytes: usize,
 }
 
-/// What the next read off a connection produced.
-#[derive(Debug)]
-pub(crate) enum Next {
-    /// A whole request, its body (if any) read and dropped.
-    Request(Request),
-    /// The client closed, or stayed silent until the deadline: nothing to answer.
-    Closed,
-    /// Answer with this status, then close.
-    Rejected(Rejection),
-}
-
-enum Fill {
-    Data,
-    Eof,
-    TimedOut,
-    Failed,
-}
-
-/// The reading half of one connection. Never holds more than `max_request_bytes`.
-pub(crate) struct BoundedReader {
-    stream: TcpStream,
-    /// Read but not yet consumed: the head so far, or the start of a pipelined request.
-    pending: Vec<u8>,
-    limits: Limits,
-}
-
-impl BoundedReader {
-    pub(crate) fn new(stream: TcpStream, limits: Limits) -> BoundedReader {
-        BoundedReader { stream, pending: Vec::new(), limits }
-    }
-
-    /// Reads the next request, or says why there is none.
-    pub(crate) fn next_request(&mut self) -> Next {
-        let deadline = Instant::now() + self.limits.request_timeout;
-        let head_len = match self.read_head(deadline) {
-            Ok(len) => len,
-            Err(next) => return next,
-        };
-        let request = match Request::parse(&self.pending[..head_len]) {
-            Ok(request) => request,
-            Err(rejection) => return Next::Rejected(rejection),
-        };
-        self.pending.drain(..head_len);
-        let body = match request.content_length() {
-            Ok(length) => length,
-            Err(rejection) => return Next::Rejected(rejection),
-        };
-        // Checked before reading a byte of the body.
-        if body > (self.limits.max_request_bytes - head_len) as u64 {
-            return Next::Rejected(Rejection::new(413, "request larger than the server accepts"));
-        }
-        let body = body as usize;
-        if body > self.pending.len() && request.expects_continue() {
-            let _ = (&self.stream).write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
-        }
-        match self.discard_body(body, deadline) {
-            Ok(()) => Next::Request(request),
-            Err(next) => next,
-        }
-    }
-
-    /// Length of the head at the front of `pending`, reading until it is complete.
-    fn read_head(&mut self, deadline: Instant) -> Result<usize, Next> {
-        let max = self.limits.max_request_bytes;
-        loop {
-            // RFC 9112 §2.2: empty lines before a request line are ignored.
-            let blank = self.pending.iter().take_while(|&&b| b == b'\r' || b == b'\n').count();
-            self.pending.drain(..blank);
-            if let Some(end) = head_end(&self.pending) {
-                return Ok(end);
-            }
-            check_partial(&self.pending).map_err(Next::Rejected)?;
-            if self.pending.len() >= max {
-                let line_done = self.pending.contains(&b'\n');
-                return Err(Next::Rejected(if line_done {
-                    Rejection::new(431, "request headers larger than the server accepts")
-                } else {
-                    Rejection::new(414, "request line longer than the server accepts")
-                }));
-            }
-            let room = max - self.pending.len();
-            match self.fill(deadline, room) {
-                Fill::Data => {}
-                Fill::Eof if self.pending.is_empty() => return Err(Next::Closed),
-                Fill::Eof => return Err(Next::Rejected(Rejection::new(400, "connection closed mid-request"))),
-                Fill::TimedOut if self.pending.is_empty() => return Err(Next::Closed),
-                Fill::TimedOut => return Err(Next::Rejected(Rejection::new(408, "request not received in time"))),
-                Fill::Failed => return Err(Next::Closed),
-            }
-        }
-    }
-
-    /// Drops `len` body bytes: those already buffered, then the rest from the socket.
-    fn discard_body(&mut self, len: usize, deadline: Instant) -> Result<(), Next> {
-        let buffered = len.min(self.pending.len());
-        self.pending.drain(..buffered);
-        let mut left = len - buffered;
-        while left > 0 {
-            match self.fill(deadline, left) {
-                Fill::Data => {
-                    left -= self.pending.len();
-                    self.pending.clear();
-                }
-                Fill::Eof => return Err(Next::Rejected(Rejection::new(400, "body shorter than its Content-Length"))),
-                Fill::TimedOut => return Err(Next::Rejected(Rejection::new(408, "request body not received in time"))),
-                Fill::Failed => return Err(Next::Closed),
-            }
-        }
-        Ok(())
-    }
-
-    /// Appends at most `room` bytes to `pending`, waiting no later than `deadline`.
-    fn fill(&mut self, deadline: Instant, room: usize) -> Fill {
-        let mut chunk = [0u8; 2048];
-        let want = room.min(chunk.len());
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() || self.stream.set_read_timeout(Some(left)).is_err() {
-                return Fill::TimedOut;
-            }
-            match self.stream.read(&mut chunk[..want]) {
-                Ok(0) => return Fill::Eof,
-                Ok(n) => {
-                    self.pending.extend_from_slice(&chunk[..n]);
-                    return Fill::Data;
-                }
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) if is_timeout(&e) => return Fill::TimedOut,
-                Err(_) => return Fill::Failed,
-            }
-        }
-    }
-
-    /// After a refusal: stop writing, then read and drop what the client still sends — at most
-    /// `LINGER_BYTES`, for at most `LINGER_TIME` — so that closing with unread data does not
-    /// reset the connection before the client has read the refusal.
-    pub(crate) fn linger(mut self) {
-        const LINGER_BYTES: usize = 64 * 1024;
-        const LINGER_TIME: Duration = Duration::from_secs(1);
-        let _ = self.stream.shutdown(std::net::Shutdown::Write);
-        let deadline = Instant::now() + LINGER_TIME.min(self.limits.request_timeout);
-        let mut drained = 0;
-        while drained < LINGER_BYTES {
-            self.pending.clear();
-            match self.fill(deadline, LINGER_BYTES - drained) {
-                Fill::Data => drained += self.pending.len(),
-                Fill::Eof | Fill::TimedOut | Fill::Failed => break,
-            }
-        }
+impl RequestLimitsLayer {
+    pub(crate) fn new(max_request_bytes: usize) -> RequestLimitsLayer {
+        RequestLimitsLayer { max_request_bytes }
     }
 }
 
-/// End of the head (just past its empty line) when `received` holds a whole one.
-fn head_end(received: &[u8]) -> Option<usize> {
-    let mut line_start = 0;
-    for (i, &b) in received.iter().enumerate() {
-        if b == b'\n' {
-            let line = &received[line_start..i];
-            if line.is_empty() || line == b"\r" {
-                return Some(i + 1);
-            }
-            line_start = i + 1;
+impl<S> Layer<S> for RequestLimitsLayer {
+    type Service = RequestLimits<S>;
+
+    fn layer(&self, inner: S) -> RequestLimits<S> {
+        RequestLimits { inner, max_request_bytes: self.max_request_bytes }
+    }
+}
+
+/// See [`RequestLimitsLayer`].
+#[derive(Debug, Clone)]
+pub(crate) struct RequestLimits<S> {
+    inner: S,
+    max_request_bytes: usize,
+}
+
+impl<S, B> Service<Request<B>> for RequestLimits<S>
+where
+    S: Service<Request<B>, Response = Response<ResponseBody>, Error = Infallible>,
+    S::Future: Send + 'static,
+    B: Body,
+{
+    type Response = Response<ResponseBody>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<ResponseBody>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        if let Err(refusal) = check(&request, self.max_request_bytes) {
+            tracing::debug!(
+                actor = crate::events::ACTOR_WORKER, action = "http_reject", target = %request.uri(),
+                status = refusal.status.as_u16(), human = refusal.reason,
+            );
+            return Box::pin(std::future::ready(Ok(refusal.response())));
         }
+        let answer = self.inner.call(request);
+        Box::pin(async move {
+            let response = answer.await?;
+            Ok(if response.status() == StatusCode::REQUEST_TIMEOUT { TOO_SLOW.response() } else { response })
+        })
     }
-    None
 }
 
-/// A read timeout reads as WouldBlock on Unix and TimedOut on Windows.
-fn is_timeout(e: &io::Error) -> bool {
-    matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
+/// The request line: `METHOD SP target SP HTTP/1.1 CRLF`.
+fn request_line_bytes(request: &Request<impl Body>) -> usize {
+    request.method().as_str().len() + 1 + target_bytes(request.uri()) + 1 + "HTTP/1.1\r\n".len()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::head_end;
+/// The target as hyper parsed it (without a fragment, which a client should not send).
+fn target_bytes(uri: &Uri) -> usize {
+    let path_and_query = uri.path_and_query().map_or(0, |p| p.as_str().len());
+    let scheme = uri.scheme_str().map_or(0, |s| s.len() + "://".len());
+    scheme + uri.authority().map_or(0, |a| a.as_str().len()) + path_and_query
+}
 
-    #[test]
-    fn finds_the_end_of_a_head() {
-        assert_eq!(head_end(b"GET / HTTP/1.1\r\nA: b\r\n\r\nbody"), Some(24));
-        assert_eq!(head_end(b"GET / HTTP/1.1\nA: b\n\nbody"), Some(21));
-        assert_eq!(head_end(b"GET / HTTP/1.1\r\nA: b\r\n"), None);
+/// The head as sent in its usual form: the request line, `name: value CRLF` per header and
+/// the empty line. (Spaces a client adds around a value are not counted; hyper's read buffer
+/// bounds those.)
+fn head_bytes(request: &Request<impl Body>) -> usize {
+    let headers: usize = request.headers().iter().map(|(name, value)| name.as_str().len() + ": ".len() + value.len() + "\r\n".len()).sum();
+    request_line_bytes(request) + headers + "\r\n".len()
+}
+
+/// Whether `request` may reach the routes. Sizes are checked first, so that an oversized
+/// request is told so whatever else is wrong with it.
+fn check(request: &Request<impl Body>, max_request_bytes: usize) -> Result<(), Refusal> {
+    if request_line_bytes(request) > max_request_bytes {
+        return Err(Refusal::new(StatusCode::URI_TOO_LONG, "request line longer than the server accepts"));
     }
+    let head = head_bytes(request);
+    if head > max_request_bytes {
+        return Err(Refusal::new(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "request headers larger than the server accepts"));
+    }
+    // httparse lets bytes over 0x7f through in the target and in header values (obs-text);
+    // nothing the endpoint serves needs them.
+    let target_ascii = request.uri().path_and_query().map_or(true, |p| p.as_str().is_ascii());
+    if !target_ascii || request.headers().values().any(|v| !v.as_bytes().is_ascii()) {
+        return Err(Refusal::new(StatusCode::BAD_REQUEST, "request head is not ASCII"));
+    }
+    // A body has no use here, and only a declared length can be checked before reading.
+    if request.headers().contains_key(header::TRANSFER_ENCODING) {
+        return Err(Refusal::new(StatusCode::LENGTH_REQUIRED, "send a Content-Length, not Transfer-Encoding"));
+    }
+    // hyper has validated the Content-Length; its body knows the length it declared.
+    let hint = request.body().size_hint();
+    let declared = hint.exact().unwrap_or(hint.lower());
+    if declared > (max_request_bytes - head) as u64 {
+        return Err(Refusal::new(StatusCode::PAYLOAD_TOO_LARGE, "request larger than the server accepts"));
+    }
+    Ok(())
 }

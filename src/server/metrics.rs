@@ -77,7 +77,13 @@ impl Collector for ReportCollector {
         gauge(&mut e, "resident", "1 when the last check found all checked memory on the device.", None, u64::from(r.resident))?;
         gauge(&mut e, "healthy", "1 when the worker is healthy.", None, u64::from(r.status == HealthStatus::Healthy))?;
         let mut family = e.encode_descriptor("health_status", "1 for the current health status.", None, MetricType::Gauge)?;
-        for (status, name) in [(HealthStatus::Starting, "starting"), (HealthStatus::Healthy, "healthy"), (HealthStatus::Unhealthy, "unhealthy")] {
+        let statuses = [
+            (HealthStatus::Starting, "starting"),
+            (HealthStatus::Healthy, "healthy"),
+            (HealthStatus::Unhealthy, "unhealthy"),
+            (HealthStatus::Stale, "stale"),
+        ];
+        for (status, name) in statuses {
             ConstGauge::new(i64::from(r.status == status)).encode(family.encode_family(&[("status", name)])?)?;
         }
         let c = &r.counters;
@@ -194,6 +200,7 @@ mod tests {
         assert!(text.contains("vramguard_process_vram_known 0\n"));
         assert!(text.contains("vramguard_residency_checks_total{result=\"failed\"} 0\n"));
         assert!(text.contains("vramguard_health_status{status=\"starting\"} 1\n"));
+        assert!(text.contains("vramguard_health_status{status=\"stale\"} 0\n"));
         for absent in ["vramguard_process_vram_bytes", "vramguard_budget_bytes", "vramguard_last_check_timestamp_seconds"] {
             assert!(!text.contains(absent), "{absent} in\n{text}");
         }

@@ -1,16 +1,31 @@
 //! The four routes. Each reads the cached report (`HealthSource::report`) and nothing else:
 //! no CUDA, no waiting for a check, so a probe answers even while a check is running.
+//!
+//! Routing is an exact match on the path, which hyper hands over as sent: no dot segment is
+//! resolved and nothing is percent-decoded, so `/health/../metrics`, `//health` and
+//! `/%68ealth` are all 404. The query and fragment are ignored; an absolute-form target
+//! (`http://host/health`) is routed by its path.
+use std::convert::Infallible;
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::Arc;
 
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Body, Bytes};
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
-use tiny_http::Method;
 
+use super::limits::Refusal;
 use super::metrics::{encode_metrics, METRICS_CONTENT_TYPE};
-use super::reply::Reply;
 use crate::health::{HealthSource, HealthStatus};
+
+/// Every response's body: complete in memory, so hyper sends it with a Content-Length.
+pub(crate) type ResponseBody = Full<Bytes>;
 
 /// Methods the routes answer; the `Allow` of a 405.
 const ALLOW: &str = "GET, HEAD";
+
+const JSON: &str = "application/json";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Route {
@@ -32,38 +47,66 @@ impl Route {
     }
 }
 
-/// The reply to `method path`. A panic in the source or a handler becomes a 500 here, so it
-/// never reaches the worker thread.
-pub(crate) fn respond(method: &Method, path: &str, source: &dyn HealthSource) -> Reply {
+/// The innermost service: reads and drops the request's body (the limits layer has already
+/// checked its declared length), so that the connection can carry the next request, then
+/// answers. A body cut short by the client is a 400.
+pub(crate) async fn serve<B>(source: Arc<dyn HealthSource>, request: Request<B>) -> Result<Response<ResponseBody>, Infallible>
+where
+    B: Body,
+{
+    let (head, body) = request.into_parts();
+    if discard(body).await.is_err() {
+        return Ok(Refusal::new(StatusCode::BAD_REQUEST, "request body cut short").response());
+    }
+    Ok(respond(&head.method, head.uri.path(), source.as_ref()))
+}
+
+/// Reads `body` to its end, keeping nothing.
+async fn discard<B: Body>(body: B) -> Result<(), B::Error> {
+    let mut body = std::pin::pin!(body);
+    while let Some(frame) = body.frame().await {
+        frame?;
+    }
+    Ok(())
+}
+
+/// The answer to `method path`. HEAD gets GET's answer; hyper sends its headers (with the
+/// Content-Length) and leaves the body out. A panic in the source or a handler becomes a 500
+/// here, except on `/health/live`: only `report.live == false` (R3) makes the process dead,
+/// and a source that cannot produce a report is an error of the other routes, not a reason
+/// for Kubernetes to restart the worker.
+pub(crate) fn respond(method: &Method, path: &str, source: &dyn HealthSource) -> Response<ResponseBody> {
     let Some(route) = Route::find(path) else {
-        return Reply::error(404, "not found; try /health, /health/live, /health/ready or /metrics");
+        return error(StatusCode::NOT_FOUND, "not found; try /health, /health/live, /health/ready or /metrics");
     };
-    if !matches!(method, Method::Get | Method::Head) {
-        return Reply { allow: Some(ALLOW), ..Reply::error(405, "method not allowed") };
+    if method != Method::GET && method != Method::HEAD {
+        let mut response = error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+        response.headers_mut().insert(header::ALLOW, HeaderValue::from_static(ALLOW));
+        return response;
     }
     panic::catch_unwind(AssertUnwindSafe(|| handle(route, source))).unwrap_or_else(|_| {
-        tracing::error!(actor = crate::events::ACTOR_WORKER, action = "http_request", target = path, error_kind = "panic", human = "A health handler panicked; answered 500");
-        Reply::error(500, "internal error")
+        tracing::error!(actor = crate::events::ACTOR_WORKER, action = "http_request", target = path, error_kind = "panic", human = "A health handler panicked");
+        match route {
+            Route::Live => json(StatusCode::OK, &serde_json::json!({ "status": "alive" })),
+            _ => error(StatusCode::INTERNAL_SERVER_ERROR, "internal error"),
+        }
     })
 }
 
-fn handle(route: Route, source: &dyn HealthSource) -> Reply {
+fn handle(route: Route, source: &dyn HealthSource) -> Response<ResponseBody> {
+    let report = source.report();
     match route {
-        // The process answers: that is all liveness means. The report is not even read.
-        Route::Live => Reply::json(200, &serde_json::json!({ "status": "alive" })),
-        Route::Health => {
-            let report = source.report();
-            Reply::json(if report.status == HealthStatus::Healthy { 200 } else { 503 }, &report)
-        }
+        Route::Live if report.live => json(StatusCode::OK, &serde_json::json!({ "status": "alive" })),
+        Route::Live => json(StatusCode::SERVICE_UNAVAILABLE, &serde_json::json!({ "status": "dead", "last_error": report.last_error })),
+        Route::Health => json(if report.status == HealthStatus::Healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, &report),
         Route::Ready => {
-            let report = source.report();
             let ready = report.ready();
             let body = Readiness { ready, status: report.status, resident: report.resident, violations: report.violations.len() };
-            Reply::json(if ready { 200 } else { 503 }, &body)
+            json(if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, &body)
         }
-        Route::Metrics => match encode_metrics(&source.report()) {
-            Ok(text) => Reply { status: 200, content_type: METRICS_CONTENT_TYPE, body: text.into_bytes(), allow: None },
-            Err(e) => Reply::error(500, &e.to_string()),
+        Route::Metrics => match encode_metrics(&report) {
+            Ok(text) => response(StatusCode::OK, METRICS_CONTENT_TYPE, text.into()),
+            Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
         },
     }
 }
@@ -76,4 +119,29 @@ struct Readiness {
     resident: bool,
     /// How many allocations the last check found off the device (`/health` names them).
     violations: usize,
+}
+
+/// `body` with `status` and the headers every answer carries.
+pub(crate) fn response(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<ResponseBody> {
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::SERVER, HeaderValue::from_static("vramguard"));
+    response
+}
+
+/// `value` as JSON; a 500 in the unlikely case it cannot be serialized.
+pub(crate) fn json(status: StatusCode, value: &impl Serialize) -> Response<ResponseBody> {
+    match serde_json::to_vec(value) {
+        Ok(body) => response(status, JSON, body.into()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &format!("cannot serialize the response: {e}")),
+    }
+}
+
+/// `{"error": reason}` with `status`.
+pub(crate) fn error(status: StatusCode, reason: &str) -> Response<ResponseBody> {
+    let body = serde_json::json!({ "error": reason }).to_string();
+    response(status, JSON, body.into())
 }

@@ -1,5 +1,6 @@
-//! `HealthServer::start` with a `ServerConfig` that cannot serve (no workers, no time, no room
-//! for a request line) and with an address it cannot bind. A refused start serves nothing and
+//! `HealthServer::start` with a `ServerConfig` that cannot serve (no connections, no time or a
+//! time that overflows a deadline, no room for a request line or room without bound) and with
+//! an address it cannot bind. A refused start serves nothing and
 //! leaves a server already on the port serving.
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
@@ -20,13 +21,36 @@ fn config() -> ServerConfig {
 }
 
 #[test]
-fn no_worker_threads_is_e007() {
-    assert_eq!(code(HealthServer::start(ServerConfig { worker_threads: 0, ..config() }, source())), "VRAM-E007");
+fn no_connections_is_e007() {
+    assert_eq!(code(HealthServer::start(ServerConfig { max_connections: 0, ..config() }, source())), "VRAM-E007");
+    let one = HealthServer::start(ServerConfig { max_connections: 1, ..config() }, source()).unwrap();
+    one.shutdown();
 }
 
 #[test]
 fn a_zero_request_timeout_is_e007() {
     assert_eq!(code(HealthServer::start(ServerConfig { request_timeout: Duration::ZERO, ..config() }, source())), "VRAM-E007");
+}
+
+/// Deadlines are `now + request_timeout`: a timeout that would overflow one (or that is no
+/// limit at all) is refused, not left to panic in a connection. An hour is the most.
+#[test]
+fn a_request_timeout_over_an_hour_is_e007() {
+    for timeout in [Duration::MAX, Duration::from_secs(u64::MAX), Duration::from_secs(3600) + Duration::from_nanos(1), Duration::from_secs(86_400)] {
+        assert_eq!(code(HealthServer::start(ServerConfig { request_timeout: timeout, ..config() }, source())), "VRAM-E007", "{timeout:?}");
+    }
+    let hour = HealthServer::start(ServerConfig { request_timeout: Duration::from_secs(3600), ..config() }, source()).unwrap();
+    hour.shutdown();
+}
+
+/// A connection's read buffer grows with the limit: an unbounded one is refused. 1 MiB is the most.
+#[test]
+fn max_request_bytes_over_a_mebibyte_is_e007() {
+    for max in [usize::MAX, usize::MAX / 4 + 1, (1 << 20) + 1] {
+        assert_eq!(code(HealthServer::start(ServerConfig { max_request_bytes: max, ..config() }, source())), "VRAM-E007", "{max}");
+    }
+    let largest = HealthServer::start(ServerConfig { max_request_bytes: 1 << 20, ..config() }, source()).unwrap();
+    largest.shutdown();
 }
 
 /// The shortest request, "GET / HTTP/1.0\r\n\r\n", is 18 bytes: a smaller limit refuses all.

@@ -158,3 +158,134 @@ impl Connection {
         &mut self.stream
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Abusive clients (R1)
+
+/// Raises this process's soft limit on open files to its hard limit (the abuse tests hold both
+/// ends of hundreds or thousands of connections) and returns the limit in force.
+pub fn raise_fd_limit() -> libc::rlim_t {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: `limit` is a valid, writable rlimit for getrlimit to fill.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return 1024;
+    }
+    let raised = libc::rlimit { rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max };
+    // SAFETY: `raised` is a valid rlimit; raising the soft limit up to the hard one needs no privilege.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+        limit.rlim_max
+    } else {
+        limit.rlim_cur
+    }
+}
+
+/// The abusive clients of R1, kept up until `stop`: `idle` connections that never send a
+/// byte, `partial` ones that send half a request head and hold it, and `scrapers` keep-alive
+/// clients that ask `GET /metrics` back to back. A connection the server closes (timeout,
+/// bound) is opened again, so the load holds whatever the server's limits.
+pub struct Abuse {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    /// Connections held open now, idle and partial together.
+    pub held: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// Scrapes answered 200, and scrapes answered otherwise (or not at all).
+    pub scrapes: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    pub failed_scrapes: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// What a partial client sends, and never finishes.
+const PARTIAL_HEAD: &[u8] = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ";
+
+impl Abuse {
+    pub fn start(addr: SocketAddr, idle: usize, partial: usize, scrapers: usize) -> Abuse {
+        use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
+        use std::sync::Arc;
+        let stop = Arc::new(AtomicBool::new(false));
+        let held = Arc::new(AtomicUsize::new(0));
+        let scrapes = Arc::new(AtomicU64::new(0));
+        let failed_scrapes = Arc::new(AtomicU64::new(0));
+        let mut threads = Vec::new();
+        for (count, opening) in [(idle, &b""[..]), (partial, PARTIAL_HEAD)] {
+            let (stop, held) = (stop.clone(), held.clone());
+            threads.push(std::thread::spawn(move || hold(addr, count, opening, &stop, &held)));
+        }
+        for _ in 0..scrapers {
+            let (stop, scrapes, failed) = (stop.clone(), scrapes.clone(), failed_scrapes.clone());
+            threads.push(std::thread::spawn(move || scrape(addr, &stop, &scrapes, &failed)));
+        }
+        Abuse { stop, threads, held, scrapes, failed_scrapes }
+    }
+
+    /// Waits (up to a minute) until `connections` are held and every scraper has been answered.
+    pub fn wait_established(&self, connections: usize, scrapers: u64) -> bool {
+        use std::sync::atomic::Ordering;
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while std::time::Instant::now() < deadline {
+            if self.held.load(Ordering::SeqCst) >= connections && self.scrapes.load(Ordering::SeqCst) >= scrapers {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    /// Closes every connection; returns (scrapes answered 200, scrapes that were not).
+    pub fn stop(self) -> (u64, u64) {
+        use std::sync::atomic::Ordering;
+        self.stop.store(true, Ordering::SeqCst);
+        for thread in self.threads {
+            let _ = thread.join();
+        }
+        (self.scrapes.load(Ordering::SeqCst), self.failed_scrapes.load(Ordering::SeqCst))
+    }
+}
+
+/// Keeps `count` connections open that sent `opening` and nothing more.
+fn hold(addr: SocketAddr, count: usize, opening: &[u8], stop: &std::sync::atomic::AtomicBool, held: &std::sync::atomic::AtomicUsize) {
+    use std::sync::atomic::Ordering;
+    let mut open: Vec<TcpStream> = Vec::with_capacity(count);
+    while !stop.load(Ordering::SeqCst) {
+        let before = open.len();
+        open.retain(still_open);
+        held.fetch_sub(before - open.len(), Ordering::SeqCst);
+        while open.len() < count && !stop.load(Ordering::SeqCst) {
+            let Ok(stream) = TcpStream::connect_timeout(&addr, IO_TIMEOUT) else { break };
+            if (&stream).write_all(opening).is_err() || stream.set_nonblocking(true).is_err() {
+                continue;
+            }
+            open.push(stream);
+            held.fetch_add(1, Ordering::SeqCst);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    held.fetch_sub(open.len(), Ordering::SeqCst);
+}
+
+/// Whether the server has neither closed `stream` nor answered on it (an answer to a partial
+/// head is a refusal, followed by a close).
+fn still_open(stream: &TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    matches!(stream.peek(&mut byte), Err(e) if e.kind() == ErrorKind::WouldBlock)
+}
+
+/// One keep-alive scraper: `GET /metrics` back to back, reconnecting when closed.
+fn scrape(addr: SocketAddr, stop: &std::sync::atomic::AtomicBool, answered: &std::sync::atomic::AtomicU64, failed: &std::sync::atomic::AtomicU64) {
+    use std::sync::atomic::Ordering;
+    while !stop.load(Ordering::SeqCst) {
+        let Ok(mut connection) = Connection::open(addr) else {
+            failed.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(10));
+            continue;
+        };
+        while !stop.load(Ordering::SeqCst) {
+            let response = connection.send(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").and_then(|()| connection.read_response(false));
+            match response {
+                Ok(r) if r.status == 200 => answered.fetch_add(1, Ordering::SeqCst),
+                _ => {
+                    failed.fetch_add(1, Ordering::SeqCst);
+                    break;
+                }
+            };
+        }
+    }
+}
