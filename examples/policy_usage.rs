@@ -15,6 +15,9 @@ fn run() -> vramguard::Result<()> {
     let slots = ModelSlotManager::on_device(backing, MODEL_BUDGET_BYTES);
     for (embedder, bytes) in MODEL_SIZES {
         slots.allocate_slot(embedder, bytes)?;
+        // Upload the weights through the slot (`copy_from_host`), then declare them loaded: their
+        // checksum becomes the reference that every integrity check compares against.
+        slots.use_slot(&embedder)?.mark_loaded()?;
     }
     slots.touch(&Embedder::Semantic); // now the most recently used slot
     println!("slots: {} loaded, {} bytes, pressure {}", slots.loaded_count(), slots.allocated(), slots.pressure_level());

@@ -155,7 +155,8 @@ fn snapshot_figures_come_from_the_source_and_tracker() {
 fn alerts_fire_only_on_level_change_at_the_exact_boundaries() {
     let (monitor, source) = monitor();
     let seen = record_alerts(&monitor);
-    let steps: [(u64, AlertLevel, &[(u32, AlertLevel, AlertLevel)]); 9] = [
+    type Alerts = &'static [(u32, AlertLevel, AlertLevel)];
+    let steps: [(u64, AlertLevel, Alerts); 9] = [
         (799, Normal, &[]),
         (800, Warning, &[(0, Normal, Warning)]),
         (850, Warning, &[]),
@@ -290,6 +291,101 @@ fn unloader_asked_at_critical_for_the_bytes_to_just_below_critical() {
     assert_eq!((events[1].requested_bytes, events[1].unloaded.clone()), (1, vec!["c".to_string()]));
     assert_eq!(monitor.unloads().len(), 2);
     assert_eq!(monitor.models_unloaded(), 3);
+}
+
+/// Holds named models of given sizes; says how much it could free, and unloads the oldest set
+/// that frees enough — or nothing.
+#[derive(Default)]
+struct CountingUnloader {
+    models: Mutex<Vec<(String, u64)>>,
+    calls: Mutex<Vec<(u32, u64)>>,
+    asked_reclaimable: Mutex<u32>,
+}
+
+impl Unloader for CountingUnloader {
+    fn unload_lru(&self, device: u32, bytes: u64) -> Vec<String> {
+        self.calls.lock().unwrap().push((device, bytes));
+        let mut models = self.models.lock().unwrap();
+        if models.iter().map(|(_, size)| size).sum::<u64>() < bytes {
+            return Vec::new();
+        }
+        let (mut freed, mut names) = (0, Vec::new());
+        while freed < bytes {
+            let (name, size) = models.remove(0);
+            freed += size;
+            names.push(name);
+        }
+        names
+    }
+
+    fn reclaimable_bytes(&self, _device: u32) -> Option<u64> {
+        *self.asked_reclaimable.lock().unwrap() += 1;
+        Some(self.models.lock().unwrap().iter().map(|(_, size)| size).sum())
+    }
+}
+
+/// Defect: at Critical the monitor asked for the device-wide excess whatever its unloader could
+/// do, and the slot manager then evicted every idle slot at every check. Now the monitor judges
+/// by device use minus what eviction can free: when even unloading every candidate leaves the
+/// device Critical (the rest is other processes' memory), nothing is unloaded, at any check.
+#[test]
+fn nothing_is_unloaded_when_even_every_candidate_would_leave_the_device_critical() {
+    let (monitor, source) = monitor();
+    let unloader = Arc::new(CountingUnloader::default());
+    *unloader.models.lock().unwrap() = vec![("a".into(), 30), ("b".into(), 30)];
+    monitor.set_unloader(Arc::clone(&unloader) as Arc<dyn Unloader>);
+    let seen = record_alerts(&monitor);
+    source.set(0, 990, 1000); // below Critical needs 91 freed; the unloader holds 60
+    for _ in 0..5 {
+        let snapshot = monitor.check_now().unwrap().remove(0);
+        assert_eq!(snapshot.level, Critical);
+    }
+    assert!(unloader.calls.lock().unwrap().is_empty(), "asked to unload: {:?}", unloader.calls.lock().unwrap());
+    assert_eq!(*unloader.asked_reclaimable.lock().unwrap(), 5);
+    assert_eq!(unloader.models.lock().unwrap().len(), 2, "models were unloaded for nothing");
+    assert!(monitor.unloads().is_empty() && monitor.unloaded().is_empty());
+    assert_eq!(monitor.models_unloaded(), 0);
+    assert_eq!(taken(&seen), vec![(0, Normal, Critical)], "the level is still the device's");
+
+    // Other processes let go of 31 bytes: now 60 can bring it below (959 - 899 = 60): it unloads.
+    source.set(0, 959, 1000);
+    monitor.check_now().unwrap();
+    assert_eq!(*unloader.calls.lock().unwrap(), vec![(0, 60)]);
+    assert_eq!(monitor.unloaded(), vec!["a", "b"]);
+    // Still Critical by one byte more than anything left can free: nothing more is asked.
+    source.set(0, 900, 1000);
+    monitor.check_now().unwrap();
+    assert_eq!(unloader.calls.lock().unwrap().len(), 1);
+    assert_eq!(monitor.unloads().len(), 1);
+}
+
+/// An unloader that cannot tell what it could free (`reclaimable_bytes` is `None` by default)
+/// is asked as before, and a panic while asking is contained and counted.
+#[test]
+fn an_unloader_that_cannot_tell_is_asked_and_a_panic_asking_is_contained() {
+    struct Unknown;
+    impl Unloader for Unknown {
+        fn unload_lru(&self, _: u32, _: u64) -> Vec<String> {
+            vec!["x".into()]
+        }
+    }
+    struct Panics;
+    impl Unloader for Panics {
+        fn unload_lru(&self, _: u32, _: u64) -> Vec<String> {
+            unreachable!("asked to unload after reclaimable_bytes panicked")
+        }
+        fn reclaimable_bytes(&self, _: u32) -> Option<u64> {
+            panic!("a faulty unloader")
+        }
+    }
+    let (monitor, source) = monitor();
+    monitor.set_unloader(Arc::new(Unknown));
+    source.set(0, 950, 1000);
+    monitor.check_now().unwrap();
+    assert_eq!(monitor.unloaded(), ["x"]);
+    monitor.set_unloader(Arc::new(Panics));
+    assert!(monitor.check_now().is_ok());
+    assert_eq!((monitor.callback_panics(), monitor.unloads().len()), (1, 1));
 }
 
 struct PanickingUnloader;
@@ -488,6 +584,97 @@ fn dump_file_written_atomically_and_parses() {
     assert_eq!(dir.files().len(), 2, "a temporary file was left: {:?}", dir.files());
     let missing = dir.0.join("no such directory");
     assert_eq!(monitor.write_dump(&missing).unwrap_err().code(), "VRAM-E017");
+}
+
+/// R5, defect: the temporary file had a predictable name (`.vramguard-dump-<ms>-<pid>-<n>.json.tmp`)
+/// and was opened with `File::create`, which follows a symbolic link planted there (truncating
+/// and writing its target) and writes into a file planted there (which its planter can read).
+/// Every such name for a few hundred milliseconds is planted — links to a file that must not
+/// change, then regular files — and the dump is written inside that window: each time it must
+/// still land, owner-only, beside them.
+#[test]
+fn a_dump_never_writes_through_a_planted_link_or_into_a_planted_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let victim_dir = TempDir::new("planted-victim");
+    let victim = victim_dir.0.join("victim");
+    std::fs::write(&victim, b"precious").unwrap();
+    let (monitor, source) = monitor();
+    source.set(0, 100, 1000);
+    monitor.check_now().unwrap();
+    for links in [true, false] {
+        let (dir, window) = plant_old_dump_names(&victim, links);
+        let path = monitor.write_dump(&dir.0).unwrap();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let millis: u128 = name["vramguard-dump-".len()..].split('-').next().unwrap().parse().unwrap();
+        assert!(window.contains(&millis), "the dump at {millis} ms is outside the planted {window:?}: the test proved nothing");
+        assert!(std::fs::read(&victim).unwrap() == b"precious", "the dump wrote through a planted link");
+        assert!(!std::fs::symlink_metadata(&path).unwrap().file_type().is_symlink(), "published onto a link: {path:?}");
+        assert_eq!(read_json(&path)["devices"][0]["latest"]["used_bytes"], 100);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "dump mode {mode:o}");
+        let mut planted_left = 0;
+        for entry in std::fs::read_dir(&dir.0).unwrap() {
+            let entry = entry.unwrap();
+            if entry.path() == path {
+                continue;
+            }
+            planted_left += 1;
+            if !links {
+                assert!(std::fs::read(entry.path()).unwrap() == b"someone else's", "{:?} was written", entry.path());
+            }
+        }
+        let expected = (window.end - window.start) as usize * (OLD_SEQUENCES + 1);
+        assert_eq!(planted_left, expected, "a planted name was taken over, or a temporary file left");
+    }
+}
+
+/// Sequence numbers planted per millisecond: more dumps than this test binary writes before the
+/// last one of this test (about seven).
+const OLD_SEQUENCES: usize = 10;
+const PLANTED_MILLIS: u128 = 200;
+
+/// In a new directory, plants the old temporary names of sequence 0..10, and the final name, for
+/// each millisecond of a window a little ahead — symbolic links to `victim`, or regular files —
+/// and waits for the window to begin. A file system too slow to plant before the window begins
+/// gets a later window (the planting is the slow part here, not what is tested).
+fn plant_old_dump_names(victim: &Path, links: bool) -> (TempDir, std::ops::Range<u128>) {
+    let pid = std::process::id();
+    let now = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis();
+    for (attempt, lead) in [1_000u128, 3_000, 9_000, 27_000].into_iter().enumerate() {
+        let dir = TempDir::new(&format!("planted-{links}-{attempt}"));
+        let start = now() + lead;
+        let window = start..start + PLANTED_MILLIS;
+        let plant = |name: String| {
+            if links {
+                std::os::unix::fs::symlink(victim, dir.0.join(name)).unwrap();
+            } else {
+                std::fs::write(dir.0.join(name), b"someone else's").unwrap();
+            }
+        };
+        for millis in window.clone() {
+            for n in 0..OLD_SEQUENCES {
+                plant(format!(".vramguard-dump-{millis}-{pid}-{n}.json.tmp"));
+            }
+            plant(format!("vramguard-dump-{millis}-{pid}.json"));
+        }
+        let planted_at = now();
+        if planted_at < window.start {
+            std::thread::sleep(Duration::from_millis((window.start - planted_at) as u64));
+            return (dir, window);
+        }
+    }
+    panic!("could not plant {PLANTED_MILLIS} ms of names within 27 s");
+}
+
+#[test]
+fn the_oom_dump_is_owner_only_too() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new("oom-mode");
+    let (monitor, _source) = monitor_with(MonitorConfig { dump_dir: Some(dir.0.clone()), ..MonitorConfig::default() });
+    monitor.oom_hook()(&out_of_memory());
+    let path = monitor.last_dump().expect("no dump written");
+    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(dir.files().len(), 1);
 }
 
 fn out_of_memory() -> Error {

@@ -1,12 +1,15 @@
 //! Model slots without a GPU (bookkeeping-only managers): seed 000's edge cases and manual tests,
 //! fit-plan eviction, pinning, minimum residency, use guards, concurrency.
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use vramguard::monitor::Unloader;
 use vramguard::slots::{
-    Embedder, EvictionReason, ManualClock, ModelSlotManager, SlotConfig, MODEL_BUDGET_BYTES, MODEL_SIZES,
+    DeviceBacking, Embedder, EvictionReason, ManualClock, ModelSlotManager, SlotConfig, DEFAULT_UNLOAD_MIN_RESIDENCY,
+    MODEL_BUDGET_BYTES, MODEL_SIZES,
 };
-use vramguard::{Error, MemoryPressure, OomSource};
+use vramguard::{AllocationKind, Error, MemoryPressure, OomSource, Tracker};
 
 fn manager_with_clock(budget: u64, clock: &ManualClock) -> ModelSlotManager<Embedder> {
     ModelSlotManager::with_config(SlotConfig { budget_bytes: budget, clock: Arc::new(clock.clone()), ..SlotConfig::default() })
@@ -267,4 +270,102 @@ fn sixteen_threads_never_exceed_the_budget_and_leave_it_empty() {
     });
     assert!(!observed_over.load(std::sync::atomic::Ordering::Relaxed), "the budget was exceeded");
     assert_eq!((manager.allocated(), manager.loaded_count()), (0, 0));
+}
+
+/// A use guard makes a slot busy by its own count: other holders of the slot's memory (the
+/// integrity pass) do not, and each guard counts once, however many there are.
+#[test]
+fn users_are_the_live_use_guards() {
+    let clock = ManualClock::new();
+    let manager = manager_with_clock(1000, &clock);
+    manager.allocate_slot(Embedder::Semantic, 600).unwrap();
+    let first = manager.use_slot(&Embedder::Semantic).unwrap();
+    let second = manager.use_slot(&Embedder::Semantic).unwrap();
+    assert_eq!(manager.slot(&Embedder::Semantic).unwrap().users, 2);
+    assert!(manager.load_slot(Embedder::Code, 600).is_err(), "a slot in use was evicted");
+    drop(first);
+    assert_eq!(manager.slot(&Embedder::Semantic).unwrap().users, 1);
+    assert_eq!(manager.get_lru_candidate(), None);
+    drop(second);
+    assert_eq!(manager.slot(&Embedder::Semantic).unwrap().users, 0);
+    assert_eq!(manager.load_slot(Embedder::Code, 600).unwrap().evicted, [Embedder::Semantic]);
+    // Integrity: a bookkeeping slot has nothing to checksum, so nothing to declare or verify.
+    let guard = manager.use_slot(&Embedder::Code).unwrap();
+    assert_eq!(guard.mark_loaded().unwrap(), None);
+    assert!(manager.verify_integrity().is_empty());
+}
+
+/// A slot key whose `Display` panics (here: only while `panics` is set). Equality and hashing
+/// ignore the switch.
+#[derive(Debug, Clone)]
+struct TouchyKey {
+    id: u32,
+    panics: Arc<AtomicBool>,
+}
+
+impl PartialEq for TouchyKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+    }
+}
+
+impl Eq for TouchyKey {}
+
+impl std::hash::Hash for TouchyKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.id.hash(state);
+    }
+}
+
+impl std::fmt::Display for TouchyKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.panics.load(Ordering::SeqCst) {
+            panic!("a key that cannot be displayed");
+        }
+        write!(f, "touchy {}", self.id)
+    }
+}
+
+/// Defect: the key stayed in the manager's `loading` set for ever when naming its allocation
+/// panicked, so that every later load of it was "already allocated" (VRAM-E015). The slots are
+/// backed by device 63, which no host has: the allocation is named (and the key displayed)
+/// before the device refuses it, with or without a GPU.
+#[test]
+fn a_key_whose_display_panics_is_not_left_loading() {
+    let backing = DeviceBacking { tracker: Tracker::new(63).unwrap(), kind: AllocationKind::Device };
+    let manager = ModelSlotManager::on_device(backing, 1000);
+    let panics = Arc::new(AtomicBool::new(true));
+    let key = TouchyKey { id: 1, panics: Arc::clone(&panics) };
+    for attempt in 0..2 {
+        let load = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            if attempt == 0 {
+                manager.allocate_slot(key.clone(), 100)
+            } else {
+                manager.load_slot(key.clone(), 100).map(drop)
+            }
+        }));
+        assert!(load.is_err(), "attempt {attempt}: the key's Display did not panic");
+        assert_eq!((manager.allocated(), manager.loaded_count()), (0, 0), "attempt {attempt}");
+    }
+    panics.store(false, Ordering::SeqCst);
+    let code = manager.allocate_slot(key.clone(), 100).unwrap_err().code();
+    assert!(code == "VRAM-E001" || code == "VRAM-E010", "the key was left loading: {code}");
+    assert_eq!(manager.load_slot(key, 100).unwrap_err().code(), code);
+    assert_eq!(manager.allocated(), 0);
+}
+
+/// O1: a manager is the monitor's unloader only for the device that backs it; without device
+/// memory it has nothing to give back, and says so (0 bytes), so that the monitor asks nothing.
+#[test]
+fn a_manager_gives_back_only_memory_on_its_own_device() {
+    assert_eq!(DEFAULT_UNLOAD_MIN_RESIDENCY, Duration::from_secs(30));
+    assert_eq!(SlotConfig::default().unload_min_residency, DEFAULT_UNLOAD_MIN_RESIDENCY);
+    let bookkeeping = ModelSlotManager::with_budget(1000);
+    bookkeeping.allocate_slot("a".to_string(), 500).unwrap();
+    assert_eq!(bookkeeping.reclaimable_bytes(0), Some(0));
+    assert_eq!(bookkeeping.unload_lru(0, 1), Vec::<String>::new());
+    let backing = DeviceBacking { tracker: Tracker::new(63).unwrap(), kind: AllocationKind::Device };
+    let on_63 = ModelSlotManager::<String>::on_device(backing, 1000);
+    assert_eq!((on_63.reclaimable_bytes(0), on_63.reclaimable_bytes(63)), (Some(0), Some(0)));
+    assert_eq!(bookkeeping.loaded_count(), 1);
 }

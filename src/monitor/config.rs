@@ -4,11 +4,14 @@ use std::time::Duration;
 
 use super::level::AlertThresholds;
 use crate::error::{Error, Result};
+use crate::health::MIN_CHECK_INTERVAL;
 
 /// A [`super::GpuMonitor`]'s settings. `Default` gives 5 s, 80 % / 90 %, 100 entries, no dumps.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MonitorConfig {
-    /// Time between background checks; must be above zero.
+    /// Time between background checks: at least [`MIN_CHECK_INTERVAL`] (10 ms), as for the
+    /// health checks — a check reads every device, and faster it would only compete with the
+    /// worker for the driver.
     pub interval: Duration,
     /// Warning starts at this utilisation, in percent.
     pub warning_percent: f64,
@@ -35,8 +38,11 @@ impl Default for MonitorConfig {
 impl MonitorConfig {
     /// The thresholds, or [`Error::InvalidArgument`] (VRAM-E007) naming what is wrong.
     pub fn validate(&self) -> Result<AlertThresholds> {
-        if self.interval.is_zero() {
-            return Err(Error::InvalidArgument("monitor interval must be above zero".to_string()));
+        if self.interval < MIN_CHECK_INTERVAL {
+            return Err(Error::InvalidArgument(format!(
+                "monitor interval is {:?}; it must be at least {MIN_CHECK_INTERVAL:?}",
+                self.interval
+            )));
         }
         if self.history_len == 0 {
             return Err(Error::InvalidArgument("monitor history_len must be at least 1".to_string()));

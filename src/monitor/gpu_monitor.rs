@@ -116,7 +116,8 @@ impl GpuMonitor {
         self.alert_callbacks.add(callback);
     }
 
-    /// Called after every request to the unloader, also when it freed nothing.
+    /// Called after every request to the unloader, also when it freed nothing. (A check at
+    /// Critical whose unloader could not free enough makes no request.)
     pub fn on_unload(&self, callback: impl Fn(&UnloadEvent) + Send + Sync + 'static) {
         self.unload_callbacks.add(callback);
     }
@@ -173,13 +174,22 @@ impl GpuMonitor {
             .collect()
     }
 
-    /// Asks the unloader for the bytes that bring the device just below Critical.
+    /// Asks the unloader for the bytes that bring the device just below Critical — unless it
+    /// says it cannot free that much: then nothing is unloaded (see the `unloader` module for
+    /// what the monitor judges by).
     fn unload(&self, snapshot: &GpuMemoryInfo) -> Vec<String> {
         let Some(unloader) = lock(&self.unloader).clone() else { return Vec::new() };
         let requested_bytes =
             snapshot.used_bytes.saturating_sub(self.thresholds.below_critical_bytes(snapshot.total_bytes));
         if requested_bytes == 0 {
             return Vec::new(); // a device reporting zero total memory: nothing to free
+        }
+        let Some(reclaimable) = contain(|| unloader.reclaimable_bytes(snapshot.device)) else {
+            self.counters.callback_panics.fetch_add(1, Ordering::Relaxed);
+            return Vec::new();
+        };
+        if reclaimable.is_some_and(|bytes| bytes < requested_bytes) {
+            return Vec::new(); // even unloading every candidate would leave the device Critical
         }
         let unloaded = contain(|| unloader.unload_lru(snapshot.device, requested_bytes)).unwrap_or_else(|| {
             self.counters.callback_panics.fetch_add(1, Ordering::Relaxed);

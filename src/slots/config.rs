@@ -12,6 +12,10 @@ use super::clock::{Clock, MonotonicClock};
 /// Seed 000: 8 GiB for the 13 models.
 pub const MODEL_BUDGET_BYTES: u64 = 8 * 1024 * 1024 * 1024;
 
+/// The default of [`SlotConfig::unload_min_residency`]: 30 s, six checks of the GPU monitor at
+/// its default 5 s interval.
+pub const DEFAULT_UNLOAD_MIN_RESIDENCY: Duration = Duration::from_secs(30);
+
 /// Real device memory for slots: allocated through `tracker` as ModelWeights of `kind`.
 #[derive(Debug, Clone)]
 pub struct DeviceBacking {
@@ -23,8 +27,14 @@ pub struct DeviceBacking {
 pub struct SlotConfig {
     pub budget_bytes: u64,
     pub thresholds: PressureThresholds,
-    /// L4: a slot loaded more recently than this is never evicted (no load/evict loops).
+    /// L4: a slot loaded more recently than this is never evicted (no load/evict loops). 0 by
+    /// default: a load the caller asks for may evict any idle slot.
     pub min_residency: Duration,
+    /// L4 against the GPU monitor: a slot loaded more recently than this (or than
+    /// `min_residency`, whichever is longer) is never unloaded at Critical, so that a device held
+    /// Critical by other processes cannot make the worker reload and unload its models at every
+    /// check. [`DEFAULT_UNLOAD_MIN_RESIDENCY`] (30 s) by default; `Duration::ZERO` turns it off.
+    pub unload_min_residency: Duration,
     /// E4: retries of a device allocation that failed with out-of-memory, each after an eviction.
     pub max_oom_retries: u32,
     /// How many slots the workload has (13 for the embedders): the "n" of "Loaded Models: k/n".
@@ -39,6 +49,7 @@ impl Default for SlotConfig {
             budget_bytes: MODEL_BUDGET_BYTES,
             thresholds: PressureThresholds::default(),
             min_residency: Duration::ZERO,
+            unload_min_residency: DEFAULT_UNLOAD_MIN_RESIDENCY,
             max_oom_retries: 3,
             expected_slots: super::Embedder::COUNT,
             clock: Arc::new(MonotonicClock::default()),

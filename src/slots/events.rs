@@ -57,7 +57,8 @@ pub struct SlotStats {
     pub callback_panics: u64,
 }
 
-/// I1: a slot whose device memory no longer has the checksum it had when loaded.
+/// I1: a slot whose device memory no longer has the checksum it had when its holder declared it
+/// loaded ([`SlotUse::mark_loaded`](super::SlotUse::mark_loaded)).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IntegrityViolation<K> {
     pub key: K,

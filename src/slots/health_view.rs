@@ -42,8 +42,8 @@ impl<K: SlotKey> SlotView for ModelSlotManager<K> {
         self.stats().ooms
     }
 
-    fn integrity_violations(&self) -> Vec<ViolationReport> {
-        self.verify_integrity()
+    fn integrity_violations(&self, deadline: std::time::Duration) -> Vec<ViolationReport> {
+        self.verify_integrity_within(deadline)
             .into_iter()
             .map(|v| ViolationReport {
                 description: v.key.to_string(),

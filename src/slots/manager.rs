@@ -1,10 +1,10 @@
 //! L1–L5: model slots within a budget, least-recently-used eviction by fit plan, pinning and
 //! minimum residency, retry after device out-of-memory. Thread-safe: one short lock guards the slot
-//! table; device allocation, eviction callbacks and frees all happen outside it.
+//! table; device allocation, checksums, eviction callbacks and frees all happen outside it.
 use std::collections::{HashMap, HashSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 use std::time::Duration;
 
 use crate::budget::{Budget, Refusal};
@@ -16,7 +16,7 @@ use crate::usage::Usage;
 use super::config::{DeviceBacking, SlotConfig, MODEL_BUDGET_BYTES};
 use super::events::{Eviction, EvictionReason, IntegrityViolation, LoadOutcome, SlotStats};
 use super::fit_plan;
-use super::slot::{ModelSlot, SlotEntry, SlotKey, SlotMemory};
+use super::slot::{device_checksum, ChecksumFn, Holds, ModelSlot, Reader, SlotEntry, SlotKey, SlotMemory};
 use super::slot_use::SlotUse;
 
 type EvictionCallback<K> = Arc<dyn Fn(&Eviction<K>) + Send + Sync>;
@@ -41,6 +41,8 @@ struct Shared<K> {
     config: SlotConfig,
     budget: Budget,
     state: Mutex<State<K>>,
+    /// Shared with every use guard and integrity reader of this manager's slot memory.
+    holds: Arc<Holds>,
     on_evict: RwLock<Vec<EvictionCallback<K>>>,
     on_oom: RwLock<Vec<OomCallback>>,
     counters: Counters,
@@ -90,6 +92,12 @@ impl<K: SlotKey> ModelSlotManager<K> {
     }
 
     pub fn with_config(config: SlotConfig) -> Self {
+        Self::with_checksum(config, Arc::new(device_checksum))
+    }
+
+    /// A manager whose slot memory is checksummed by `checksum` (the crate's unit tests give
+    /// bookkeeping slots a checksum this way).
+    pub(crate) fn with_checksum(config: SlotConfig, checksum: ChecksumFn) -> Self {
         let budget = Budget::builder(config.budget_bytes)
             .thresholds(config.thresholds)
             .build_allowing_zero()
@@ -99,6 +107,7 @@ impl<K: SlotKey> ModelSlotManager<K> {
                 config,
                 budget,
                 state: Mutex::new(State { slots: HashMap::new(), loading: HashSet::new(), next_seq: 0 }),
+                holds: Arc::new(Holds::new(checksum)),
                 on_evict: RwLock::new(Vec::new()),
                 on_oom: RwLock::new(Vec::new()),
                 counters: Counters::default(),
@@ -160,9 +169,12 @@ impl<K: SlotKey> ModelSlotManager<K> {
         }
     }
 
-    /// One attempt: reserve the budget, allocate device memory outside the lock, commit.
+    /// One attempt: reserve the budget, allocate device memory outside the lock, commit. The key
+    /// stays in `loading` meanwhile, and leaves it however the attempt ends (see [`LoadingKey`]).
+    /// The slot has no integrity reference yet: its memory holds no weights until its holder
+    /// uploads them and calls [`SlotUse::mark_loaded`].
     fn try_load_once(&self, key: &K, size_bytes: u64) -> Result<()> {
-        let charge = {
+        let (charge, loading) = {
             let mut state = self.state();
             check_new_in(&state, key, size_bytes)?;
             let charge = self
@@ -171,7 +183,7 @@ impl<K: SlotKey> ModelSlotManager<K> {
                 .reserve(size_bytes, Purpose::ModelWeights)
                 .map_err(|refusal| self.budget_oom(size_bytes, refusal, state.slots.len()))?;
             state.loading.insert(key.clone());
-            charge
+            (charge, LoadingKey { manager: self, key, done: false })
         };
         let buffer = match &self.shared.config.backing {
             None => Ok(None),
@@ -181,16 +193,11 @@ impl<K: SlotKey> ModelSlotManager<K> {
                 .map(Some),
         };
         let mut state = self.state();
-        state.loading.remove(key);
-        // I1: the reference checksum, taken at load, for the periodic integrity check.
-        let buffer = buffer.and_then(|b| match &b {
-            Some(buffer) => buffer.checksum().map(|sum| (b, Some(sum))),
-            None => Ok((b, None)),
-        });
+        loading.finish(&mut state);
         if matches!(&buffer, Err(Error::OutOfMemory(_))) {
             self.shared.counters.ooms.fetch_add(1, Ordering::Relaxed);
         }
-        let (buffer, checksum) = buffer.map_err(|error| self.enrich_device_oom(error, state.slots.len()))?;
+        let buffer = buffer.map_err(|error| self.enrich_device_oom(error, state.slots.len()))?;
         charge.commit();
         let now = self.shared.config.clock.now();
         let access_seq = next_seq(&mut state);
@@ -200,18 +207,22 @@ impl<K: SlotKey> ModelSlotManager<K> {
             last_accessed: now,
             access_seq,
             pinned: false,
-            memory: Arc::new(SlotMemory { buffer, _charge: charge }),
-            checksum,
+            memory: Arc::new(SlotMemory::new(buffer, charge)),
         };
         state.slots.insert(key.clone(), entry);
         Ok(())
     }
 
-    /// Removes a slot and returns its size (0 when there is none). Its memory is freed now, or
-    /// when the last [`SlotUse`] of it drops.
+    /// Removes a slot and returns its size (0 when there is none). Its memory is freed now (once
+    /// an integrity check reading it at this moment is done), or when the last [`SlotUse`] of it
+    /// drops.
     pub fn deallocate_slot(&self, key: &K) -> u64 {
         let removed = self.state().slots.remove(key);
-        removed.map_or(0, |entry| entry.size_bytes) // entry (and its memory) dropped outside the lock
+        removed.map_or(0, |entry| {
+            let size_bytes = entry.size_bytes;
+            self.shared.holds.free(entry.memory); // outside the lock
+            size_bytes
+        })
     }
 
     /// Marks a slot as just used. False when there is no such slot.
@@ -237,42 +248,54 @@ impl<K: SlotKey> ModelSlotManager<K> {
         let entry = state.slots.get_mut(key).ok_or_else(|| Error::UnknownSlot(key.to_string()))?;
         entry.last_accessed = now;
         entry.access_seq = seq;
-        Ok(SlotUse { key: key.clone(), size_bytes: entry.size_bytes, memory: Arc::clone(&entry.memory) })
+        Ok(SlotUse::new(key.clone(), entry.size_bytes, &entry.memory, &self.shared.holds))
     }
 
-    /// I1: recomputes every device-backed slot's checksum and returns those that differ from the
-    /// reference taken at load. Runs the kernels outside the table lock.
+    /// I1: recomputes the checksum of every slot whose holder declared it loaded
+    /// ([`SlotUse::mark_loaded`]) and returns those that differ from that reference. A slot
+    /// without a reference is skipped (not a violation), and so is one whose reference was set
+    /// anew during its checksum, or that left the table meanwhile. The table lock is held only to
+    /// list the slots: each checksum runs outside it, on one slot at a time, and holding a slot
+    /// to read it neither makes it busy nor keeps an eviction from freeing it (the eviction waits
+    /// for that one checksum).
     pub fn verify_integrity(&self) -> Vec<IntegrityViolation<K>> {
-        let work: Vec<(K, Arc<SlotMemory>, crate::checksum::Checksum, u64)> = {
+        self.verify_integrity_within(crate::checksum::DEFAULT_CHECKSUM_DEADLINE)
+    }
+
+    /// [`verify_integrity`](Self::verify_integrity) within `deadline` in all: each checksum
+    /// waits for the GPU at most the time left, a checksum that runs out of it is reported as a
+    /// violation with its VRAM-E019 error, and the slots not reached in time are not checked (a
+    /// health check that long is failed by its own deadline).
+    pub fn verify_integrity_within(&self, deadline: std::time::Duration) -> Vec<IntegrityViolation<K>> {
+        let until = std::time::Instant::now() + deadline;
+        let slots: Vec<(K, Weak<SlotMemory>, u64)> = {
             let state = self.state();
-            state
-                .slots
-                .iter()
-                .filter_map(|(k, e)| e.checksum.map(|sum| (k.clone(), Arc::clone(&e.memory), sum, e.size_bytes)))
-                .collect()
+            state.slots.iter().map(|(k, e)| (k.clone(), Arc::downgrade(&e.memory), e.size_bytes)).collect()
         };
-        work.into_iter()
-            .filter_map(|(key, memory, expected, size_bytes)| {
-                let actual = memory.buffer.as_ref()?.checksum();
+        slots
+            .into_iter()
+            .filter_map(|(key, memory, size_bytes)| {
+                let reader = Reader::new(memory.upgrade()?, Arc::clone(&self.shared.holds));
+                let memory = reader.memory();
+                let reference = memory.reference();
+                let expected = reference.checksum?;
+                if memory.is_retired() {
+                    return None;
+                }
+                let left = until.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    return None;
+                }
+                let actual = (self.shared.holds.checksum)(memory, left)?;
+                if memory.reference().generation != reference.generation || memory.is_retired() {
+                    return None; // declared loaded anew, or evicted, while it was read
+                }
                 match actual {
                     Ok(actual) if actual == expected => None,
                     actual => Some(IntegrityViolation { key, size_bytes, expected, actual: actual.map_err(|e| e.to_string()) }),
                 }
             })
             .collect()
-    }
-
-    /// Takes a new reference checksum of a slot (after its weights were uploaded into it).
-    pub fn refresh_checksum(&self, key: &K) -> Result<Option<crate::checksum::Checksum>> {
-        let memory = {
-            let state = self.state();
-            Arc::clone(&state.slots.get(key).ok_or_else(|| Error::UnknownSlot(key.to_string()))?.memory)
-        };
-        let sum = memory.buffer.as_ref().map(|b| b.checksum()).transpose()?;
-        if let Some(entry) = self.state().slots.get_mut(key) {
-            entry.checksum = sum;
-        }
-        Ok(sum)
     }
 
     /// L4: a pinned slot is never evicted (it can still be deallocated explicitly).
@@ -313,9 +336,7 @@ impl<K: SlotKey> ModelSlotManager<K> {
     }
 
     fn plan_eviction(&self, need: u64) -> Option<Vec<K>> {
-        let idle = self.idle_in_lru_order();
-        let sizes: Vec<u64> = idle.iter().map(|(_, size)| *size).collect();
-        fit_plan::plan(&sizes, need).map(|indices| indices.into_iter().map(|i| idle[i].0.clone()).collect())
+        plan_among(&self.idle_in_lru_order(), need)
     }
 
     fn idle_keys(&self) -> Vec<K> {
@@ -327,24 +348,57 @@ impl<K: SlotKey> ModelSlotManager<K> {
     }
 
     fn idle_in(&self, state: &State<K>) -> Vec<(K, u64)> {
-        let now = self.shared.config.clock.now();
-        let min_residency = self.shared.config.min_residency;
-        let mut idle: Vec<(&K, &SlotEntry)> =
-            state.slots.iter().filter(|(_, e)| is_idle(e, now, min_residency)).collect();
-        idle.sort_by_key(|(_, e)| e.lru_key());
-        idle.into_iter().map(|(k, e)| (k.clone(), e.size_bytes)).collect()
+        idle_for(state, self.shared.config.clock.now(), self.shared.config.min_residency)
+    }
+
+    /// The minimum residency an unload at Critical respects: the larger of the two settings.
+    fn unload_residency(&self) -> Duration {
+        self.shared.config.min_residency.max(self.shared.config.unload_min_residency)
+    }
+
+    /// Slots an unload may take: idle, and resident at least [`SlotConfig::unload_min_residency`].
+    fn unloadable(&self) -> Vec<(K, u64)> {
+        idle_for(&self.state(), self.shared.config.clock.now(), self.unload_residency())
+    }
+
+    /// Bytes an unload could free now: every slot it may take.
+    pub(crate) fn unloadable_bytes(&self) -> u64 {
+        self.unloadable().iter().fold(0u64, |sum, (_, size)| sum.saturating_add(*size))
+    }
+
+    /// O1 at Critical: the fit plan among the slots an unload may take that frees at least
+    /// `bytes`, or `None` — evict nothing — when even all of them would not. Evicts nothing.
+    pub(crate) fn plan_unload(&self, bytes: u64) -> Option<Vec<K>> {
+        plan_among(&self.unloadable(), bytes.max(1))
+    }
+
+    /// Evicts the [`plan_unload`](Self::plan_unload) for `bytes` — all of it, if every slot of
+    /// the plan is still idle and resident long enough when evicted, or nothing. Returns the
+    /// evicted keys.
+    pub(crate) fn unload(&self, bytes: u64) -> Vec<K> {
+        match self.plan_unload(bytes) {
+            Some(victims) => self.evict_with(&victims, EvictionReason::Unload, self.unload_residency(), AllOrNothing(true)),
+            None => Vec::new(),
+        }
     }
 
     /// Evicts these slots if they are still idle; returns those evicted. Callbacks run and memory
     /// is freed outside the lock.
     pub(crate) fn evict(&self, keys: &[K], reason: EvictionReason) -> Vec<K> {
+        self.evict_with(keys, reason, self.shared.config.min_residency, AllOrNothing(false))
+    }
+
+    fn evict_with(&self, keys: &[K], reason: EvictionReason, min_residency: Duration, all: AllOrNothing) -> Vec<K> {
         if keys.is_empty() {
             return Vec::new();
         }
         let removed: Vec<(K, SlotEntry)> = {
             let mut state = self.state();
             let now = self.shared.config.clock.now();
-            let min_residency = self.shared.config.min_residency;
+            let idle = |key: &K| state.slots.get(key).is_some_and(|e| is_idle(e, now, min_residency));
+            if all.0 && !keys.iter().all(idle) {
+                return Vec::new(); // the plan no longer holds: a part of it would not be enough
+            }
             let mut removed = Vec::with_capacity(keys.len());
             for key in keys {
                 if state.slots.get(key).is_some_and(|e| is_idle(e, now, min_residency)) {
@@ -362,7 +416,9 @@ impl<K: SlotKey> ModelSlotManager<K> {
             for callback in &callbacks {
                 self.contain(|| callback(&eviction));
             }
-            drop(entry); // frees the device memory, then returns the bytes to the budget
+            // Frees the device memory, then returns the bytes to the budget — after an integrity
+            // check reading this slot right now is done with it.
+            self.shared.holds.free(entry.memory);
             self.shared.counters.evictions.fetch_add(1, Ordering::Relaxed);
             evicted.push(key);
         }
@@ -370,14 +426,12 @@ impl<K: SlotKey> ModelSlotManager<K> {
     }
 
     /// Evicts idle least-recently-used slots until at least `bytes` are freed (by fit plan), or
-    /// every idle slot when no plan frees that much. Returns the evicted keys.
+    /// every idle slot when no plan frees that much: the caller asked for this memory back. (The
+    /// GPU monitor's unload at Critical is bounded instead: see [`SlotConfig::unload_min_residency`]
+    /// and the [`Unloader`](crate::monitor::Unloader) implementation.) Returns the evicted keys.
     pub fn evict_lru(&self, bytes: u64) -> Vec<K> {
-        let victims = self.eviction_plan_or_all_idle(bytes);
+        let victims = self.plan_eviction(bytes).unwrap_or_else(|| self.idle_keys());
         self.evict(&victims, EvictionReason::Unload)
-    }
-
-    pub(crate) fn eviction_plan_or_all_idle(&self, bytes: u64) -> Vec<K> {
-        self.plan_eviction(bytes).unwrap_or_else(|| self.idle_keys())
     }
 
     /// Called with each slot about to be evicted, before its memory is freed. A panic in the
@@ -537,11 +591,61 @@ fn check_new_in<K: SlotKey>(state: &State<K>, key: &K, size_bytes: u64) -> Resul
     Ok(())
 }
 
+/// Idle: not pinned, no [`SlotUse`] alive (the explicit count: an integrity check reading the
+/// slot does not make it busy), and loaded at least `min_residency` ago.
 fn is_idle(entry: &SlotEntry, now: Duration, min_residency: Duration) -> bool {
     !entry.pinned && entry.users() == 0 && now.saturating_sub(entry.loaded_at) >= min_residency
 }
+
+/// The idle slots, least recently used first.
+fn idle_for<K: SlotKey>(state: &State<K>, now: Duration, min_residency: Duration) -> Vec<(K, u64)> {
+    let mut idle: Vec<(&K, &SlotEntry)> = state.slots.iter().filter(|(_, e)| is_idle(e, now, min_residency)).collect();
+    idle.sort_by_key(|(_, e)| e.lru_key());
+    idle.into_iter().map(|(k, e)| (k.clone(), e.size_bytes)).collect()
+}
+
+/// The fit plan among `candidates` (least recently used first) for `need` bytes.
+fn plan_among<K: Clone>(candidates: &[(K, u64)], need: u64) -> Option<Vec<K>> {
+    let sizes: Vec<u64> = candidates.iter().map(|(_, size)| *size).collect();
+    fit_plan::plan(&sizes, need).map(|indices| indices.into_iter().map(|i| candidates[i].0.clone()).collect())
+}
+
+/// A key in the `loading` set while its device memory is allocated outside the table lock.
+/// However the load ends — committed, refused, or unwound by a panic (a key whose `Display`
+/// panics while naming the allocation) — the key leaves the set, so that it can be loaded again.
+struct LoadingKey<'a, K: SlotKey> {
+    manager: &'a ModelSlotManager<K>,
+    key: &'a K,
+    done: bool,
+}
+
+impl<K: SlotKey> LoadingKey<'_, K> {
+    /// Removes the key under the lock the caller already holds.
+    fn finish(mut self, state: &mut State<K>) {
+        state.loading.remove(self.key);
+        self.done = true;
+    }
+}
+
+impl<K: SlotKey> Drop for LoadingKey<'_, K> {
+    fn drop(&mut self) {
+        if !self.done {
+            // Unwinding or an early return: the table lock is not held here (the attempt holds
+            // it only after `finish`), and `state()` ignores poison.
+            self.manager.state().loading.remove(self.key);
+        }
+    }
+}
+
+/// Whether an eviction takes the keys it was given only if every one of them is still idle.
+#[derive(Debug, Clone, Copy)]
+struct AllOrNothing(bool);
 
 fn next_seq<K>(state: &mut State<K>) -> u64 {
     state.next_seq += 1;
     state.next_seq
 }
+
+#[cfg(test)]
+#[path = "manager_tests.rs"]
+mod tests;

@@ -12,7 +12,7 @@ mod slot_use;
 mod unloader;
 
 pub use clock::{Clock, ManualClock, MonotonicClock};
-pub use config::{DeviceBacking, SlotConfig, MODEL_BUDGET_BYTES};
+pub use config::{DeviceBacking, SlotConfig, DEFAULT_UNLOAD_MIN_RESIDENCY, MODEL_BUDGET_BYTES};
 pub use embedder::{Embedder, MODEL_SIZES};
 pub use events::{Eviction, EvictionReason, IntegrityViolation, LoadOutcome, SlotStats};
 pub use fit_plan::plan as fit_plan;

@@ -1,4 +1,4 @@
-//! `GpuMonitor`, `MonitorConfig` and `AlertThresholds`: a zero interval, no history, thresholds
+//! `GpuMonitor`, `MonitorConfig` and `AlertThresholds`: an interval of zero or below 10 ms, no history, thresholds
 //! out of order, NaN or beyond 100 %, a device no host has, and a dump directory that is not one.
 use std::path::Path;
 
@@ -29,6 +29,18 @@ fn a_zero_interval_is_e007() {
     let config = MonitorConfig { interval: std::time::Duration::ZERO, ..MonitorConfig::default() };
     assert_eq!(code(config.validate()), "VRAM-E007");
     assert_eq!(code(GpuMonitor::new(config)), "VRAM-E007");
+}
+
+/// A 1 ns interval is a busy loop on the driver: refused below the shortest check interval.
+#[test]
+fn an_interval_below_10_ms_is_e007() {
+    use std::time::Duration;
+    for interval in [Duration::from_nanos(1), Duration::from_millis(1), Duration::from_millis(10) - Duration::from_nanos(1)] {
+        let config = MonitorConfig { interval, ..MonitorConfig::default() };
+        assert_eq!(code(GpuMonitor::new(config)), "VRAM-E007", "{interval:?}");
+    }
+    let shortest = MonitorConfig { interval: vramguard::health::MIN_CHECK_INTERVAL, ..MonitorConfig::default() };
+    assert!(GpuMonitor::new(shortest).is_ok());
 }
 
 #[test]

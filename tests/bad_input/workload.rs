@@ -1,7 +1,12 @@
 //! `Workload::parse` (what `vramguard serve --workload` reads): text that is not TOML, zero
 //! sizes, duplicate names, unknown purposes and fields, sizes negative, huge or of the wrong
-//! type, and missing fields. Each is refused whole: no partial workload comes back.
-use vramguard::service::Workload;
+//! type, missing fields, names empty, with NUL or over 255 bytes, pins on slots that are not
+//! model weights. Each is refused whole: no partial workload comes back. `Workload::validate`
+//! refuses the same in a workload built in code, before `Service::start` touches a device.
+use vramguard::service::{Service, ServiceConfig, Workload, WorkloadSlot};
+use vramguard::Purpose;
+
+use super::UNUSABLE_DEVICE;
 
 use super::code;
 
@@ -83,5 +88,72 @@ fn sizes_whose_sum_overflows_are_refused_or_summed_without_panic() {
             let totals = std::panic::catch_unwind(|| (workload.total_bytes(), workload.model_bytes()));
             assert_eq!(totals.ok(), Some((u64::MAX, u64::MAX)), "totals must saturate, not panic or wrap");
         }
+    }
+}
+
+fn named(name: &str) -> String {
+    format!("[[slot]]\nname = {}\nbytes = 1\n", toml_string(name))
+}
+
+/// A TOML basic string of `name`, escaping what TOML requires (NUL included).
+fn toml_string(name: &str) -> String {
+    let mut out = String::from("\"");
+    for c in name.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Defect: names were checked only when the tracker named the allocation — after the device
+/// was open and the slots before were loaded.
+#[test]
+fn an_empty_name_or_one_with_nul_is_e007() {
+    refused("VRAM-E007", &[&named(""), &named("a\0b"), &named("\0"), &format!("{}{}", named("ok"), named(""))]);
+}
+
+#[test]
+fn a_name_over_255_bytes_is_e009_and_255_is_accepted() {
+    let longest = "n".repeat(255);
+    assert!(Workload::parse(&named(&longest)).is_ok());
+    let multibyte = "é".repeat(127) + "n"; // 255 bytes in 128 characters
+    assert!(Workload::parse(&named(&multibyte)).is_ok());
+    refused("VRAM-E009", &[&named(&"n".repeat(256)), &named(&"é".repeat(128)), &named(&"x".repeat(100_000))]);
+}
+
+/// Defect: `pinned = true` on a buffer (not ModelWeights) was silently ignored.
+#[test]
+fn a_pin_on_a_slot_that_is_not_model_weights_is_e007() {
+    for purpose in ["KVCache", "IntermediateBuffers", "Unknown"] {
+        refused("VRAM-E007", &[&slot(&format!("bytes = 1\npurpose = \"{purpose}\"\npinned = true"))]);
+        assert!(Workload::parse(&slot(&format!("bytes = 1\npurpose = \"{purpose}\"\npinned = false"))).is_ok());
+    }
+    assert!(Workload::parse(&slot("bytes = 1\npinned = true")).is_ok(), "a pinned model slot is fine");
+}
+
+fn workload_slot(name: &str, purpose: Purpose, pinned: bool) -> WorkloadSlot {
+    WorkloadSlot { name: name.to_string(), bytes: 1, purpose, pinned }
+}
+
+/// A workload built in code is refused by `validate`, and by `Service::start` before the device
+/// is touched: on device 63, which no host has, the answer is the workload's code, not E001/E010.
+#[test]
+fn a_workload_built_in_code_is_refused_before_the_device_is_opened() {
+    let cases = [
+        ("VRAM-E007", vec![workload_slot("fine", Purpose::ModelWeights, false), workload_slot("", Purpose::ModelWeights, false)]),
+        ("VRAM-E007", vec![workload_slot("a\0", Purpose::KVCache, false)]),
+        ("VRAM-E009", vec![workload_slot(&"x".repeat(256), Purpose::ModelWeights, true)]),
+        ("VRAM-E007", vec![workload_slot("kv", Purpose::KVCache, true)]),
+    ];
+    for (expected, slots) in cases {
+        let workload = Workload { slots };
+        assert_eq!(code(workload.validate()), expected, "{workload:?}");
+        let config = ServiceConfig { device: UNUSABLE_DEVICE, workload: workload.clone(), ..ServiceConfig::default() };
+        assert_eq!(code(Service::start(config)), expected, "{workload:?}");
     }
 }

@@ -1,7 +1,9 @@
 //! I1 on the GPU: DeviceBuffer::checksum through the product equals host_checksum of the bytes
-//! the test uploaded; corruption of one byte is detected.
+//! the test uploaded; corruption of one byte is detected. Slots: the integrity reference is the
+//! checksum of the bytes the holder declares loaded, in the slot it holds, and nothing before.
 use libtest_mimic::{Failed, Trial};
-use vramguard::{host_checksum, AllocationKind, Device, Purpose};
+use vramguard::slots::{DeviceBacking, ModelSlotManager};
+use vramguard::{host_checksum, AllocationKind, Device, Purpose, Tracker};
 
 use crate::ensure;
 use crate::gpu_gate::gpu;
@@ -15,6 +17,8 @@ pub fn trials() -> Vec<Trial> {
         gpu("checksum::out_of_range_is_e008", out_of_range_is_e008),
         gpu("checksum::one_byte_corruption_is_detected", one_byte_corruption_is_detected),
         gpu("checksum::every_kind", every_kind),
+        gpu("checksum::a_slot_is_verified_against_the_bytes_declared_loaded", a_slot_is_verified_against_the_bytes_declared_loaded),
+        gpu("checksum::a_reference_never_lands_in_a_slot_reloaded_under_its_key", a_reference_never_lands_in_a_slot_reloaded_under_its_key),
     ]
 }
 
@@ -104,5 +108,74 @@ fn every_kind() -> Result<(), Failed> {
         ensure!(device == expected, "{kind}: device {device}, host {expected}");
         ensure!(buffer.checksum_range(3, 100)? == host_checksum(&data[3..103]), "{kind}: range differs");
     }
+    Ok(())
+}
+
+fn device_slots(tracker: &Tracker) -> ModelSlotManager<String> {
+    ModelSlotManager::on_device(DeviceBacking { tracker: tracker.clone(), kind: AllocationKind::Device }, 1 << 30)
+}
+
+/// Before, the reference was taken at load on memory not yet written: a check between the load
+/// and the upload reported a violation (an unhealthy worker for a whole interval). Now a slot has
+/// no reference until its holder declares the uploaded bytes loaded.
+fn a_slot_is_verified_against_the_bytes_declared_loaded() -> Result<(), Failed> {
+    let tracker = Device::new(0)?.tracker()?;
+    let manager = device_slots(&tracker);
+    let n = 64 * MIB as usize + 5;
+    let key = "weights".to_string();
+    manager.allocate_slot(key.clone(), n as u64)?;
+    let slot = manager.use_slot(&key)?;
+    ensure!(slot.integrity_reference().is_none(), "a reference before anything was declared loaded");
+    // Half uploaded: the memory changes under the check, which must not call it a violation.
+    let data = pattern(n, 17);
+    slot.copy_from_host(0, &data[..n / 2])?;
+    ensure!(manager.verify_integrity().is_empty(), "a slot without a reference was reported");
+    slot.copy_from_host(0, &data)?;
+    let reference = slot.mark_loaded()?.ok_or("no reference for a device slot")?;
+    ensure!(reference == host_checksum(&data), "reference {reference}, host {}", host_checksum(&data));
+    ensure!(slot.integrity_reference() == Some(reference), "reference not kept");
+    ensure!(manager.verify_integrity().is_empty(), "the declared bytes are a violation");
+
+    let offset = n / 3;
+    slot.copy_from_host(offset as u64, &[data[offset] ^ 0x10])?;
+    let violations = manager.verify_integrity();
+    ensure!(violations.len() == 1 && violations[0].key == key, "{violations:?}");
+    ensure!(violations[0].expected == reference, "{violations:?}");
+    let mut corrupted = data.clone();
+    corrupted[offset] ^= 0x10;
+    ensure!(violations[0].actual == Ok(host_checksum(&corrupted)), "{violations:?}");
+    slot.copy_from_host(offset as u64, &data[offset..offset + 1])?;
+    ensure!(manager.verify_integrity().is_empty(), "restored bytes still a violation");
+    ensure!(slot.copy_from_host(n as u64, &[0]).is_err_and(|e| e.code() == "VRAM-E008"), "a write past the slot");
+    drop(slot);
+    manager.deallocate_slot(&key);
+    ensure!(tracker.total_bytes() == 0, "left {}", tracker.total_bytes());
+    Ok(())
+}
+
+/// Before, `refresh_checksum(key)` checksummed one entry and stored the value into whatever entry
+/// held the key by then. Now the reference goes into the slot the guard holds.
+fn a_reference_never_lands_in_a_slot_reloaded_under_its_key() -> Result<(), Failed> {
+    let tracker = Device::new(0)?.tracker()?;
+    let manager = device_slots(&tracker);
+    let n = 8 * MIB as usize + 3;
+    let key = "encoder".to_string();
+    manager.allocate_slot(key.clone(), n as u64)?;
+    let old = manager.use_slot(&key)?;
+    let (old_data, new_data) = (pattern(n, 1), pattern(n, 2));
+    old.copy_from_host(0, &old_data)?;
+    manager.deallocate_slot(&key); // reloaded while the old holder still works on its copy
+    manager.allocate_slot(key.clone(), n as u64)?;
+    let new = manager.use_slot(&key)?;
+    ensure!(new.device_ptr() != old.device_ptr(), "the reload reused the old memory while in use");
+    new.copy_from_host(0, &new_data)?;
+    new.mark_loaded()?;
+    let late = old.mark_loaded()?.ok_or("no reference")?;
+    ensure!(late == host_checksum(&old_data), "old reference {late}");
+    ensure!(new.integrity_reference() == Some(host_checksum(&new_data)), "the new slot's reference changed");
+    let violations = manager.verify_integrity();
+    ensure!(violations.is_empty(), "the old slot's reference landed in the new one: {violations:?}");
+    drop((old, new));
+    ensure!(tracker.total_bytes() == n as u64, "tracked {}", tracker.total_bytes());
     Ok(())
 }

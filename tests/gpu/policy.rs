@@ -1,10 +1,13 @@
 //! Budgets and model slots on a real device: the budget holds under concurrency, eviction gives
-//! memory back to the driver, and a real device out-of-memory is answered by eviction and retry.
+//! memory back to the driver, a real device out-of-memory is answered by eviction and retry, an
+//! integrity pass never makes slots look busy, and the monitor's unload at Critical is bounded.
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use libtest_mimic::{Failed, Trial};
 use vramguard::monitor::{AlertLevel, GpuMonitor, MonitorConfig};
-use vramguard::slots::{DeviceBacking, Embedder, EvictionReason, ModelSlotManager, SlotConfig, MODEL_SIZES};
+use vramguard::slots::{DeviceBacking, Embedder, EvictionReason, ManualClock, ModelSlotManager, SlotConfig, MODEL_SIZES};
 use vramguard::{AllocationKind, Budget, BudgetedAllocator, Device, Error, OomSource, Purpose, PurposeSet, Tracker};
 
 use crate::ensure;
@@ -21,6 +24,8 @@ pub fn trials() -> Vec<Trial> {
         gpu("policy::eviction_returns_memory_to_the_driver", eviction_returns_memory_to_the_driver),
         gpu("policy::device_oom_evicts_and_retries", device_oom_evicts_and_retries),
         gpu("policy::monitor_unloads_idle_slots_at_critical", monitor_unloads_idle_slots_at_critical),
+        gpu("policy::monitor_unloads_nothing_that_cannot_bring_the_device_below_critical", monitor_unloads_nothing_it_cannot_bring_below),
+        gpu("policy::loads_needing_eviction_succeed_during_integrity_passes", loads_needing_eviction_succeed_during_integrity_passes),
     ]
 }
 
@@ -162,11 +167,24 @@ fn monitor_unloads_idle_slots_at_critical() -> Result<(), Failed> {
         ..MonitorConfig::default()
     };
     let monitor = GpuMonitor::new(config)?;
-    let slots = device_slots(&tracker, 64 * GIB);
+    let clock = ManualClock::new();
+    let backing = DeviceBacking { tracker: tracker.clone(), kind: AllocationKind::Device };
+    let slots = ModelSlotManager::with_config(SlotConfig {
+        budget_bytes: 64 * GIB,
+        backing: Some(backing),
+        clock: Arc::new(clock.clone()),
+        ..SlotConfig::default()
+    });
     for name in ["old", "mid", "new"] {
         slots.allocate_slot(name.to_string(), 2 * GIB)?;
+        clock.advance(Duration::from_secs(1));
     }
     monitor.set_unloader(Arc::new(slots.clone()));
+    // Loaded 3 s ago at most: the default 30 s unload residency keeps every slot.
+    let first = monitor.check_now()?.remove(0);
+    ensure!(first.level == AlertLevel::Critical, "{first:?}");
+    ensure!(monitor.unloaded().is_empty() && slots.loaded_count() == 3, "unloaded {:?} before 30 s", monitor.unloaded());
+    clock.advance(Duration::from_secs(30));
     let before = monitor.check_now()?[0].free_bytes;
     let unloaded = monitor.unloaded();
     ensure!(unloaded.first().map(String::as_str) == Some("old"), "unloaded {unloaded:?}");
@@ -175,5 +193,110 @@ fn monitor_unloads_idle_slots_at_critical() -> Result<(), Failed> {
     ensure!(after.level != AlertLevel::Critical, "still critical: {after:?}");
     ensure!(after.free_bytes >= before + 2 * GIB * unloaded.len() as u64, "driver free {} -> {}", before, after.free_bytes);
     ensure!(slots.stats().evictions == unloaded.len() as u64, "{:?}", slots.stats());
+    Ok(())
+}
+
+/// Critical 3.5 GiB above what the device used at the start; slots of 2, 2 and 1 GiB: 1.5 GiB must
+/// go. With the two 2 GiB slots pinned, only 1 GiB could: the monitor unloads nothing, at any
+/// check (before, it unloaded every idle slot at every check). Unpinned, one 2 GiB slot goes.
+fn monitor_unloads_nothing_it_cannot_bring_below() -> Result<(), Failed> {
+    let tracker = tracker()?;
+    let memory = Device::new(0)?.memory_info()?;
+    let used_at_start = memory.total_bytes - memory.free_bytes;
+    let percent = |bytes: u64| bytes as f64 * 100.0 / memory.total_bytes as f64;
+    let config = MonitorConfig {
+        warning_percent: percent(used_at_start + 2 * GIB),
+        critical_percent: percent(used_at_start + 7 * GIB / 2),
+        ..MonitorConfig::default()
+    };
+    let monitor = GpuMonitor::new(config)?;
+    let backing = DeviceBacking { tracker: tracker.clone(), kind: AllocationKind::Device };
+    let slots = ModelSlotManager::with_config(SlotConfig {
+        budget_bytes: 64 * GIB,
+        backing: Some(backing),
+        unload_min_residency: Duration::ZERO,
+        ..SlotConfig::default()
+    });
+    for (name, bytes) in [("a", 2 * GIB), ("b", 2 * GIB), ("c", GIB)] {
+        slots.allocate_slot(name.to_string(), bytes)?;
+    }
+    slots.pin(&"a".to_string(), true)?;
+    slots.pin(&"b".to_string(), true)?;
+    monitor.set_unloader(Arc::new(slots.clone()));
+    for check in 0..3 {
+        let reading = monitor.check_now()?.remove(0);
+        ensure!(reading.level == AlertLevel::Critical, "check {check}: {reading:?}");
+    }
+    ensure!(monitor.unloaded().is_empty() && monitor.unloads().is_empty(), "unloaded {:?}", monitor.unloaded());
+    ensure!(slots.loaded_count() == 3 && slots.stats().evictions == 0, "{:?}", slots.slots());
+
+    slots.pin(&"b".to_string(), false)?;
+    let reading = monitor.check_now()?.remove(0);
+    ensure!(reading.level == AlertLevel::Critical, "{reading:?}");
+    ensure!(monitor.unloaded() == ["b".to_string()], "unloaded {:?}: the fewest slots that free 1.5 GiB is b", monitor.unloaded());
+    let after = monitor.check_now()?.remove(0);
+    ensure!(after.level != AlertLevel::Critical, "still critical: {after:?}");
+    ensure!(tracker.total_bytes() == 3 * GIB, "tracker holds {}", tracker.total_bytes());
+    Ok(())
+}
+
+/// Before, the integrity pass held every slot's memory handle for the whole pass, and a slot's
+/// users were counted from that handle: during a pass every slot looked in use, and a load that
+/// needed an eviction failed. A pass runs back to back here while loads that each need an
+/// eviction run: every one must evict and succeed, and the table stays usable throughout.
+fn loads_needing_eviction_succeed_during_integrity_passes() -> Result<(), Failed> {
+    let tracker = tracker()?;
+    let slot = 512 * MIB;
+    // Four slots fit the budget; every further load evicts (one or two: loads aim below Critical).
+    let manager = device_slots(&tracker, 4 * slot);
+    let pattern: Vec<u8> = (0..slot).map(|i| (i % 251) as u8).collect();
+    let load = |name: String| -> Result<Vec<String>, Failed> {
+        let outcome = manager.load_slot(name.clone(), slot)?;
+        let guard = manager.use_slot(&name)?;
+        guard.copy_from_host(0, &pattern)?;
+        guard.mark_loaded()?;
+        Ok(outcome.evicted)
+    };
+    for i in 0..4 {
+        load(format!("slot {i}"))?;
+    }
+    let stop = AtomicBool::new(false);
+    let passes = AtomicU64::new(0);
+    let violations = Mutex::new(Vec::new());
+    let result = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !stop.load(Ordering::SeqCst) {
+                let found = manager.verify_integrity();
+                if !found.is_empty() {
+                    violations.lock().unwrap().extend(found.into_iter().map(|v| v.key));
+                }
+                passes.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+        // Let the passes begin before the first load.
+        while passes.load(Ordering::SeqCst) == 0 {
+            std::thread::yield_now();
+        }
+        let mut outcome = Ok(());
+        for i in 4..64 {
+            outcome = match load(format!("slot {i}")) {
+                Ok(evicted) if evicted.is_empty() => Err(format!("load {i} evicted nothing")),
+                Ok(_) if manager.slots().len() > 4 => Err(format!("{} slots after load {i}", manager.slots().len())),
+                Ok(_) => Ok(()),
+                Err(error) => Err(format!("load {i} failed during integrity passes: {error:?}")),
+            };
+            if outcome.is_err() {
+                break;
+            }
+        }
+        stop.store(true, Ordering::SeqCst); // before any return: the pass thread must end
+        outcome
+    });
+    result?;
+    ensure!(passes.load(Ordering::SeqCst) >= 2, "only {} passes ran", passes.load(Ordering::SeqCst));
+    ensure!(violations.lock().unwrap().is_empty(), "integrity violations: {:?}", violations.lock().unwrap());
+    ensure!(manager.stats().evictions >= 60, "{:?}", manager.stats());
+    let held = manager.loaded_count() as u64 * slot;
+    ensure!(tracker.total_bytes() == held && manager.allocated() == held, "tracked {}, {held} loaded", tracker.total_bytes());
     Ok(())
 }
