@@ -69,10 +69,15 @@ for gpu in "${gpus[@]}"; do
   for exe in "$here"/bin/gtest_*; do
     name="$(basename "$exe") [gpu $gpu]"
     log="$logs/$(basename "$exe").gpu$gpu"
-    CUDA_VISIBLE_DEVICES=$gpu VRAM_REQUIRE_GPU=1 "$exe" --gtest_filter='-*NoGpu*' >"$log.log" 2>&1
+    # With one GPU visible the MultiGpu tests would skip; they run once below, with every GPU.
+    CUDA_VISIBLE_DEVICES=$gpu VRAM_REQUIRE_GPU=1 "$exe" --gtest_filter='-*NoGpu*:*MultiGpu*' >"$log.log" 2>&1
     gtest_line "$log.log" "$name" $?
+    # The fault library's tests break or hold the GPU on purpose (an out-of-bounds write, a
+    # kernel on every SM against a deadline): memcheck would report the first and serialise the
+    # second. They ran plainly above.
+    [ "$(basename "$exe")" = "gtest_faults" ] && continue
     # Throughput figures mean nothing under a sanitizer: those tests run only plain.
-    CUDA_VISIBLE_DEVICES=$gpu VRAM_REQUIRE_GPU=1 "${memcheck[@]}" "$exe" --gtest_filter='-*NoGpu*:*Throughput*' >"$log.memcheck.log" 2>&1
+    CUDA_VISIBLE_DEVICES=$gpu VRAM_REQUIRE_GPU=1 "${memcheck[@]}" "$exe" --gtest_filter='-*NoGpu*:*MultiGpu*:*Throughput*' >"$log.memcheck.log" 2>&1
     sanitizer_line "$log.memcheck.log" "$name" $?
   done
   # The one kernel (the checksum) under racecheck too: its shared-memory hazards, one host thread
@@ -89,9 +94,21 @@ for gpu in "${gpus[@]}"; do
   log="$logs/rust_test_gpu.gpu$gpu"
   CUDA_VISIBLE_DEVICES=$gpu VRAM_REQUIRE_GPU=1 "$exe" --skip no_device:: >"$log.log" 2>&1
   rust_line "$log.log" "$name" $?
-  CUDA_VISIBLE_DEVICES=$gpu VRAM_REQUIRE_GPU=1 "${memcheck[@]}" "$exe" --skip no_device:: >"$log.memcheck.log" 2>&1
+  while IFS= read -r line; do note "  $line"; done < <(grep -h '^\[ vramguard \]' "$log.log")
+  # The fault trials fault their child processes on purpose (an out-of-bounds kernel, a kernel
+  # that holds every SM): memcheck would rightly report the first, and they ran plainly above.
+  CUDA_VISIBLE_DEVICES=$gpu VRAM_REQUIRE_GPU=1 "${memcheck[@]}" "$exe" --skip no_device:: --skip faults:: >"$log.memcheck.log" 2>&1
   sanitizer_line "$log.memcheck.log" "$name" $?
 done
+
+# With two or more GPUs: the tests that need several at once, every GPU visible.
+if [ "${#gpus[@]}" -ge 2 ]; then
+  for exe in "$here"/bin/gtest_context "$here"/bin/gtest_memory_pool "$here"/bin/gtest_faults; do
+    [ -x "$exe" ] || continue
+    VRAM_REQUIRE_GPU=1 "$exe" --gtest_filter='*MultiGpu*' >"$logs/$(basename "$exe").multigpu.log" 2>&1
+    gtest_line "$logs/$(basename "$exe").multigpu.log" "$(basename "$exe") [all ${#gpus[@]} GPUs, MultiGpu]" $?
+  done
+fi
 
 # The no-GPU paths, with every GPU hidden.
 for exe in "$here"/bin/gtest_*; do

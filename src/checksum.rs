@@ -19,6 +19,7 @@
 //! on the order of the terms, which is what lets the kernel split the words among threads in any
 //! way and still be deterministic.
 use std::fmt;
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -35,6 +36,8 @@ const LENGTH0: u64 = 0xA409_3822_299F_31D0;
 const LENGTH1: u64 = 0x082E_FA98_EC4E_6C89;
 const FINAL: u64 = 0x4528_21E6_38D0_1377;
 const WORD: usize = 16;
+/// How long [`DeviceBuffer::checksum`] waits for the GPU (the core's default).
+pub const DEFAULT_CHECKSUM_DEADLINE: Duration = Duration::from_millis(sys::VG_CHECKSUM_DEFAULT_TIMEOUT_MS as u64);
 
 /// A 128-bit checksum of a byte range. `Display` prints 32 lowercase hex digits, `hi` first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -118,10 +121,23 @@ impl DeviceBuffer {
     /// [`Error::OutOfRange`](crate::Error::OutOfRange) (VRAM-E008); `bytes == 0` is
     /// [`Error::InvalidSize`](crate::Error::InvalidSize) (VRAM-E003).
     pub fn checksum_range(&self, offset: u64, bytes: u64) -> Result<Checksum> {
+        self.checksum_range_within(offset, bytes, DEFAULT_CHECKSUM_DEADLINE)
+    }
+
+    /// [`checksum_range`](Self::checksum_range), waiting for the GPU at most `deadline`
+    /// (rounded up to whole milliseconds): past it, [`Error::Timeout`](crate::Error::Timeout)
+    /// (VRAM-E019) and the kernel is left to finish on its own — a busy or hung device never
+    /// holds the caller. The kernel runs on vramguard's own non-blocking stream: what was written
+    /// into the range by kernels or asynchronous copies must be synchronised first
+    /// ([`copy_from_host`](Self::copy_from_host) returns complete).
+    pub fn checksum_range_within(&self, offset: u64, bytes: u64, deadline: Duration) -> Result<Checksum> {
+        let timeout_ms = u64::try_from(deadline.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX).max(1);
         let mut out = sys::vg_checksum::default();
         // SAFETY: live tracker; as_ptr() is this tracker's allocation, alive while `self` is; the
         // core checks offset + bytes against it; out is a valid out-pointer.
-        check(unsafe { sys::vg_checksum_device(self.tracker_raw(), self.as_ptr(), offset, bytes, &mut out) })?;
+        check(unsafe {
+            sys::vg_checksum_device_within(self.tracker_raw(), self.as_ptr(), offset, bytes, timeout_ms, &mut out)
+        })?;
         Ok(out.into())
     }
 }

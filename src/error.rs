@@ -46,6 +46,15 @@ pub enum Error {
     SlotBusy(String),
     #[error("[VRAM-E017] I/O error: {0}")]
     Io(String),
+    /// A CUDA error that corrupts the process's context (an illegal address, a failed launch,
+    /// an uncorrectable ECC error, ...): every later CUDA call fails the same way, and only a
+    /// new process can use the GPU again.
+    #[error("[VRAM-E018] unrecoverable CUDA error: {0}")]
+    CudaSticky(String),
+    /// The GPU did not finish in time (a hung or saturated device); nothing was waited for past
+    /// the deadline.
+    #[error("[VRAM-E019] timed out: {0}")]
+    Timeout(String),
 }
 
 impl Error {
@@ -69,6 +78,8 @@ impl Error {
             Error::SlotExists(_) => "VRAM-E015",
             Error::SlotBusy(_) => "VRAM-E016",
             Error::Io(_) => "VRAM-E017",
+            Error::CudaSticky(_) => "VRAM-E018",
+            Error::Timeout(_) => "VRAM-E019",
         }
     }
 
@@ -104,12 +115,18 @@ impl Error {
                 "Wait until the slot is idle (no use guard, not pinned, past its minimum residency), or unpin it."
             }
             Error::Io(_) => "Check that the directory exists, is writable and has space.",
+            Error::CudaSticky(_) => {
+                "Restart the process (the orchestrator does so when /health/live fails); if it recurs, check the GPU with `nvidia-smi -q` (ECC, Xid errors)."
+            }
+            Error::Timeout(_) => {
+                "Check whether another kernel holds the GPU (`nvidia-smi`); raise the deadline if the device is only busy."
+            }
         }
     }
 
     /// True when retrying (after freeing memory or fixing the call) can succeed in this process.
     pub fn is_recoverable(&self) -> bool {
-        !matches!(self, Error::NoDevice(_) | Error::Internal(_))
+        !matches!(self, Error::NoDevice(_) | Error::Internal(_) | Error::CudaSticky(_))
     }
 
     /// A short snake_case name of the variant, for logs and JSON (`out_of_memory`, ...).
@@ -132,6 +149,8 @@ impl Error {
             Error::SlotExists(_) => "slot_exists",
             Error::SlotBusy(_) => "slot_busy",
             Error::Io(_) => "io",
+            Error::CudaSticky(_) => "cuda_sticky",
+            Error::Timeout(_) => "timeout",
         }
     }
 
@@ -172,6 +191,8 @@ impl Error {
             sys::VG_ERR_DESCRIPTION_TOO_LONG => Error::DescriptionTooLong(message),
             sys::VG_ERR_INVALID_DEVICE => Error::InvalidDevice(message),
             sys::VG_ERR_CUDA | sys::VG_ERR_OUT_OF_MEMORY => Error::Cuda(message),
+            sys::VG_ERR_CUDA_STICKY => Error::CudaSticky(message),
+            sys::VG_ERR_TIMEOUT => Error::Timeout(message),
             _ => Error::Internal(format!("status {status}: {message}")),
         }
     }

@@ -34,13 +34,15 @@ fn one_of_each() -> Vec<Error> {
         Error::SlotExists("E1 Semantic".into()),
         Error::SlotBusy("E1 Semantic is pinned".into()),
         Error::Io("cannot write a dump in /nonexistent".into()),
+        Error::CudaSticky("cudaErrorIllegalAddress".into()),
+        Error::Timeout("checksum not done after 30 s".into()),
     ]
 }
 
 #[test]
 fn codes_are_unique_and_numbered_in_order() {
     let codes: Vec<&str> = one_of_each().iter().map(Error::code).collect();
-    let expected: Vec<String> = (1..=17).map(|n| format!("VRAM-E{n:03}")).collect();
+    let expected: Vec<String> = (1..=19).map(|n| format!("VRAM-E{n:03}")).collect();
     assert_eq!(codes, expected);
 }
 
@@ -93,10 +95,10 @@ fn json_form_has_code_recoverability_and_figures() {
 }
 
 #[test]
-fn only_a_missing_device_and_internal_bugs_are_unrecoverable() {
+fn only_a_missing_device_internal_bugs_and_sticky_cuda_errors_are_unrecoverable() {
     let unrecoverable: Vec<&str> =
         one_of_each().iter().filter(|e| !e.is_recoverable()).map(Error::code).collect();
-    assert_eq!(unrecoverable, ["VRAM-E001", "VRAM-E012"]);
+    assert_eq!(unrecoverable, ["VRAM-E001", "VRAM-E012", "VRAM-E018"]);
 }
 
 #[test]

@@ -76,6 +76,16 @@ pub(crate) fn verify_error(device: u32, error: &crate::Error) {
     );
 }
 
+/// The process met a CUDA error that corrupts its context: liveness ends here.
+pub(crate) fn health_fatal(device: u32, error: &crate::Error) {
+    let gpu = gpu(device);
+    tracing::error!(
+        actor = ACTOR_WORKER, action = "health_status", target = "worker", device = %gpu, status = "dead",
+        error_kind = error.kind(), code = error.code(),
+        human = %format!("Worker's CUDA context on {gpu} is corrupt; /health/live now fails so that it is restarted: {error}"),
+    );
+}
+
 pub(crate) fn health_status(healthy: bool, reason: &str) {
     if healthy {
         tracing::info!(

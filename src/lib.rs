@@ -44,7 +44,7 @@ mod usage;
 pub use buffer::DeviceBuffer;
 pub use budget::{Budget, BudgetBuilder, BudgetCharge, Refusal};
 pub use budgeted_allocator::{BudgetedAllocator, BudgetedBuffer};
-pub use checksum::{host_checksum, Checksum};
+pub use checksum::{host_checksum, Checksum, DEFAULT_CHECKSUM_DEADLINE};
 pub use device::{device_count, Device, DeviceInfo, MemoryInfo};
 pub use error::{Error, LoadedModels, OomSource, OutOfMemory, Result};
 pub use pressure::{utilization_percent, MemoryPressure, PressureThresholds};

@@ -18,10 +18,15 @@ mod service;
 mod http_client;
 #[path = "gpu/process_vram.rs"] mod process_vram;
 #[path = "gpu/checksum.rs"] mod checksum;
+#[path = "gpu/faults.rs"]
+mod faults;
 
 use libtest_mimic::Arguments;
 
 fn main() -> std::process::ExitCode {
+    if std::env::var_os(faults::CHILD_MODE).is_some() {
+        faults::child();
+    }
     let mut args = Arguments::from_args();
     args.test_threads = Some(1);
     let mut trials = Vec::new();
@@ -33,6 +38,7 @@ fn main() -> std::process::ExitCode {
     trials.extend(service::trials());
     trials.extend(process_vram::trials());
     trials.extend(checksum::trials());
+    trials.extend(faults::trials());
 
     warm_up_unified_memory();
     let free_before = free_bytes_per_device();

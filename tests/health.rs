@@ -102,7 +102,7 @@ fn invalid_configurations_are_rejected() {
 
 #[test]
 fn background_checks_repeat_and_stop_on_drop() {
-    let monitor = Arc::new(monitor(Duration::from_millis(5)));
+    let monitor = Arc::new(monitor(Duration::from_millis(10)));
     let handle = monitor.start().unwrap();
     let mut seen = 0;
     for _ in 0..2000 {

@@ -6,7 +6,7 @@ mod report;
 mod runner;
 mod slot_view;
 
-pub use config::HealthConfig;
+pub use config::{HealthConfig, MAX_CHECK_INTERVAL, MIN_CHECK_INTERVAL};
 pub use monitor::{HealthMonitor, ProcessVramProbe};
 pub use report::{BudgetReport, DeviceReport, HealthCounters, HealthReport, HealthSource, HealthStatus, SlotReport, ViolationReport};
 pub use runner::HealthHandle;

@@ -4,11 +4,11 @@
 //! the next passing check makes it healthy again.
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::device::Device;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::purpose::Purpose;
 use crate::residency::ResidencyReport;
 use crate::tracker::Tracker;
@@ -43,6 +43,16 @@ pub struct HealthMonitor {
     /// Device facts that do not change, read at the first check that can.
     device_static: Mutex<Option<DeviceReport>>,
     counters: Counters,
+    /// Checks running now, by id, with the time each began: the oldest decides whether a check
+    /// is past its deadline. Several can run at once (background and `check_now`).
+    in_flight: Mutex<BTreeMap<u64, Instant>>,
+    next_check: AtomicU64,
+    /// Since when a verdict is owed: creation, then `start`. Before the first check completes,
+    /// the report goes stale measured from here.
+    owed_since: Mutex<Instant>,
+    /// The first unrecoverable CUDA error this process met. Once set the context is corrupt for
+    /// good: the report is unhealthy and not live for ever, whatever later checks say.
+    fatal: OnceLock<serde_json::Value>,
 }
 
 impl std::fmt::Debug for HealthMonitor {
@@ -65,6 +75,10 @@ impl HealthMonitor {
             cached: RwLock::new(Cached { report: HealthReport::starting(device), checked_at: None }),
             device_static: Mutex::new(None),
             counters: Counters::default(),
+            in_flight: Mutex::new(BTreeMap::new()),
+            next_check: AtomicU64::new(0),
+            owed_since: Mutex::new(Instant::now()),
+            fatal: OnceLock::new(),
         })
     }
 
@@ -88,26 +102,61 @@ impl HealthMonitor {
         &self.tracker
     }
 
-    /// Runs one check now and returns the new report.
+    /// Runs one check now and returns the new report. A check that ends past
+    /// `check_deadline` counts as failed (VRAM-E019), whatever it found: a device that slow is
+    /// not serving. An unrecoverable CUDA error (VRAM-E018) ends the process's liveness.
     pub fn check_now(&self) -> HealthReport {
+        let id = self.next_check.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
+        lock(&self.in_flight).insert(id, started);
         let verification = self.tracker.verify(self.config.purposes);
+        // I1: weights whose checksum changed since load make the worker unhealthy too.
+        let left = self.config.check_deadline.saturating_sub(started.elapsed()).max(Duration::from_millis(1));
+        let integrity = self.slots.as_ref().map(|view| view.integrity_violations(left)).unwrap_or_default();
         let duration = started.elapsed();
+        let (verification, integrity) = if duration > self.config.check_deadline {
+            let late = Error::Timeout(format!(
+                "the residency check took {:.3} s, past its deadline of {:?}",
+                duration.as_secs_f64(),
+                self.config.check_deadline
+            ));
+            (Err(late), Vec::new())
+        } else {
+            (verification, integrity)
+        };
+        if let Err(error @ Error::CudaSticky(_)) = &verification {
+            if self.fatal.set(error.to_json()).is_ok() {
+                crate::events::health_fatal(self.tracker.device(), error);
+            }
+        }
         let finished = SystemTime::now();
-        let report = self.build_report(&verification, duration.as_secs_f64(), finished);
+        let report = self.build_report(&verification, integrity, duration.as_secs_f64(), finished);
         let previous = {
             let mut cached = self.cached.write().unwrap_or_else(|p| p.into_inner());
             let previous = cached.report.status;
             *cached = Cached { report: report.clone(), checked_at: Some(Instant::now()) };
             previous
         };
+        lock(&self.in_flight).remove(&id);
         if previous != report.status {
             crate::events::health_status(report.status == HealthStatus::Healthy, &status_reason(&report));
         }
         report
     }
 
-    fn build_report(&self, verification: &Result<ResidencyReport>, duration_secs: f64, at: SystemTime) -> HealthReport {
+    /// From now on a verdict is owed: called when background checks start, so that a monitor
+    /// built long before is not stale at once.
+    pub(crate) fn owe_verdict_from_now(&self) {
+        *lock(&self.owed_since) = Instant::now();
+    }
+
+    fn build_report(
+        &self,
+        verification: &Result<ResidencyReport>,
+        integrity: Vec<ViolationReport>,
+        duration_secs: f64,
+        at: SystemTime,
+    ) -> HealthReport {
         let usage = self.tracker.usage();
         let by_purpose: BTreeMap<String, u64> = Purpose::ALL.iter().map(|p| (p.to_string(), usage.bytes(*p))).collect();
         let mut device = self.device_static();
@@ -126,8 +175,6 @@ impl HealthMonitor {
                 (HealthStatus::Unhealthy, false, Vec::new(), Some(error.to_json()))
             }
         };
-        // I1: weights whose checksum changed since load make the worker unhealthy too.
-        let integrity = self.slots.as_ref().map(|view| view.integrity_violations()).unwrap_or_default();
         let (status, violations) = if integrity.is_empty() {
             (status, violations)
         } else {
@@ -147,8 +194,14 @@ impl HealthMonitor {
             Some(view) => (Some(view.budget_report()), view.slot_reports(), view.expected_slots(), view.evictions(), view.ooms()),
             None => (None, Vec::new(), 0, 0, 0),
         };
+        // A corrupt context stays corrupt: later checks cannot make the process live again.
+        let (status, last_error) = match self.fatal.get() {
+            Some(fatal) => (HealthStatus::Unhealthy, Some(fatal.clone())),
+            None => (status, last_error),
+        };
         HealthReport {
             status,
+            live: self.fatal.get().is_none(),
             resident,
             vram_bytes_used: usage.total_bytes,
             last_check_secs: Some(0.0),
@@ -201,13 +254,50 @@ impl HealthMonitor {
 }
 
 impl HealthSource for HealthMonitor {
-    /// The cached report with its age brought up to date. Never calls CUDA.
+    /// The cached report with its age brought up to date, judged against the clock: not live
+    /// after an unrecoverable CUDA error; unhealthy while a check runs past its deadline; stale
+    /// when the last completed check is older than `stale_after` intervals. Never calls CUDA.
     fn report(&self) -> HealthReport {
-        let cached = self.cached.read().unwrap_or_else(|p| p.into_inner());
-        let mut report = cached.report.clone();
-        report.last_check_secs = cached.checked_at.map(|at| at.elapsed().as_secs_f64());
+        let now = Instant::now();
+        let (mut report, checked_at) = {
+            let cached = self.cached.read().unwrap_or_else(|p| p.into_inner());
+            (cached.report.clone(), cached.checked_at)
+        };
+        report.last_check_secs = checked_at.map(|at| now.saturating_duration_since(at).as_secs_f64());
+        if let Some(fatal) = self.fatal.get() {
+            report.live = false;
+            report.status = HealthStatus::Unhealthy;
+            report.last_error = Some(fatal.clone());
+            return report;
+        }
+        let oldest_running = lock(&self.in_flight).values().next().copied();
+        if let Some(running) = oldest_running.map(|since| now.saturating_duration_since(since)) {
+            if running > self.config.check_deadline {
+                report.status = HealthStatus::Unhealthy;
+                report.last_error = Some(overdue(running, self.config.check_deadline).to_json());
+                // It will count as failed when it ends; say so now.
+                report.counters.checks_failed += 1;
+                return report;
+            }
+        }
+        let verdict_from = checked_at.unwrap_or_else(|| *lock(&self.owed_since));
+        if now.saturating_duration_since(verdict_from) > self.config.stale_after_duration() {
+            report.status = HealthStatus::Stale;
+        }
         report
     }
+}
+
+fn overdue(running: Duration, deadline: Duration) -> Error {
+    Error::Timeout(format!(
+        "a residency check has been running for {:.3} s, past its deadline of {deadline:?}",
+        running.as_secs_f64()
+    ))
+}
+
+/// A panic never happens while these locks are held; should one, the data is still usable.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn violation_report(v: &crate::residency::Violation) -> ViolationReport {

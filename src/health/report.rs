@@ -12,6 +12,9 @@ pub enum HealthStatus {
     Starting,
     Healthy,
     Unhealthy,
+    /// The last completed check is older than the configured multiple of the interval, or
+    /// none has completed in that time: the verdict can no longer be trusted either way.
+    Stale,
 }
 
 /// One tracked allocation found outside device memory.
@@ -83,6 +86,9 @@ pub struct HealthCounters {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HealthReport {
     pub status: HealthStatus,
+    /// False once the process has met an unrecoverable (sticky) CUDA error: its context is
+    /// corrupted and only a restart helps, so `/health/live` answers 503. Never true again.
+    pub live: bool,
     /// True when the last check found every checked allocation in device memory.
     pub resident: bool,
     /// Tracked VRAM (the seed's figure): bytes this worker accounts for.
@@ -115,6 +121,7 @@ impl HealthReport {
     pub fn starting(device: DeviceReport) -> HealthReport {
         HealthReport {
             status: HealthStatus::Starting,
+            live: true,
             resident: false,
             vram_bytes_used: 0,
             last_check_secs: None,

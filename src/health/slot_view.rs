@@ -9,8 +9,9 @@ pub trait SlotView: Send + Sync {
     fn expected_slots(&self) -> usize;
     fn evictions(&self) -> u64;
     fn ooms(&self) -> u64;
-    /// I1: slots whose memory changed since it was loaded.
-    fn integrity_violations(&self) -> Vec<ViolationReport> {
+    /// I1: slots whose memory changed since it was loaded, checked within `deadline` (the time
+    /// the health check has left).
+    fn integrity_violations(&self, _deadline: std::time::Duration) -> Vec<ViolationReport> {
         Vec::new()
     }
 }

@@ -75,6 +75,8 @@ impl Service {
             if slot.purpose == Purpose::ModelWeights {
                 slots.allocate_slot(slot.name.clone(), slot.bytes)?;
                 slots.pin(&slot.name, slot.pinned)?;
+                // Nothing is uploaded into a preset slot: its bytes as allocated are the reference.
+                slots.use_slot(&slot.name)?.mark_loaded()?;
             } else {
                 buffers.push(tracker.allocate(slot.bytes, slot.purpose, &slot.name)?);
             }
@@ -104,5 +106,23 @@ impl Service {
     /// Stops serving and checking, then frees everything (the same as dropping it).
     pub fn shutdown(self) {
         drop(self);
+    }
+
+    /// Shuts down as [`Service::shutdown`] does, but waits at most `deadline`: on a hung GPU,
+    /// freeing device memory blocks until the device's work ends, which may be never. Returns
+    /// true when everything was stopped and freed in time; false when the shutdown was left
+    /// running on its own thread (the caller then ends the process, and the driver reclaims its
+    /// memory with it).
+    pub fn shutdown_within(self, deadline: std::time::Duration) -> bool {
+        let (done_tx, done) = std::sync::mpsc::channel::<()>();
+        let spawned = std::thread::Builder::new().name("vramguard-shutdown".into()).spawn(move || {
+            drop(self);
+            let _ = done_tx.send(());
+        });
+        match spawned {
+            Ok(_) => done.recv_timeout(deadline).is_ok(),
+            // The closure, and the service in it, was dropped right here.
+            Err(_) => true,
+        }
     }
 }

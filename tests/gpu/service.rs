@@ -22,6 +22,7 @@ pub fn trials() -> Vec<Trial> {
         gpu("service::fallback_memory_turns_health_503_and_back", fallback_memory_turns_health_503_and_back),
         gpu("service::metrics_agree_with_the_tracker", metrics_agree_with_the_tracker),
         gpu("service::serve_binary_stops_cleanly_on_ctrl_c", serve_binary_stops_cleanly_on_ctrl_c),
+        gpu("service::serve_binary_stops_cleanly_on_sigterm", serve_binary_stops_cleanly_on_sigterm),
         gpu("service::a_corrupted_weight_byte_is_an_integrity_violation", a_corrupted_weight_byte_is_an_integrity_violation),
     ]
 }
@@ -115,6 +116,18 @@ fn metrics_agree_with_the_tracker() -> Result<(), Failed> {
 }
 
 fn serve_binary_stops_cleanly_on_ctrl_c() -> Result<(), Failed> {
+    serve_binary_stops_cleanly_on(libc::SIGINT)
+}
+
+/// What Kubernetes sends: exit 0 after a clean stop, and the driver's free memory back where it
+/// was before the process started.
+fn serve_binary_stops_cleanly_on_sigterm() -> Result<(), Failed> {
+    serve_binary_stops_cleanly_on(libc::SIGTERM)
+}
+
+fn serve_binary_stops_cleanly_on(signal: i32) -> Result<(), Failed> {
+    let device = vramguard::Device::new(0)?;
+    let free_before = device.memory_info()?.free_bytes;
     let port = {
         let probe = std::net::TcpListener::bind("127.0.0.1:0")?;
         probe.local_addr()?.port()
@@ -130,14 +143,19 @@ fn serve_binary_stops_cleanly_on_ctrl_c() -> Result<(), Failed> {
         std::thread::sleep(Duration::from_millis(100));
         healthy = std::net::TcpStream::connect(addr).is_ok() && http_client::get(addr, "/health").status == 200;
     }
+    let free_serving = device.memory_info()?.free_bytes;
     // SAFETY: signalling our own child process.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    unsafe { libc::kill(child.id() as i32, signal) };
     let output = child.wait_with_output()?;
+    let free_after = device.memory_info()?.free_bytes;
     let logs = String::from_utf8_lossy(&output.stderr);
     ensure!(healthy, "the served /health never reached 200:\n{logs}");
     ensure!(output.status.success(), "exit {:?}:\n{logs}", output.status);
     ensure!(logs.contains("\"action\":\"shutdown\"") && logs.contains("0 bytes still tracked"), "no clean shutdown in:\n{logs}");
     ensure!(logs.lines().all(|l| l.starts_with('{')), "not JSON lines:\n{logs}");
+    ensure!(free_serving + Embedder::preset_total_bytes() <= free_before, "the child held less than its slots: {free_before} -> {free_serving}");
+    ensure!(free_before.abs_diff(free_after) <= 4 << 20, "driver free memory {free_before} before, {free_after} after signal {signal}");
+    println!("[ vramguard ] serve stopped by signal {signal}: exit 0, driver free {free_before} before, {free_serving} serving, {free_after} after");
     Ok(())
 }
 
