@@ -69,17 +69,16 @@ fn main() {
         .generate()
         .expect("bindgen could not parse cuda/include/vramguard.h");
     let out_dir = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
-    bindings
-        .write_to_file(out_dir.join("bindings.rs"))
-        .expect("could not write the generated bindings");
+    bindings.write_to_file(out_dir.join("bindings.rs")).expect("could not write the generated bindings");
 }
 
 /// CUDA_HOME, CUDA_PATH, nvcc on PATH, then the project-local toolkit: the first with bin/nvcc.
 fn find_toolkit(root: &Path) -> Option<PathBuf> {
     let from_env = ["CUDA_HOME", "CUDA_PATH"].into_iter().filter_map(env::var_os).map(PathBuf::from);
-    let from_path = env::var_os("PATH").into_iter().flat_map(|p| env::split_paths(&p).collect::<Vec<_>>()).filter_map(
-        |dir| dir.join("nvcc").is_file().then(|| dir.parent().map(Path::to_path_buf)).flatten(),
-    );
+    let from_path = env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| env::split_paths(&p).collect::<Vec<_>>())
+        .filter_map(|dir| dir.join("nvcc").is_file().then(|| dir.parent().map(Path::to_path_buf)).flatten());
     from_env
         .chain(from_path)
         .chain(std::iter::once(root.join(PROJECT_TOOLKIT)))

@@ -24,7 +24,9 @@ fn tracker(c: &mut Criterion) {
         tracker.record(fake(1 << 30 | j), 4096, Purpose::ModelWeights, AllocationKind::Device, "").unwrap();
     }
     c.bench_function("tracker usage() with 1,000,000 live records", |b| b.iter(|| black_box(tracker.usage())));
-    c.bench_function("tracker total_bytes() with 1,000,000 live records", |b| b.iter(|| black_box(tracker.total_bytes())));
+    c.bench_function("tracker total_bytes() with 1,000,000 live records", |b| {
+        b.iter(|| black_box(tracker.total_bytes()))
+    });
     c.bench_function("tracker bytes_for(KVCache) with 1,000,000 live records", |b| {
         b.iter(|| black_box(tracker.bytes_for(black_box(Purpose::KVCache))))
     });
@@ -32,10 +34,16 @@ fn tracker(c: &mut Criterion) {
 
 fn policy(c: &mut Criterion) {
     let budget = Budget::new(1 << 40).unwrap();
-    c.bench_function("budget charge + release", |b| b.iter(|| drop(black_box(budget.charge(4096, Purpose::KVCache).unwrap()))));
-    c.bench_function("pressure from utilisation", |b| b.iter(|| black_box(MemoryPressure::from_utilization(black_box(87.5)))));
+    c.bench_function("budget charge + release", |b| {
+        b.iter(|| drop(black_box(budget.charge(4096, Purpose::KVCache).unwrap())))
+    });
+    c.bench_function("pressure from utilisation", |b| {
+        b.iter(|| black_box(MemoryPressure::from_utilization(black_box(87.5))))
+    });
     let sizes: Vec<u64> = MODEL_SIZES.iter().map(|(_, b)| *b).collect();
-    c.bench_function("fit plan over the 13 embedders", |b| b.iter(|| black_box(fit_plan(black_box(&sizes), 700_000_000))));
+    c.bench_function("fit plan over the 13 embedders", |b| {
+        b.iter(|| black_box(fit_plan(black_box(&sizes), 700_000_000)))
+    });
     let slots = ModelSlotManager::<Embedder>::new();
     for (e, bytes) in MODEL_SIZES.iter().skip(1) {
         slots.allocate_slot(*e, *bytes).unwrap();

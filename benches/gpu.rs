@@ -173,7 +173,11 @@ fn health_under_load(rows: &mut Vec<Row>, tracker: &Tracker) {
             let (tracker, stop) = (tracker.clone(), Arc::clone(&stop));
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
-                    drop(tracker.allocate_kind(4096, Purpose::IntermediateBuffers, AllocationKind::Pool, "churn").unwrap());
+                    drop(
+                        tracker
+                            .allocate_kind(4096, Purpose::IntermediateBuffers, AllocationKind::Pool, "churn")
+                            .unwrap(),
+                    );
                 }
             })
         })
@@ -225,7 +229,8 @@ fn check_without_gpu(rows: &mut Vec<Row>) {
     let mut times = vec![];
     for _ in 0..20 {
         let start = Instant::now();
-        let status = std::process::Command::new(&binary).arg("check").env("CUDA_VISIBLE_DEVICES", "").output().unwrap().status;
+        let status =
+            std::process::Command::new(&binary).arg("check").env("CUDA_VISIBLE_DEVICES", "").output().unwrap().status;
         times.push(start.elapsed().as_secs_f64() * 1e3);
         assert_eq!(status.code(), Some(101));
     }
@@ -260,6 +265,14 @@ fn main() {
     check_without_gpu(&mut rows);
     println!("\n### vramguard GPU benchmark (Rust API)\n\n| measurement | vramguard | baseline | ratio | target | met |\n|---|---|---|---|---|---|");
     for r in rows {
-        println!("| {} | {} | {} | {} | {} | {} |", r.measurement, r.ours, r.baseline, r.ratio, r.target, if r.met { "yes" } else { "**no**" });
+        println!(
+            "| {} | {} | {} | {} | {} | {} |",
+            r.measurement,
+            r.ours,
+            r.baseline,
+            r.ratio,
+            r.target,
+            if r.met { "yes" } else { "**no**" }
+        );
     }
 }

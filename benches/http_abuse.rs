@@ -34,7 +34,11 @@ struct Healthy;
 
 impl HealthSource for Healthy {
     fn report(&self) -> HealthReport {
-        HealthReport { status: HealthStatus::Healthy, resident: true, ..HealthReport::starting(DeviceReport::default()) }
+        HealthReport {
+            status: HealthStatus::Healthy,
+            resident: true,
+            ..HealthReport::starting(DeviceReport::default())
+        }
     }
 }
 
@@ -73,7 +77,11 @@ fn probe(addr: SocketAddr, path: &str, count: usize) -> Latency {
 /// This process's resident set, from /proc/self/status.
 fn rss_mib() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kib: f64 = status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok()).unwrap_or(f64::NAN);
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(f64::NAN);
     kib / 1024.0
 }
 
@@ -82,7 +90,9 @@ fn flood(addr: SocketAddr, count: usize) -> Vec<TcpStream> {
     let threads: Vec<_> = (0..8)
         .map(|i| {
             let share = count / 8 + usize::from(i < count % 8);
-            thread::spawn(move || (0..share).filter_map(|_| TcpStream::connect_timeout(&addr, IO_TIMEOUT).ok()).collect::<Vec<_>>())
+            thread::spawn(move || {
+                (0..share).filter_map(|_| TcpStream::connect_timeout(&addr, IO_TIMEOUT).ok()).collect::<Vec<_>>()
+            })
         })
         .collect();
     threads.into_iter().flat_map(|t| t.join().unwrap_or_default()).collect()
@@ -108,7 +118,8 @@ fn main() {
     let files = raise_fd_limit() as usize;
     let flood_size = flood_size.min(files.saturating_sub(ServerConfig::default().max_connections + 256));
 
-    let server = HealthServer::start(ServerConfig { port: 0, ..ServerConfig::default() }, Arc::new(Healthy)).expect("server starts");
+    let server = HealthServer::start(ServerConfig { port: 0, ..ServerConfig::default() }, Arc::new(Healthy))
+        .expect("server starts");
     let addr = server.local_addr();
     let config = ServerConfig::default();
     let _warm = probe(addr, "/health", 20);
@@ -153,7 +164,15 @@ fn main() {
     println!("|---|---|---|---|---|---|---|---|");
     for ((path, calm), abused) in ROUTES.iter().zip(&calm).zip(&abused) {
         let verdict = if calm.p99 < TARGET_P99 && abused.p99 < TARGET_P99 { "met" } else { "missed" };
-        println!("| `GET {path}` | {} | {} | {} | {} | {} | {} | {verdict} |", ms(calm.p50), ms(calm.p99), ms(calm.max), ms(abused.p50), ms(abused.p99), ms(abused.max));
+        println!(
+            "| `GET {path}` | {} | {} | {} | {} | {} | {} | {verdict} |",
+            ms(calm.p50),
+            ms(calm.p99),
+            ms(calm.max),
+            ms(abused.p50),
+            ms(abused.p99),
+            ms(abused.max)
+        );
     }
     println!("\n| {flood_size} concurrent connections | RSS before | RSS with | RSS after | probes while held |");
     println!("|---|---|---|---|---|");

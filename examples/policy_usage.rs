@@ -20,7 +20,12 @@ fn run() -> vramguard::Result<()> {
         slots.use_slot(&embedder)?.mark_loaded()?;
     }
     slots.touch(&Embedder::Semantic); // now the most recently used slot
-    println!("slots: {} loaded, {} bytes, pressure {}", slots.loaded_count(), slots.allocated(), slots.pressure_level());
+    println!(
+        "slots: {} loaded, {} bytes, pressure {}",
+        slots.loaded_count(),
+        slots.allocated(),
+        slots.pressure_level()
+    );
     println!("to fit 7 GiB more, load_slot would evict {:?}", slots.plan_fit(7 << 30)?);
 
     // KV cache and scratch: a 2 GiB budget shared by allocations and reservations.
@@ -29,7 +34,12 @@ fn run() -> vramguard::Result<()> {
     let _kv = allocator.allocate(1 << 30, Purpose::KVCache, "kv cache")?;
     let guard = MemoryGuard::with_budget(MemoryLimits::default(), budget)?;
     let batch = guard.request_allocation("batch-42", 256 << 20)?;
-    println!("reserved {} bytes for {}; KV budget pressure {}", batch.bytes(), batch.operation_id(), allocator.budget().pressure());
+    println!(
+        "reserved {} bytes for {}; KV budget pressure {}",
+        batch.bytes(),
+        batch.operation_id(),
+        allocator.budget().pressure()
+    );
 
     // The monitor: alerts on level changes, unloads idle slots at critical, dumps on OOM.
     let monitor = Arc::new(GpuMonitor::new(MonitorConfig::default())?);
@@ -40,7 +50,10 @@ fn run() -> vramguard::Result<()> {
     let _background = monitor.start()?;
     let now = &monitor.check_now()?[0];
     let fits = monitor.can_load_model(0, 4 << 30)?;
-    println!("GPU0: {:.1} % used, {} bytes tracked; a 4 GiB model fits: {fits}", now.utilization_percent, now.tracked_bytes);
+    println!(
+        "GPU0: {:.1} % used, {} bytes tracked; a 4 GiB model fits: {fits}",
+        now.utilization_percent, now.tracked_bytes
+    );
     Ok(())
 }
 

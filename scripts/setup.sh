@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building vramguard needs, only where it is missing, without asking:
-#   - CMake, GoogleTest and libclang (for bindgen) from Debian's packages;
+#   - CMake, GoogleTest, libclang (for bindgen) and clang-format from Debian's packages;
+#   - rustfmt and clippy, when the Rust toolchain lacks them;
 #   - the CUDA 13.0 toolkit (nvcc + static runtime) from PyPI wheels into .toolchain/,
 #     unless a system toolkit is found through CUDA_HOME / CUDA_PATH / nvcc on PATH.
 # Running it a second time does nothing.
@@ -14,6 +15,7 @@ say() { printf 'setup: %s\n' "$*"; }
 
 need_apt=()
 command -v cmake >/dev/null 2>&1 || need_apt+=(cmake)
+command -v clang-format >/dev/null 2>&1 || need_apt+=(clang-format)
 [ -f /usr/include/gtest/gtest.h ] || need_apt+=(libgtest-dev)
 # bindgen loads libclang itself (not libclang-cpp).
 ls /usr/lib/llvm-*/lib/libclang.so* /usr/lib/*/libclang-[0-9]*.so* >/dev/null 2>&1 || need_apt+=(libclang-dev)
@@ -23,6 +25,10 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
+
+for component in rustfmt clippy; do
+  rustup component list --installed 2>/dev/null | grep -q "^$component" || rustup component add "$component"
+done
 
 source "$root/scripts/toolkit-env.sh"
 system_cuda="$SYSTEM_CUDA"

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Every test: installs what is missing (scripts/setup.sh), then the C++ suites through CTest and
+# Every test: installs what is missing (scripts/setup.sh), checks formatting (rustfmt,
+# clang-format) and lints (clippy -D warnings), then the C++ suites through CTest and
 # the Rust suites (unit, integration, properties, doc tests, examples) through cargo. On a machine
 # without a GPU the GPU tests are reported as skipped, and counted at the end; with
 # VRAM_REQUIRE_GPU=1 they fail instead.
@@ -10,6 +11,13 @@ cd "$root"
 source scripts/toolkit-env.sh
 logs="$root/target/test-logs"
 mkdir -p "$logs"
+
+echo "== Formatting and lints: cargo fmt, clippy -D warnings, clang-format"
+cargo fmt --all -- --check
+cargo fmt --manifest-path fuzz/Cargo.toml -- --check
+git ls-files 'cuda/*.cpp' 'cuda/*.hpp' 'cuda/*.cu' 'cuda/*.h' 'examples/*.cpp' 'fuzz/*.cpp' |
+  xargs clang-format --style=file --dry-run --Werror
+cargo clippy --all-targets --quiet -- -D warnings
 
 echo "== C++ core: GoogleTest through CTest"
 cmake -S . -B build -DBUILD_TESTING=ON "${CMAKE_CUDA_ARGS[@]}" >/dev/null

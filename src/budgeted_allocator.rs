@@ -42,7 +42,13 @@ impl BudgetedAllocator {
         self.allocate_kind(bytes, purpose, AllocationKind::Device, description)
     }
 
-    pub fn allocate_kind(&self, bytes: u64, purpose: Purpose, kind: AllocationKind, description: &str) -> Result<BudgetedBuffer> {
+    pub fn allocate_kind(
+        &self,
+        bytes: u64,
+        purpose: Purpose,
+        kind: AllocationKind,
+        description: &str,
+    ) -> Result<BudgetedBuffer> {
         // Everything the core would reject is refused before the budget is touched.
         if bytes == 0 || bytes > crate::sys::VG_MAX_ALLOCATION_BYTES {
             return Err(Error::InvalidSize(format!("cannot allocate {bytes} bytes: 1 byte to 256 TiB")));

@@ -71,7 +71,13 @@ impl std::fmt::Debug for DeviceBuffer {
 }
 
 impl DeviceBuffer {
-    pub(crate) fn new(tracker: &Tracker, bytes: u64, purpose: Purpose, kind: AllocationKind, description: &str) -> Result<DeviceBuffer> {
+    pub(crate) fn new(
+        tracker: &Tracker,
+        bytes: u64,
+        purpose: Purpose,
+        kind: AllocationKind,
+        description: &str,
+    ) -> Result<DeviceBuffer> {
         let inner = tracker.inner();
         let mut ptr = std::ptr::null_mut();
         // SAFETY: live tracker, valid out-pointer, a NUL-terminated description.

@@ -36,7 +36,9 @@ pub enum Error {
     Cuda(String),
     #[error("[VRAM-E012] internal error: {0}")]
     Internal(String),
-    #[error("[VRAM-E013] operation {operation:?} asks for {requested} bytes; the per-operation limit is {limit} bytes")]
+    #[error(
+        "[VRAM-E013] operation {operation:?} asks for {requested} bytes; the per-operation limit is {limit} bytes"
+    )]
     OperationTooLarge { operation: String, requested: u64, limit: u64 },
     #[error("[VRAM-E014] unknown model slot: {0}")]
     UnknownSlot(String),

@@ -96,8 +96,7 @@ fn json_form_has_code_recoverability_and_figures() {
 
 #[test]
 fn only_a_missing_device_internal_bugs_and_sticky_cuda_errors_are_unrecoverable() {
-    let unrecoverable: Vec<&str> =
-        one_of_each().iter().filter(|e| !e.is_recoverable()).map(Error::code).collect();
+    let unrecoverable: Vec<&str> = one_of_each().iter().filter(|e| !e.is_recoverable()).map(Error::code).collect();
     assert_eq!(unrecoverable, ["VRAM-E001", "VRAM-E012", "VRAM-E018"]);
 }
 

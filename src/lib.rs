@@ -17,33 +17,33 @@
 //! ```
 #![deny(unsafe_op_in_unsafe_fn)]
 
-mod buffer;
 mod budget;
 mod budgeted_allocator;
+mod buffer;
 mod checksum;
 pub mod cli;
 mod device;
 mod error;
 pub mod events;
+pub mod format;
+pub mod health;
 pub mod monitor;
 pub mod nvml;
 mod out_of_memory;
-pub mod format;
-pub mod health;
 mod pressure;
 mod purpose;
-pub mod slots;
 pub mod reservation;
+mod residency;
 pub mod server;
 pub mod service;
-mod residency;
+pub mod slots;
 pub mod sys;
 mod tracker;
 mod usage;
 
-pub use buffer::DeviceBuffer;
 pub use budget::{Budget, BudgetBuilder, BudgetCharge, Refusal};
 pub use budgeted_allocator::{BudgetedAllocator, BudgetedBuffer};
+pub use buffer::DeviceBuffer;
 pub use checksum::{host_checksum, Checksum, DEFAULT_CHECKSUM_DEADLINE};
 pub use device::{device_count, Device, DeviceInfo, MemoryInfo};
 pub use error::{Error, LoadedModels, OomSource, OutOfMemory, Result};

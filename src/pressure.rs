@@ -105,7 +105,8 @@ impl PressureThresholds {
         if capacity == 0 {
             return MemoryPressure::Critical;
         }
-        let at_or_above = |percent: f64| (used as u128) * 100_000 >= (percent * 1000.0).round() as u128 * capacity as u128;
+        let at_or_above =
+            |percent: f64| (used as u128) * 100_000 >= (percent * 1000.0).round() as u128 * capacity as u128;
         if at_or_above(self.critical) {
             MemoryPressure::Critical
         } else if at_or_above(self.high) {

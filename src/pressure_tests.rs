@@ -51,7 +51,9 @@ fn configurable_thresholds_are_validated() {
     assert_eq!(t.level(60.0), MemoryPressure::Medium);
     assert_eq!(t.level(70.0), MemoryPressure::High);
     assert_eq!(t.level(90.0), MemoryPressure::Critical);
-    for (m, h, c) in [(0.0, 50.0, 90.0), (50.0, 50.0, 90.0), (50.0, 80.0, 79.0), (50.0, 80.0, 100.1), (f64::NAN, 80.0, 95.0)] {
+    for (m, h, c) in
+        [(0.0, 50.0, 90.0), (50.0, 50.0, 90.0), (50.0, 80.0, 79.0), (50.0, 80.0, 100.1), (f64::NAN, 80.0, 95.0)]
+    {
         let error = PressureThresholds::new(m, h, c).unwrap_err();
         assert_eq!(error.code(), "VRAM-E007", "{m} {h} {c}");
     }

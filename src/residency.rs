@@ -131,11 +131,17 @@ impl Tracker {
             let mut violations: Vec<sys::vg_violation> = Vec::with_capacity(capacity);
             // SAFETY: violations has room for `capacity` entries; the core copies at most that.
             check(unsafe {
-                sys::vg_verify(self.inner().raw(), purposes.bits(), &mut summary, violations.as_mut_ptr(), capacity as u64)
+                sys::vg_verify(
+                    self.inner().raw(),
+                    purposes.bits(),
+                    &mut summary,
+                    violations.as_mut_ptr(),
+                    capacity as u64,
+                )
             })
             .inspect_err(|error| crate::events::verify_error(self.device(), error))?;
             if summary.violation_count as usize > capacity {
-                capacity = summary.violation_count as usize + 16;  // grew while we looked: again
+                capacity = summary.violation_count as usize + 16; // grew while we looked: again
                 continue;
             }
             // SAFETY: the core initialised violation_count (<= capacity) entries.

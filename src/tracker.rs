@@ -69,8 +69,7 @@ impl std::fmt::Debug for Tracker {
 }
 
 pub(crate) fn description_cstring(description: &str) -> Result<CString> {
-    CString::new(description)
-        .map_err(|_| Error::InvalidArgument("description contains a NUL byte".to_string()))
+    CString::new(description).map_err(|_| Error::InvalidArgument("description contains a NUL byte".to_string()))
 }
 
 /// Calls a C function that copies text into a caller buffer, growing the buffer until it fits.
@@ -117,13 +116,26 @@ impl Tracker {
 
     /// Allocates with an explicit kind. `Managed` and `PinnedHost` are RAM-fallback kinds that
     /// residency checks report as violations; `Adopted` cannot be allocated.
-    pub fn allocate_kind(&self, bytes: u64, purpose: Purpose, kind: AllocationKind, description: &str) -> Result<DeviceBuffer> {
+    pub fn allocate_kind(
+        &self,
+        bytes: u64,
+        purpose: Purpose,
+        kind: AllocationKind,
+        description: &str,
+    ) -> Result<DeviceBuffer> {
         DeviceBuffer::new(self, bytes, purpose, kind, description)
     }
 
     /// Records memory the caller allocated itself (bookkeeping only). Returns the record's id.
     #[allow(clippy::not_unsafe_ptr_arg_deref)] // the pointer is only recorded, never dereferenced
-    pub fn record(&self, ptr: *const c_void, bytes: u64, purpose: Purpose, kind: AllocationKind, description: &str) -> Result<u64> {
+    pub fn record(
+        &self,
+        ptr: *const c_void,
+        bytes: u64,
+        purpose: Purpose,
+        kind: AllocationKind,
+        description: &str,
+    ) -> Result<u64> {
         let description = description_cstring(description)?;
         let mut id = 0;
         // SAFETY: the tracker is live; the core never dereferences ptr while recording.

@@ -19,7 +19,9 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use http_client::{closed_by_server, connect, get, parse_one, parse_response, read_until_closed, request, send_raw, Connection};
+use http_client::{
+    closed_by_server, connect, get, parse_one, parse_response, read_until_closed, request, send_raw, Connection,
+};
 use vramguard::health::{HealthConfig, HealthMonitor};
 use vramguard::server::{HealthServer, ServerConfig};
 use vramguard::Tracker;
@@ -47,7 +49,8 @@ fn endpoint() -> Endpoint {
 }
 
 fn endpoint_with(config: ServerConfig) -> Endpoint {
-    let monitor = Arc::new(HealthMonitor::new(Tracker::new(UNUSABLE_DEVICE).unwrap(), HealthConfig::default()).unwrap());
+    let monitor =
+        Arc::new(HealthMonitor::new(Tracker::new(UNUSABLE_DEVICE).unwrap(), HealthConfig::default()).unwrap());
     monitor.check_now();
     let server = HealthServer::start(config, monitor.clone()).unwrap();
     let health = get(server.local_addr(), "/health");
@@ -129,7 +132,17 @@ fn an_unknown_path_is_404_whatever_the_method() {
 #[test]
 fn traversal_and_dot_segments_are_not_resolved_to_a_route() {
     let e = endpoint();
-    for path in ["/../health", "/health/../health", "/./health", "//health", "/health/./live", "/metrics/..", "/health/live/../../metrics", "/../../../../etc/passwd", "/health\\..\\metrics"] {
+    for path in [
+        "/../health",
+        "/health/../health",
+        "/./health",
+        "//health",
+        "/health/./live",
+        "/metrics/..",
+        "/health/live/../../metrics",
+        "/../../../../etc/passwd",
+        "/health\\..\\metrics",
+    ] {
         assert_eq!(get(e.addr(), path).status, 404, "{path}");
     }
     e.assert_unchanged("traversal");
@@ -138,7 +151,17 @@ fn traversal_and_dot_segments_are_not_resolved_to_a_route() {
 #[test]
 fn percent_encoded_paths_are_not_decoded_to_a_route() {
     let e = endpoint();
-    for path in ["/%68ealth", "/health%2Flive", "/health%2flive", "/%2e%2e/health", "/health%00", "/health%20", "/health%", "/health%zz", "/%2Fhealth"] {
+    for path in [
+        "/%68ealth",
+        "/health%2Flive",
+        "/health%2flive",
+        "/%2e%2e/health",
+        "/health%00",
+        "/health%20",
+        "/health%",
+        "/health%zz",
+        "/%2Fhealth",
+    ] {
         assert_eq!(get(e.addr(), path).status, 404, "{path}");
     }
     e.assert_unchanged("percent-encoding");
@@ -203,7 +226,12 @@ fn many_small_headers_are_431() {
 #[test]
 fn content_length_up_to_the_limit_is_served_and_one_byte_more_is_413() {
     let max = 1024;
-    let e = endpoint_with(ServerConfig { port: 0, max_request_bytes: max, request_timeout: REQUEST_TIMEOUT, ..ServerConfig::default() });
+    let e = endpoint_with(ServerConfig {
+        port: 0,
+        max_request_bytes: max,
+        request_timeout: REQUEST_TIMEOUT,
+        ..ServerConfig::default()
+    });
     let head = |length: usize| format!("GET /health HTTP/1.1\r\nContent-Length: {length}\r\n\r\n");
     let exact = (900..max).find(|&n| head(n).len() + n == max).unwrap();
     let fits = [head(exact).into_bytes(), vec![b'b'; exact]].concat();
@@ -220,7 +248,9 @@ fn content_length_up_to_the_limit_is_served_and_one_byte_more_is_413() {
 fn an_oversized_body_expecting_100_continue_is_413_without_continue() {
     let e = endpoint();
     let mut stream = connect(e.addr()).unwrap();
-    stream.write_all(b"POST /health HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 1000000\r\n\r\n").unwrap();
+    stream
+        .write_all(b"POST /health HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 1000000\r\n\r\n")
+        .unwrap();
     let raw = read_until_closed(&mut stream);
     let text = String::from_utf8_lossy(&raw);
     assert!(text.starts_with("HTTP/1.1 413 "), "{text}");
@@ -231,7 +261,11 @@ fn an_oversized_body_expecting_100_continue_is_413_without_continue() {
 #[test]
 fn conflicting_content_lengths_are_400() {
     let e = endpoint();
-    for lengths in ["Content-Length: 4\r\nContent-Length: 5", "content-length: 0\r\nCONTENT-LENGTH: 1", "Content-Length: 4\r\nContent-Length: 04x"] {
+    for lengths in [
+        "Content-Length: 4\r\nContent-Length: 5",
+        "content-length: 0\r\nCONTENT-LENGTH: 1",
+        "Content-Length: 4\r\nContent-Length: 04x",
+    ] {
         let raw = format!("POST /health HTTP/1.1\r\nHost: x\r\n{lengths}\r\n\r\nbodyb");
         assert_eq!(e.one_answer(raw.as_bytes()), Some(400), "{lengths:?}");
     }

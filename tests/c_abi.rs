@@ -96,7 +96,12 @@ fn null_tracker_handle() {
         ("report", Box::new(move || unsafe { sys::vg_report(null_t, null_mut(), 0, &mut n) })),
         ("alloc", Box::new(move || unsafe { sys::vg_alloc(null_t, 1, WEIGHTS, DEVICE, null(), &mut ptr) })),
         ("free", Box::new(move || unsafe { sys::vg_free(null_t, fake(1) as *mut c_void) })),
-        ("verify", Box::new(move || unsafe { sys::vg_verify(null_t, sys::VG_PURPOSE_MASK_ALL, &mut residency, null_mut(), 0) })),
+        (
+            "verify",
+            Box::new(move || unsafe {
+                sys::vg_verify(null_t, sys::VG_PURPOSE_MASK_ALL, &mut residency, null_mut(), 0)
+            }),
+        ),
         ("residency report", Box::new(move || unsafe { sys::vg_residency_report(null_t, null_mut(), 0, &mut n) })),
     ];
     for (what, call) in cases {
@@ -116,22 +121,32 @@ fn null_out_parameters_and_pointers() {
     f.rejects(sys::VG_ERR_NULL_ARGUMENT, "total", || unsafe { sys::vg_total_bytes(t, null_mut()) });
     f.rejects(sys::VG_ERR_NULL_ARGUMENT, "purpose", || unsafe { sys::vg_purpose_bytes(t, WEIGHTS, null_mut()) });
     f.rejects(sys::VG_ERR_NULL_ARGUMENT, "count", || unsafe { sys::vg_allocation_count(t, null_mut()) });
-    f.rejects(sys::VG_ERR_NULL_ARGUMENT, "snapshot count", || unsafe { sys::vg_snapshot(t, null_mut(), 0, null_mut()) });
+    f.rejects(sys::VG_ERR_NULL_ARGUMENT, "snapshot count", || unsafe {
+        sys::vg_snapshot(t, null_mut(), 0, null_mut())
+    });
     f.rejects(sys::VG_ERR_NULL_ARGUMENT, "snapshot out", || unsafe { sys::vg_snapshot(t, null_mut(), 8, &mut n) });
     f.rejects(sys::VG_ERR_NULL_ARGUMENT, "report needed", || unsafe { sys::vg_report(t, null_mut(), 0, null_mut()) });
     f.rejects(sys::VG_ERR_NULL_ARGUMENT, "report out", || unsafe { sys::vg_report(t, null_mut(), 4096, &mut n) });
     f.rejects(sys::VG_ERR_NULL_ARGUMENT, "record null ptr", || f.record(null(), 64, WEIGHTS, null()));
-    f.rejects(sys::VG_ERR_NULL_ARGUMENT, "adopt null ptr", || unsafe { sys::vg_adopt(t, null(), 64, WEIGHTS, null(), null_mut()) });
+    f.rejects(sys::VG_ERR_NULL_ARGUMENT, "adopt null ptr", || unsafe {
+        sys::vg_adopt(t, null(), 64, WEIGHTS, null(), null_mut())
+    });
     f.rejects(sys::VG_ERR_NULL_ARGUMENT, "deallocate null", || unsafe { sys::vg_deallocate(t, null()) });
-    f.rejects(sys::VG_ERR_NULL_ARGUMENT, "alloc out_ptr", || unsafe { sys::vg_alloc(t, 64, WEIGHTS, DEVICE, null(), null_mut()) });
+    f.rejects(sys::VG_ERR_NULL_ARGUMENT, "alloc out_ptr", || unsafe {
+        sys::vg_alloc(t, 64, WEIGHTS, DEVICE, null(), null_mut())
+    });
     f.rejects(sys::VG_ERR_NULL_ARGUMENT, "free null", || unsafe { sys::vg_free(t, null_mut()) });
-    f.rejects(sys::VG_ERR_NULL_ARGUMENT, "check_pointer out", || unsafe { sys::vg_check_pointer(0, fake(1), null_mut()) });
+    f.rejects(sys::VG_ERR_NULL_ARGUMENT, "check_pointer out", || unsafe {
+        sys::vg_check_pointer(0, fake(1), null_mut())
+    });
     f.rejects(sys::VG_ERR_NULL_ARGUMENT, "verify out", || unsafe { sys::vg_verify(t, 1, null_mut(), null_mut(), 0) });
     f.rejects(sys::VG_ERR_NULL_ARGUMENT, "device_count", || unsafe { sys::vg_device_count(null_mut()) });
     f.rejects(sys::VG_ERR_NULL_ARGUMENT, "device_info", || unsafe { sys::vg_device_info_get(0, null_mut()) });
     f.rejects(sys::VG_ERR_NULL_ARGUMENT, "memory_info", || unsafe { sys::vg_memory_info(0, null_mut(), &mut n) });
     let mut data = [0u8; 8];
-    f.rejects(sys::VG_ERR_NULL_ARGUMENT, "copy src", || unsafe { sys::vg_copy_to_device(t, fake(1) as *mut c_void, 0, null(), 8) });
+    f.rejects(sys::VG_ERR_NULL_ARGUMENT, "copy src", || unsafe {
+        sys::vg_copy_to_device(t, fake(1) as *mut c_void, 0, null(), 8)
+    });
     f.rejects(sys::VG_ERR_NULL_ARGUMENT, "copy dst", || unsafe { sys::vg_copy_to_host(t, null_mut(), fake(1), 0, 8) });
     f.rejects(sys::VG_ERR_NULL_ARGUMENT, "copy dst device", || unsafe {
         sys::vg_copy_to_device(t, null_mut(), 0, data.as_mut_ptr() as *const c_void, 8)
@@ -143,14 +158,22 @@ fn zero_and_overflowing_sizes() {
     let f = Fixture::new();
     let mut ptr: *mut c_void = null_mut();
     f.rejects(sys::VG_ERR_INVALID_SIZE, "record 0", || f.record(fake(9), 0, WEIGHTS, null()));
-    f.rejects(sys::VG_ERR_INVALID_SIZE, "record over max", || f.record(fake(9), sys::VG_MAX_ALLOCATION_BYTES + 1, WEIGHTS, null()));
+    f.rejects(sys::VG_ERR_INVALID_SIZE, "record over max", || {
+        f.record(fake(9), sys::VG_MAX_ALLOCATION_BYTES + 1, WEIGHTS, null())
+    });
     f.rejects(sys::VG_ERR_INVALID_SIZE, "record u64::MAX", || f.record(fake(9), u64::MAX, WEIGHTS, null()));
     let near_end = (usize::MAX - 4095) as *const c_void;
     f.rejects(sys::VG_ERR_INVALID_SIZE, "record wrapping", || f.record(near_end, 1 << 20, WEIGHTS, null()));
-    f.rejects(sys::VG_ERR_INVALID_SIZE, "adopt 0", || unsafe { sys::vg_adopt(f.tracker, fake(9), 0, KV, null(), null_mut()) });
-    f.rejects(sys::VG_ERR_INVALID_SIZE, "alloc 0", || unsafe { sys::vg_alloc(f.tracker, 0, WEIGHTS, DEVICE, null(), &mut ptr) });
+    f.rejects(sys::VG_ERR_INVALID_SIZE, "adopt 0", || unsafe {
+        sys::vg_adopt(f.tracker, fake(9), 0, KV, null(), null_mut())
+    });
+    f.rejects(sys::VG_ERR_INVALID_SIZE, "alloc 0", || unsafe {
+        sys::vg_alloc(f.tracker, 0, WEIGHTS, DEVICE, null(), &mut ptr)
+    });
     let pool = sys::VG_KIND_POOL as i32;
-    f.rejects(sys::VG_ERR_INVALID_SIZE, "alloc 0 pool", || unsafe { sys::vg_alloc(f.tracker, 0, WEIGHTS, pool, null(), &mut ptr) });
+    f.rejects(sys::VG_ERR_INVALID_SIZE, "alloc 0 pool", || unsafe {
+        sys::vg_alloc(f.tracker, 0, WEIGHTS, pool, null(), &mut ptr)
+    });
     f.rejects(sys::VG_ERR_INVALID_SIZE, "alloc over max", || unsafe {
         sys::vg_alloc(f.tracker, sys::VG_MAX_ALLOCATION_BYTES + 1, WEIGHTS, DEVICE, null(), &mut ptr)
     });
@@ -206,16 +229,26 @@ fn invalid_purpose_kind_and_mask() {
     for purpose in [-1, 4, i32::MAX, i32::MIN] {
         f.rejects(sys::VG_ERR_INVALID_ENUM, "record purpose", || f.record(fake(9), 64, purpose, null()));
         f.rejects(sys::VG_ERR_INVALID_ENUM, "purpose bytes", || unsafe { sys::vg_purpose_bytes(t, purpose, &mut n) });
-        f.rejects(sys::VG_ERR_INVALID_ENUM, "alloc purpose", || unsafe { sys::vg_alloc(t, 64, purpose, DEVICE, null(), &mut ptr) });
+        f.rejects(sys::VG_ERR_INVALID_ENUM, "alloc purpose", || unsafe {
+            sys::vg_alloc(t, 64, purpose, DEVICE, null(), &mut ptr)
+        });
     }
     for kind in [-1, 5, i32::MAX] {
-        f.rejects(sys::VG_ERR_INVALID_ENUM, "record kind", || unsafe { sys::vg_record(t, fake(9), 64, WEIGHTS, kind, null(), null_mut()) });
-        f.rejects(sys::VG_ERR_INVALID_ENUM, "alloc kind", || unsafe { sys::vg_alloc(t, 64, WEIGHTS, kind, null(), &mut ptr) });
+        f.rejects(sys::VG_ERR_INVALID_ENUM, "record kind", || unsafe {
+            sys::vg_record(t, fake(9), 64, WEIGHTS, kind, null(), null_mut())
+        });
+        f.rejects(sys::VG_ERR_INVALID_ENUM, "alloc kind", || unsafe {
+            sys::vg_alloc(t, 64, WEIGHTS, kind, null(), &mut ptr)
+        });
     }
     let adopted = sys::VG_KIND_ADOPTED as i32;
-    f.rejects(sys::VG_ERR_INVALID_ENUM, "alloc adopted", || unsafe { sys::vg_alloc(t, 64, WEIGHTS, adopted, null(), &mut ptr) });
+    f.rejects(sys::VG_ERR_INVALID_ENUM, "alloc adopted", || unsafe {
+        sys::vg_alloc(t, 64, WEIGHTS, adopted, null(), &mut ptr)
+    });
     for mask in [0u32, 0x10, u32::MAX] {
-        f.rejects(sys::VG_ERR_INVALID_ENUM, "verify mask", || unsafe { sys::vg_verify(t, mask, &mut residency, null_mut(), 0) });
+        f.rejects(sys::VG_ERR_INVALID_ENUM, "verify mask", || unsafe {
+            sys::vg_verify(t, mask, &mut residency, null_mut(), 0)
+        });
     }
     assert!(ptr.is_null());
 }
@@ -229,8 +262,12 @@ fn over_long_description() {
     let mut ptr: *mut c_void = null_mut();
     f.rejects(sys::VG_ERR_DESCRIPTION_TOO_LONG, "record", || f.record(fake(9), 64, WEIGHTS, too_long.as_ptr()));
     f.rejects(sys::VG_ERR_DESCRIPTION_TOO_LONG, "record 1 MiB", || f.record(fake(9), 64, WEIGHTS, huge.as_ptr()));
-    f.rejects(sys::VG_ERR_DESCRIPTION_TOO_LONG, "adopt", || unsafe { sys::vg_adopt(f.tracker, fake(9), 64, KV, too_long.as_ptr(), null_mut()) });
-    f.rejects(sys::VG_ERR_DESCRIPTION_TOO_LONG, "alloc", || unsafe { sys::vg_alloc(f.tracker, 64, KV, DEVICE, too_long.as_ptr(), &mut ptr) });
+    f.rejects(sys::VG_ERR_DESCRIPTION_TOO_LONG, "adopt", || unsafe {
+        sys::vg_adopt(f.tracker, fake(9), 64, KV, too_long.as_ptr(), null_mut())
+    });
+    f.rejects(sys::VG_ERR_DESCRIPTION_TOO_LONG, "alloc", || unsafe {
+        sys::vg_alloc(f.tracker, 64, KV, DEVICE, too_long.as_ptr(), &mut ptr)
+    });
     // Exactly at the limit is accepted and copied out whole.
     let at_limit = std::ffi::CString::new("z".repeat(max)).unwrap();
     assert_eq!(f.record(fake(9), 64, WEIGHTS, at_limit.as_ptr()), sys::VG_OK);
@@ -246,12 +283,16 @@ fn too_small_buffers_say_what_they_need() {
     let f = Fixture::new();
     let mut records = vec![sys::vg_allocation::default(); 1];
     let mut count = 0u64;
-    f.rejects(sys::VG_ERR_BUFFER_TOO_SMALL, "snapshot", || unsafe { sys::vg_snapshot(f.tracker, records.as_mut_ptr(), 1, &mut count) });
+    f.rejects(sys::VG_ERR_BUFFER_TOO_SMALL, "snapshot", || unsafe {
+        sys::vg_snapshot(f.tracker, records.as_mut_ptr(), 1, &mut count)
+    });
     assert_eq!(count, 2);
     assert_eq!(records[0].address, 0, "nothing is copied into a too-small buffer");
     let mut text = vec![0 as libc::c_char; 8];
     let mut needed = 0u64;
-    f.rejects(sys::VG_ERR_BUFFER_TOO_SMALL, "report", || unsafe { sys::vg_report(f.tracker, text.as_mut_ptr(), 8, &mut needed) });
+    f.rejects(sys::VG_ERR_BUFFER_TOO_SMALL, "report", || unsafe {
+        sys::vg_report(f.tracker, text.as_mut_ptr(), 8, &mut needed)
+    });
     assert!(needed > 8);
     text.resize(needed as usize, 0);
     assert_eq!(unsafe { sys::vg_report(f.tracker, text.as_mut_ptr(), needed, &mut needed) }, sys::VG_OK);
@@ -265,8 +306,12 @@ fn copies_past_the_end_are_out_of_range() {
     let mut data = vec![0u8; 8192];
     let t = f.tracker;
     let dst = fake(1) as *mut c_void;
-    f.rejects(sys::VG_ERR_OUT_OF_RANGE, "past end", || unsafe { sys::vg_copy_to_device(t, dst, 4000, data.as_ptr() as *const c_void, 100) });
-    f.rejects(sys::VG_ERR_OUT_OF_RANGE, "offset past end", || unsafe { sys::vg_copy_to_host(t, data.as_mut_ptr() as *mut c_void, dst, 4097, 0) });
+    f.rejects(sys::VG_ERR_OUT_OF_RANGE, "past end", || unsafe {
+        sys::vg_copy_to_device(t, dst, 4000, data.as_ptr() as *const c_void, 100)
+    });
+    f.rejects(sys::VG_ERR_OUT_OF_RANGE, "offset past end", || unsafe {
+        sys::vg_copy_to_host(t, data.as_mut_ptr() as *mut c_void, dst, 4097, 0)
+    });
     f.rejects(sys::VG_ERR_OUT_OF_RANGE, "wrapping", || unsafe {
         sys::vg_copy_to_device(t, dst, u64::MAX, data.as_ptr() as *const c_void, 2)
     });

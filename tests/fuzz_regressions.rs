@@ -84,7 +84,10 @@ fn pseudo_random_inputs_pass_the_model() {
         if catch_unwind(AssertUnwindSafe(|| ops::run(&data))).is_err() {
             let path = std::env::temp_dir().join(format!("vramguard-fuzz-input-{n}"));
             std::fs::write(&path, &data).expect("write the failing input");
-            panic!("pseudo-random input {n} fails the model; saved to {} (copy it into tests/fuzz_regressions/)", path.display());
+            panic!(
+                "pseudo-random input {n} fails the model; saved to {} (copy it into tests/fuzz_regressions/)",
+                path.display()
+            );
         }
     }
 }

@@ -1,25 +1,28 @@
 //! Device tests of the safe crate (M2, M3, H1–H3, E1, E5), run through libtest-mimic so that a
 //! missing GPU is reported per test at run time. GPU trials run one at a time: several of them
 //! compare the driver's free-memory figure before and after.
-#[path = "support/gpu_gate.rs"]
-mod gpu_gate;
 #[path = "gpu/allocation.rs"]
 mod allocation;
-#[path = "gpu/residency.rs"]
-mod residency;
-#[path = "gpu/no_device.rs"]
-mod no_device;
-#[path = "gpu/monitor.rs"] mod monitor;
-#[path = "gpu/policy.rs"]
-mod policy;
-#[path = "gpu/service.rs"]
-mod service;
-#[path = "support/http_client.rs"]
-mod http_client;
-#[path = "gpu/process_vram.rs"] mod process_vram;
-#[path = "gpu/checksum.rs"] mod checksum;
+#[path = "gpu/checksum.rs"]
+mod checksum;
 #[path = "gpu/faults.rs"]
 mod faults;
+#[path = "support/gpu_gate.rs"]
+mod gpu_gate;
+#[path = "support/http_client.rs"]
+mod http_client;
+#[path = "gpu/monitor.rs"]
+mod monitor;
+#[path = "gpu/no_device.rs"]
+mod no_device;
+#[path = "gpu/policy.rs"]
+mod policy;
+#[path = "gpu/process_vram.rs"]
+mod process_vram;
+#[path = "gpu/residency.rs"]
+mod residency;
+#[path = "gpu/service.rs"]
+mod service;
 
 use libtest_mimic::Arguments;
 
@@ -64,7 +67,8 @@ fn warm_up_unified_memory() {
     for device in vramguard::Device::all().unwrap_or_default() {
         let Ok(tracker) = device.tracker() else { continue };
         let kind = vramguard::AllocationKind::Managed;
-        if let Ok(mut buffer) = tracker.allocate_kind(1 << 20, vramguard::Purpose::IntermediateBuffers, kind, "warm-up") {
+        if let Ok(mut buffer) = tracker.allocate_kind(1 << 20, vramguard::Purpose::IntermediateBuffers, kind, "warm-up")
+        {
             let _ = buffer.copy_from_host(0, &[1u8]);
             let _ = buffer.checksum(); // loads vramguard's CUDA module (2 MiB, kept by the context)
         }

@@ -77,7 +77,8 @@ fn background_checks_update_what_is_served() {
     let server = serve(&monitor);
     let mut failed = 0;
     for _ in 0..500 {
-        failed = http_client::get(server.local_addr(), "/health").json()["counters"]["checks_failed"].as_u64().unwrap_or(0);
+        failed =
+            http_client::get(server.local_addr(), "/health").json()["counters"]["checks_failed"].as_u64().unwrap_or(0);
         if failed >= 2 {
             break;
         }

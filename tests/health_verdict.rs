@@ -12,7 +12,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use vramguard::health::{BudgetReport, HealthConfig, HealthMonitor, HealthSource, HealthStatus, SlotReport, SlotView, ViolationReport};
+use vramguard::health::{
+    BudgetReport, HealthConfig, HealthMonitor, HealthSource, HealthStatus, SlotReport, SlotView, ViolationReport,
+};
 use vramguard::Tracker;
 
 /// No host has this many GPUs.
@@ -26,7 +28,13 @@ struct StallingSlots {
 
 impl SlotView for StallingSlots {
     fn budget_report(&self) -> BudgetReport {
-        BudgetReport { limit_bytes: 1, allocated_bytes: 0, available_bytes: 1, pressure: "low".into(), pressure_level: 0 }
+        BudgetReport {
+            limit_bytes: 1,
+            allocated_bytes: 0,
+            available_bytes: 1,
+            pressure: "low".into(),
+            pressure_level: 0,
+        }
     }
     fn slot_reports(&self) -> Vec<SlotReport> {
         Vec::new()
@@ -119,7 +127,11 @@ fn a_check_past_its_deadline_reads_failed_while_it_runs_and_counts_as_failed() {
 
     slots.stalling.store(false, Ordering::SeqCst);
     let next = monitor.check_now();
-    assert_ne!(next.last_error.as_ref().unwrap()["code"], "VRAM-E019", "a check within its deadline is judged on what it found");
+    assert_ne!(
+        next.last_error.as_ref().unwrap()["code"],
+        "VRAM-E019",
+        "a check within its deadline is judged on what it found"
+    );
     assert_eq!(next.counters.checks_failed, 2);
 }
 

@@ -154,7 +154,10 @@ fn unhealthy_is_503_naming_the_violation_and_not_ready() {
 
     let ready = get(server.local_addr(), "/health/ready");
     assert_eq!(ready.status, 503);
-    assert_eq!(ready.json(), serde_json::json!({ "ready": false, "status": "unhealthy", "resident": false, "violations": 1 }));
+    assert_eq!(
+        ready.json(),
+        serde_json::json!({ "ready": false, "status": "unhealthy", "resident": false, "violations": 1 })
+    );
 }
 
 #[test]
@@ -173,7 +176,10 @@ fn ready_needs_healthy_and_resident() {
     let server = serve(healthy());
     let ready = get(server.local_addr(), "/health/ready");
     assert_eq!(ready.status, 200);
-    assert_eq!(ready.json(), serde_json::json!({ "ready": true, "status": "healthy", "resident": true, "violations": 0 }));
+    assert_eq!(
+        ready.json(),
+        serde_json::json!({ "ready": true, "status": "healthy", "resident": true, "violations": 0 })
+    );
 
     let not_resident = serve(HealthReport { resident: false, ..healthy() });
     assert_eq!(get(not_resident.local_addr(), "/health/ready").status, 503);
@@ -196,7 +202,8 @@ fn live_is_200_whatever_the_verdict() {
 #[test]
 fn live_is_503_with_the_error_once_the_report_says_dead() {
     let error = serde_json::json!({ "code": "VRAM-E018", "message": "VRAM-E018: illegal address" });
-    let dead = HealthReport { live: false, status: HealthStatus::Unhealthy, last_error: Some(error.clone()), ..healthy() };
+    let dead =
+        HealthReport { live: false, status: HealthStatus::Unhealthy, last_error: Some(error.clone()), ..healthy() };
     let server = serve(dead);
     let live = get(server.local_addr(), "/health/live");
     assert_eq!(live.status, 503);
@@ -256,7 +263,11 @@ fn head_answers_like_get_without_a_body() {
     let server = serve(unhealthy());
     for path in ["/health", "/health/ready", "/metrics"] {
         let get = get(server.local_addr(), path);
-        let raw = send_raw(server.local_addr(), format!("HEAD {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).unwrap();
+        let raw = send_raw(
+            server.local_addr(),
+            format!("HEAD {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .unwrap();
         let head = parse_response(&raw, true).unwrap();
         assert_eq!(head.status, get.status, "{path}");
         assert_eq!(head.header("Content-Type"), get.header("Content-Type"));
@@ -309,7 +320,9 @@ fn many_clients_at_once_are_all_served() {
     let clients: Vec<_> = (0..16)
         .map(|i| {
             thread::spawn(move || {
-                (0..10).map(|j| get(addr, ["/health", "/metrics", "/health/ready"][(i + j) % 3]).status).collect::<Vec<_>>()
+                (0..10)
+                    .map(|j| get(addr, ["/health", "/metrics", "/health/ready"][(i + j) % 3]).status)
+                    .collect::<Vec<_>>()
             })
         })
         .collect();
@@ -337,7 +350,8 @@ fn valid_metric_name(name: &str) -> bool {
 
 fn valid_label_name(name: &str) -> bool {
     let mut chars = name.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_') && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 fn parse_value(text: &str) -> Option<f64> {
@@ -404,7 +418,10 @@ fn parse_exposition(text: &str) -> Vec<Sample> {
         } else if let Some(rest) = line.strip_prefix("# TYPE ") {
             let (name, kind) = rest.split_once(' ').unwrap_or_else(|| panic!("TYPE without type: {line}"));
             assert!(valid_metric_name(name), "{line}");
-            assert!(["gauge", "counter", "info", "stateset", "histogram", "summary", "unknown"].contains(&kind), "{line}");
+            assert!(
+                ["gauge", "counter", "info", "stateset", "histogram", "summary", "unknown"].contains(&kind),
+                "{line}"
+            );
             assert!(types.insert(name.to_owned(), kind.to_owned()).is_none(), "family declared twice: {line}");
         } else if let Some(rest) = line.strip_prefix("# UNIT ") {
             let (name, unit) = rest.split_once(' ').unwrap_or_else(|| panic!("UNIT without unit: {line}"));
@@ -414,7 +431,9 @@ fn parse_exposition(text: &str) -> Vec<Sample> {
             let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("sample without value: {line}"));
             let value = parse_value(value).unwrap_or_else(|| panic!("not a float: {line}"));
             let (name, labels) = match series.find('{') {
-                Some(brace) => (&series[..brace], parse_labels(&series[brace..]).unwrap_or_else(|| panic!("bad labels: {line}"))),
+                Some(brace) => {
+                    (&series[..brace], parse_labels(&series[brace..]).unwrap_or_else(|| panic!("bad labels: {line}")))
+                }
                 None => (series, BTreeMap::new()),
             };
             assert!(valid_metric_name(name), "bad name: {line}");
@@ -454,7 +473,9 @@ fn metrics_are_well_formed_and_equal_the_report() {
     let server = serve(report.clone());
     let samples = scrape(&server);
     let v = |name: &str| value(&samples, name, &[]).unwrap_or_else(|| panic!("{name} missing"));
-    let purpose = |p: &str| value(&samples, "vramguard_vram_used_bytes", &[("purpose", p)]).unwrap_or_else(|| panic!("{p} missing"));
+    let purpose = |p: &str| {
+        value(&samples, "vramguard_vram_used_bytes", &[("purpose", p)]).unwrap_or_else(|| panic!("{p} missing"))
+    };
     assert_eq!(purpose("model_weights"), 3_000_000.0);
     assert_eq!(purpose("kv_cache"), 400_000.0);
     assert_eq!(purpose("intermediate_buffers"), 100_000.0);
@@ -510,7 +531,12 @@ fn process_vram_is_reported_only_when_known() {
 fn unknown_figures_are_left_out_before_the_first_check() {
     let server = serve(HealthReport::starting(DeviceReport::default()));
     let samples = scrape(&server);
-    for absent in ["vramguard_budget_bytes", "vramguard_memory_pressure_level", "vramguard_last_check_timestamp_seconds", "vramguard_last_check_duration_seconds"] {
+    for absent in [
+        "vramguard_budget_bytes",
+        "vramguard_memory_pressure_level",
+        "vramguard_last_check_timestamp_seconds",
+        "vramguard_last_check_duration_seconds",
+    ] {
         assert_eq!(value(&samples, absent, &[]), None, "{absent}");
     }
     assert_eq!(value(&samples, "vramguard_healthy", &[]), Some(0.0));
@@ -564,10 +590,16 @@ fn an_oversized_body_is_refused_before_it_is_read() {
     let _ = stream.read_to_end(&mut raw);
     assert_eq!(parse_response(&raw, false).expect("a response").status, 413);
     // A body that fits is read and skipped.
-    let fits = send_raw(server.local_addr(), b"GET /health HTTP/1.1\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbody").unwrap();
+    let fits =
+        send_raw(server.local_addr(), b"GET /health HTTP/1.1\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbody")
+            .unwrap();
     assert_eq!(parse_response(&fits, false).unwrap().status, 200);
     // Chunked bodies are not taken: the size must be known before reading.
-    let chunked = send_raw(server.local_addr(), b"GET /health HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nbody\r\n0\r\n\r\n").unwrap();
+    let chunked = send_raw(
+        server.local_addr(),
+        b"GET /health HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nbody\r\n0\r\n\r\n",
+    )
+    .unwrap();
     assert_eq!(parse_response(&chunked, false).unwrap().status, 411);
 }
 
@@ -584,7 +616,9 @@ fn the_limit_is_configurable() {
     let small = ServerConfig { max_request_bytes: 128, ..config() };
     let server = serve_with(small, healthy());
     assert_eq!(get(server.local_addr(), "/health").status, 200, "a short request fits in 128 bytes");
-    let raw = send_raw(server.local_addr(), format!("GET /health HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(200)).as_bytes()).unwrap();
+    let raw =
+        send_raw(server.local_addr(), format!("GET /health HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(200)).as_bytes())
+            .unwrap();
     assert_eq!(parse_response(&raw, false).unwrap().status, 431);
 }
 

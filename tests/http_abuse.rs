@@ -20,7 +20,11 @@ struct Healthy;
 
 impl HealthSource for Healthy {
     fn report(&self) -> HealthReport {
-        HealthReport { status: HealthStatus::Healthy, resident: true, ..HealthReport::starting(DeviceReport::default()) }
+        HealthReport {
+            status: HealthStatus::Healthy,
+            resident: true,
+            ..HealthReport::starting(DeviceReport::default())
+        }
     }
 }
 
@@ -31,7 +35,10 @@ fn start(config: ServerConfig) -> HealthServer {
 /// Both ends of every connection live in this process.
 fn enough_files(connections: usize) {
     let limit = raise_fd_limit();
-    assert!(limit as usize > 2 * connections + 64, "RLIMIT_NOFILE is {limit}: too low for {connections} connections at both ends");
+    assert!(
+        limit as usize > 2 * connections + 64,
+        "RLIMIT_NOFILE is {limit}: too low for {connections} connections at both ends"
+    );
 }
 
 /// The probes Kubernetes sends, each on a fresh connection, all answered.

@@ -6,9 +6,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use proptest::prelude::*;
-use vramguard::monitor::{
-    AlertLevel, AlertThresholds, GpuMonitor, MemorySource, MonitorConfig, UnloadEvent, Unloader,
-};
+use vramguard::monitor::{AlertLevel, AlertThresholds, GpuMonitor, MemorySource, MonitorConfig, UnloadEvent, Unloader};
 use vramguard::{AllocationKind, Error, MemoryInfo, OutOfMemory, Purpose, Tracker, Usage};
 
 use AlertLevel::{Critical, Normal, Warning};
@@ -88,8 +86,10 @@ impl TempDir {
     }
 
     fn files(&self) -> Vec<String> {
-        let mut names: Vec<String> =
-            std::fs::read_dir(&self.0).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        let mut names: Vec<String> = std::fs::read_dir(&self.0)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
         names.sort();
         names
     }
@@ -466,7 +466,8 @@ fn invalid_config_rejected_with_e007() {
 
 #[test]
 fn background_thread_checks_and_sees_a_change() {
-    let (monitor, source) = monitor_with(MonitorConfig { interval: Duration::from_millis(20), ..MonitorConfig::default() });
+    let (monitor, source) =
+        monitor_with(MonitorConfig { interval: Duration::from_millis(20), ..MonitorConfig::default() });
     source.set(0, 100, 1000);
     let (tx, rx) = mpsc::channel();
     monitor.on_alert(move |alert| {
@@ -483,7 +484,8 @@ fn background_thread_checks_and_sees_a_change() {
 
 #[test]
 fn background_thread_stops_promptly_on_drop() {
-    let (monitor, source) = monitor_with(MonitorConfig { interval: Duration::from_secs(10), ..MonitorConfig::default() });
+    let (monitor, source) =
+        monitor_with(MonitorConfig { interval: Duration::from_secs(10), ..MonitorConfig::default() });
     source.set(0, 100, 1000);
     let handle = monitor.start().unwrap();
     assert!(wait_until(|| monitor.checks_run() == 1), "the first check runs at once");
@@ -499,7 +501,8 @@ fn background_thread_stops_promptly_on_drop() {
 
 #[test]
 fn background_thread_records_failures_and_keeps_going() {
-    let (monitor, source) = monitor_with(MonitorConfig { interval: Duration::from_millis(10), ..MonitorConfig::default() });
+    let (monitor, source) =
+        monitor_with(MonitorConfig { interval: Duration::from_millis(10), ..MonitorConfig::default() });
     source.fail(0, Error::Cuda("driver hiccup".into()));
     let handle = monitor.start().unwrap();
     assert!(wait_until(|| monitor.checks_failed() >= 2), "failed checks {}", monitor.checks_failed());
@@ -606,7 +609,10 @@ fn a_dump_never_writes_through_a_planted_link_or_into_a_planted_file() {
         let path = monitor.write_dump(&dir.0).unwrap();
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         let millis: u128 = name["vramguard-dump-".len()..].split('-').next().unwrap().parse().unwrap();
-        assert!(window.contains(&millis), "the dump at {millis} ms is outside the planted {window:?}: the test proved nothing");
+        assert!(
+            window.contains(&millis),
+            "the dump at {millis} ms is outside the planted {window:?}: the test proved nothing"
+        );
         assert!(std::fs::read(&victim).unwrap() == b"precious", "the dump wrote through a planted link");
         assert!(!std::fs::symlink_metadata(&path).unwrap().file_type().is_symlink(), "published onto a link: {path:?}");
         assert_eq!(read_json(&path)["devices"][0]["latest"]["used_bytes"], 100);

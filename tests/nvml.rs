@@ -71,7 +71,8 @@ fn process_vram_is_unknown_with_a_reason_here() {
 fn failure_is_cached_and_repeated_calls_agree_across_threads() {
     let first = process_vram(0);
     let again: Vec<ProcessVram> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..8).map(|_| scope.spawn(|| (0..200).map(|_| process_vram(0)).collect::<Vec<_>>())).collect();
+        let workers: Vec<_> =
+            (0..8).map(|_| scope.spawn(|| (0..200).map(|_| process_vram(0)).collect::<Vec<_>>())).collect();
         workers.into_iter().flat_map(|worker| worker.join().unwrap()).collect()
     });
     if first.bytes().is_none() {
@@ -106,8 +107,19 @@ fn pci_parse_accepts_case_missing_domain_and_c_padding() {
 #[test]
 fn malformed_pci_ids_are_rejected() {
     for bad in [
-        "", "0000:1B:00", "0000:1B:20.0", "0000:1B:00.8", "zz:00.0", "000000000:1B:00.0", "0000:100:00.0",
-        "+1:00:00.0", "0000:1B:00.0.0", "0:0:0:0.0", "0000::00.0", "0x00:1B:00.0", "GPU-0000",
+        "",
+        "0000:1B:00",
+        "0000:1B:20.0",
+        "0000:1B:00.8",
+        "zz:00.0",
+        "000000000:1B:00.0",
+        "0000:100:00.0",
+        "+1:00:00.0",
+        "0000:1B:00.0.0",
+        "0:0:0:0.0",
+        "0000::00.0",
+        "0x00:1B:00.0",
+        "GPU-0000",
     ] {
         let error = PciBusId::parse(bad).unwrap_err();
         assert_eq!(error, NvmlUnavailable::BadPciBusId(bad.into()), "{bad:?}");
@@ -193,7 +205,10 @@ fn mig_instances_add_and_repeats_count_once() {
 
 /// Answers like nvmlDeviceGetComputeRunningProcesses for `lists[call]` (the last list repeats),
 /// and records the buffer size of each call.
-fn fake_nvml(lists: Vec<Vec<ProcessInfo>>, sizes: &mut Vec<usize>) -> impl FnMut(&mut u32, &mut [ProcessInfo]) -> i32 + '_ {
+fn fake_nvml(
+    lists: Vec<Vec<ProcessInfo>>,
+    sizes: &mut Vec<usize>,
+) -> impl FnMut(&mut u32, &mut [ProcessInfo]) -> i32 + '_ {
     move |count, buffer| {
         assert_eq!(*count as usize, buffer.len(), "count must be the buffer's length");
         let list = &lists[sizes.len().min(lists.len() - 1)];

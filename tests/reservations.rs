@@ -17,7 +17,10 @@ fn a_guard_holds_its_bytes_until_dropped() {
     assert_eq!((a.bytes(), a.operation_id()), (400, "search-1"));
     let stats = guard.stats();
     assert_eq!((stats.reserved, stats.reservation_count, stats.level), (1000, 2, ReservationLevel::Critical));
-    assert_eq!(guard.reservations().iter().map(|r| r.operation_id.as_str()).collect::<Vec<_>>(), ["search-1", "search-2"]);
+    assert_eq!(
+        guard.reservations().iter().map(|r| r.operation_id.as_str()).collect::<Vec<_>>(),
+        ["search-1", "search-2"]
+    );
     drop(a);
     assert_eq!((guard.stats().reserved, guard.budget().used()), (600, 600));
     drop(b);

@@ -12,7 +12,11 @@ use vramguard::slots::{
 use vramguard::{AllocationKind, Error, MemoryPressure, OomSource, Tracker};
 
 fn manager_with_clock(budget: u64, clock: &ManualClock) -> ModelSlotManager<Embedder> {
-    ModelSlotManager::with_config(SlotConfig { budget_bytes: budget, clock: Arc::new(clock.clone()), ..SlotConfig::default() })
+    ModelSlotManager::with_config(SlotConfig {
+        budget_bytes: budget,
+        clock: Arc::new(clock.clone()),
+        ..SlotConfig::default()
+    })
 }
 
 #[test]
@@ -78,7 +82,12 @@ fn manual_test_1_all_thirteen_embedders_fit_in_8_gib() {
     assert_eq!(manager.budget(), MODEL_BUDGET_BYTES);
     for (embedder, size) in MODEL_SIZES {
         manager.allocate_slot(embedder, size).unwrap();
-        println!("{embedder}: allocated={} slots={} pressure={:?}", manager.allocated(), manager.loaded_count(), manager.pressure_level());
+        println!(
+            "{embedder}: allocated={} slots={} pressure={:?}",
+            manager.allocated(),
+            manager.loaded_count(),
+            manager.pressure_level()
+        );
     }
     assert_eq!(manager.loaded_count(), 13);
     assert_eq!(manager.allocated(), 1_600_000_000);
@@ -99,7 +108,13 @@ fn manual_test_2_critical_pressure_at_96_percent() {
 #[test]
 fn pressure_levels_follow_allocations_at_each_boundary() {
     let manager = ModelSlotManager::with_budget(1000);
-    let steps = [(499, MemoryPressure::Low), (1, MemoryPressure::Medium), (300, MemoryPressure::High), (149, MemoryPressure::High), (1, MemoryPressure::Critical)];
+    let steps = [
+        (499, MemoryPressure::Low),
+        (1, MemoryPressure::Medium),
+        (300, MemoryPressure::High),
+        (149, MemoryPressure::High),
+        (1, MemoryPressure::Critical),
+    ];
     for (i, (bytes, level)) in steps.into_iter().enumerate() {
         manager.allocate_slot(format!("slot {i}"), bytes).unwrap();
         assert_eq!(manager.pressure_level(), level, "after {} bytes", manager.allocated());
@@ -153,7 +168,8 @@ fn load_evicts_the_fit_plan_through_callbacks() {
     let sink = Arc::clone(&seen);
     manager.on_evict(move |e| sink.lock().unwrap().push((e.key, e.size_bytes, e.reason)));
     // Oldest first: three small slots, then a large one.
-    for (e, size) in [(Embedder::Semantic, 100), (Embedder::Causal, 100), (Embedder::Code, 100), (Embedder::Graph, 500)] {
+    for (e, size) in [(Embedder::Semantic, 100), (Embedder::Causal, 100), (Embedder::Code, 100), (Embedder::Graph, 500)]
+    {
         manager.allocate_slot(e, size).unwrap();
         clock.advance(Duration::from_secs(1));
     }

@@ -110,7 +110,9 @@ fn mixed_churn_returns_every_byte() -> Result<(), Failed> {
                             7 if !held.is_empty() => {
                                 let buffer = held.swap_remove(rng.below(held.len() as u64) as usize);
                                 let mut back = [0u8; 8];
-                                buffer.copy_to_host(0, &mut back[..buffer.len().min(8) as usize]).map_err(|e| e.to_string())?;
+                                buffer
+                                    .copy_to_host(0, &mut back[..buffer.len().min(8) as usize])
+                                    .map_err(|e| e.to_string())?;
                             }
                             _ if !held.is_empty() => drop(held.swap_remove(rng.below(held.len() as u64) as usize)),
                             _ => {}

@@ -42,14 +42,18 @@ void checksum_benchmarks(int device) {
     void* buffer = nullptr;
     if (cudaMalloc(&buffer, bytes) != cudaSuccess) {
       cudaGetLastError();
-      rows().push_back({"checksum " + std::to_string(gib) + " GiB", "not enough memory", "-", "-", ">= 90 %", false});
+      rows().push_back({"checksum " + std::to_string(gib) + " GiB", "not enough memory", "-", "-",
+                        ">= 90 %", false});
       continue;
     }
     cudaMemset(buffer, 0x5a, bytes);
-    const double checksum = gigabytes_per_second(bytes, [&] { vramguard::device_checksum(buffer, bytes, device); });
-    const double read_only = gigabytes_per_second(bytes, [&] { vramguard::read_only_sweep(buffer, bytes, device); });
-    rows().push_back({"integrity checksum, " + std::to_string(gib) + " GiB", fmt("%.0f GB/s", checksum),
-                      fmt("%.0f GB/s read-only kernel", read_only), fmt("%.1f %%", 100.0 * checksum / read_only), ">= 90 %",
+    const double checksum =
+        gigabytes_per_second(bytes, [&] { vramguard::device_checksum(buffer, bytes, device); });
+    const double read_only =
+        gigabytes_per_second(bytes, [&] { vramguard::read_only_sweep(buffer, bytes, device); });
+    rows().push_back({"integrity checksum, " + std::to_string(gib) + " GiB",
+                      fmt("%.0f GB/s", checksum), fmt("%.0f GB/s read-only kernel", read_only),
+                      fmt("%.1f %%", 100.0 * checksum / read_only), ">= 90 %",
                       checksum >= 0.9 * read_only});
     cudaFree(buffer);
   }

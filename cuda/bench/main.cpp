@@ -30,7 +30,8 @@ int main(int argc, char** argv) {
   cudaDeviceProp properties{};
   cudaGetDeviceProperties(&properties, device);
   std::printf("GPU%d: %s, %d SMs, %.1f GiB; host: %u hardware threads\n", device, properties.name,
-              properties.multiProcessorCount, properties.totalGlobalMem / 1073741824.0, std::thread::hardware_concurrency());
+              properties.multiProcessorCount, properties.totalGlobalMem / 1073741824.0,
+              std::thread::hardware_concurrency());
   bench::tracker_benchmarks();
   bench::residency_benchmarks(device);
   bench::pool_benchmarks(device);

@@ -56,15 +56,17 @@ void pool_benchmarks(int device) {
     cudaFreeAsync(p, nullptr);
   };
   auto tracked = [&] {
-    vramguard::DeviceMemory memory(4096, &tracker, vramguard::VramPurpose::KVCache, {}, vramguard::AllocationKind::Pool, &pool);
+    vramguard::DeviceMemory memory(4096, &tracker, vramguard::VramPurpose::KVCache, {},
+                                   vramguard::AllocationKind::Pool, &pool);
   };
   pairs_per_second(device, 1, raw);  // warm the pool
   for (int threads : {1, 4, 16}) {
     const double cuda = pairs_per_second(device, threads, raw);
     const double ours = pairs_per_second(device, threads, tracked);
-    rows().push_back({"Pool alloc+free pairs/s, " + std::to_string(threads) + " thread(s), one pool",
-                      fmt("%.2f M pairs/s tracked", ours / 1e6), fmt("%.2f M pairs/s raw CUDA", cuda / 1e6),
-                      fmt("%.2fx", ours / cuda), "reported", true});
+    rows().push_back(
+        {"Pool alloc+free pairs/s, " + std::to_string(threads) + " thread(s), one pool",
+         fmt("%.2f M pairs/s tracked", ours / 1e6), fmt("%.2f M pairs/s raw CUDA", cuda / 1e6),
+         fmt("%.2fx", ours / cuda), "reported", true});
   }
 }
 

@@ -31,8 +31,9 @@ void query(Query how, const void* ptr) {
   unsigned type = 0;
   int device = -1, managed = 0;
   void* host = nullptr;
-  CUpointer_attribute names[4] = {CU_POINTER_ATTRIBUTE_MEMORY_TYPE, CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL,
-                                  CU_POINTER_ATTRIBUTE_IS_MANAGED, CU_POINTER_ATTRIBUTE_HOST_POINTER};
+  CUpointer_attribute names[4] = {
+      CU_POINTER_ATTRIBUTE_MEMORY_TYPE, CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL,
+      CU_POINTER_ATTRIBUTE_IS_MANAGED, CU_POINTER_ATTRIBUTE_HOST_POINTER};
   void* values[4] = {&type, &device, &managed, &host};
   switch (how) {
     case Query::Runtime: {
@@ -43,7 +44,9 @@ void query(Query how, const void* ptr) {
     case Query::Driver1: get_attributes(1, names, values, address); break;
     case Query::Driver3: get_attributes(3, names, values, address); break;
     case Query::Driver4: get_attributes(4, names, values, address); break;
-    case Query::DriverSingle: get_attribute(&type, CU_POINTER_ATTRIBUTE_MEMORY_TYPE, address); break;
+    case Query::DriverSingle:
+      get_attribute(&type, CU_POINTER_ATTRIBUTE_MEMORY_TYPE, address);
+      break;
   }
 }
 
@@ -92,9 +95,11 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "vramguard_query_contention: [VRAM-E001] no usable GPU %d\n", device);
     return 101;
   }
-  cudaGetDriverEntryPointByVersion("cuPointerGetAttributes", reinterpret_cast<void**>(&get_attributes), 12000,
+  cudaGetDriverEntryPointByVersion("cuPointerGetAttributes",
+                                   reinterpret_cast<void**>(&get_attributes), 12000,
                                    cudaEnableDefault, nullptr);
-  cudaGetDriverEntryPointByVersion("cuPointerGetAttribute", reinterpret_cast<void**>(&get_attribute), 12000,
+  cudaGetDriverEntryPointByVersion("cuPointerGetAttribute",
+                                   reinterpret_cast<void**>(&get_attribute), 12000,
                                    cudaEnableDefault, nullptr);
   if (get_attributes == nullptr || get_attribute == nullptr) {
     std::fprintf(stderr, "vramguard_query_contention: driver entry points not found\n");
@@ -123,9 +128,13 @@ int main(int argc, char** argv) {
       {"runtime, 20 us pause every 1024", Query::Runtime, 1024, 20, false},
       {"runtime, sched_yield every 16", Query::Runtime, 16, 0, true},
   };
-  std::printf("\n### cudaMallocAsync+cudaFreeAsync latency while another thread queries pointers\n\n");
-  std::printf("idle: median %.2f us, p99 %.2f us\n\n", bench::median(idle), bench::percentile(idle, 0.99));
-  std::printf("| sweep of 100,000 pointers | sweep time | allocation median during | p99 during |\n|---|---|---|---|\n");
+  std::printf(
+      "\n### cudaMallocAsync+cudaFreeAsync latency while another thread queries pointers\n\n");
+  std::printf("idle: median %.2f us, p99 %.2f us\n\n", bench::median(idle),
+              bench::percentile(idle, 0.99));
+  std::printf(
+      "| sweep of 100,000 pointers | sweep time | allocation median during | p99 during "
+      "|\n|---|---|---|---|\n");
   for (int round = 0; round < 2; ++round) {
     for (const Variant& v : variants) {
       std::vector<double> times;
@@ -145,8 +154,8 @@ int main(int argc, char** argv) {
       const auto during = allocation_latencies_us(20000);
       stop.store(true);
       sweeper.join();
-      std::printf("| %s | %.1f ms | %.2f us | %.2f us |\n", v.name, bench::median(times) * 1e3, bench::median(during),
-                  bench::percentile(during, 0.99));
+      std::printf("| %s | %.1f ms | %.2f us | %.2f us |\n", v.name, bench::median(times) * 1e3,
+                  bench::median(during), bench::percentile(during, 0.99));
     }
   }
   cudaFree(block);

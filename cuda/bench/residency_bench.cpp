@@ -20,13 +20,15 @@ namespace {
 constexpr std::size_t kLive = 100'000;
 constexpr std::size_t kSpacing = 256;
 
-std::vector<double> allocation_latencies_us(vramguard::VramTracker& tracker, vramguard::MemoryPool& pool, int n) {
+std::vector<double> allocation_latencies_us(vramguard::VramTracker& tracker,
+                                            vramguard::MemoryPool& pool, int n) {
   std::vector<double> samples;
   samples.reserve(n);
   for (int i = 0; i < n; ++i) {
     const double start = now_seconds();
     {
-      vramguard::DeviceMemory memory(4096, &tracker, vramguard::VramPurpose::KVCache, {}, vramguard::AllocationKind::Pool, &pool);
+      vramguard::DeviceMemory memory(4096, &tracker, vramguard::VramPurpose::KVCache, {},
+                                     vramguard::AllocationKind::Pool, &pool);
     }
     samples.push_back((now_seconds() - start) * 1e6);
   }
@@ -37,7 +39,8 @@ std::vector<double> tracker_pair_latencies_us(vramguard::VramTracker& tracker, i
   std::vector<double> samples;
   samples.reserve(n);
   for (int i = 0; i < n; ++i) {
-    const void* p = reinterpret_cast<const void*>(0x600000000000ull + (static_cast<std::uint64_t>(i) << 8));
+    const void* p =
+        reinterpret_cast<const void*>(0x600000000000ull + (static_cast<std::uint64_t>(i) << 8));
     const double start = now_seconds();
     tracker.record_allocation(p, 4096, vramguard::VramPurpose::KVCache);
     tracker.record_deallocation(p);
@@ -90,8 +93,9 @@ void residency_benchmarks(int device) {
     std::size_t resident = 0;
     for (const void* p : pointers) {
       cudaPointerAttributes attributes{};
-      if (cudaPointerGetAttributes(&attributes, p) == cudaSuccess && attributes.type == cudaMemoryTypeDevice &&
-          attributes.hostPointer == nullptr && attributes.device == device) {
+      if (cudaPointerGetAttributes(&attributes, p) == cudaSuccess &&
+          attributes.type == cudaMemoryTypeDevice && attributes.hostPointer == nullptr &&
+          attributes.device == device) {
         ++resident;
       }
     }
@@ -103,13 +107,14 @@ void residency_benchmarks(int device) {
   }
   const double ratio = median(ours) / median(raw);
   rows().push_back({"residency sweep, 100,000 live allocations", fmt("%.1f ms", median(ours) * 1e3),
-                    fmt("%.1f ms (raw cudaPointerGetAttributes loop)", median(raw) * 1e3), fmt("%.2fx", ratio), "<= 1.2x",
-                    ratio <= 1.2});
-  rows().push_back({"  of which: copying the candidates under shard locks", fmt("%.2f ms", median(collect) * 1e3), "-",
-                    "-", "reported", true});
-  rows().push_back({"  raw cudaPointerGetAttributes loop in the tracker's order", fmt("%.1f ms", median(raw_in_our_order) * 1e3),
-                    fmt("%.1f ms (address order)", median(raw) * 1e3), fmt("%.2fx", median(raw_in_our_order) / median(raw)),
-                    "reported", true});
+                    fmt("%.1f ms (raw cudaPointerGetAttributes loop)", median(raw) * 1e3),
+                    fmt("%.2fx", ratio), "<= 1.2x", ratio <= 1.2});
+  rows().push_back({"  of which: copying the candidates under shard locks",
+                    fmt("%.2f ms", median(collect) * 1e3), "-", "-", "reported", true});
+  rows().push_back({"  raw cudaPointerGetAttributes loop in the tracker's order",
+                    fmt("%.1f ms", median(raw_in_our_order) * 1e3),
+                    fmt("%.1f ms (address order)", median(raw) * 1e3),
+                    fmt("%.2fx", median(raw_in_our_order) / median(raw)), "reported", true});
 
   vramguard::MemoryPool pool(device);
   vramguard::VramTracker churn(device);
@@ -147,13 +152,16 @@ void residency_benchmarks(int device) {
   const double raw_busy = median(raw_pool_latencies_us(20000));
   raw_stop.store(true);
   raw_sweeper.join();
-  rows().push_back({"tracker record+deallocate during sweeps (our locks only)", fmt("%.3f us", tracker_busy),
-                    fmt("%.3f us idle", tracker_idle), fmt("%.2fx", tracker_busy / tracker_idle), "<= 2x idle",
+  rows().push_back({"tracker record+deallocate during sweeps (our locks only)",
+                    fmt("%.3f us", tracker_busy), fmt("%.3f us idle", tracker_idle),
+                    fmt("%.2fx", tracker_busy / tracker_idle), "<= 2x idle",
                     tracker_busy / tracker_idle <= 2.0});
-  rows().push_back({"raw cudaMallocAsync+cudaFreeAsync during a raw query loop (CUDA alone)", fmt("%.2f us", raw_busy),
-                    fmt("%.2f us idle", raw_idle), fmt("%.2fx", raw_busy / raw_idle), "reference", true});
-  rows().push_back({"tracked Pool allocation + free during sweeps", fmt("%.2f us", busy), fmt("%.2f us idle", idle),
-                    fmt("%.2fx", busy / idle), "<= 2x idle", busy / idle <= 2.0});
+  rows().push_back({"raw cudaMallocAsync+cudaFreeAsync during a raw query loop (CUDA alone)",
+                    fmt("%.2f us", raw_busy), fmt("%.2f us idle", raw_idle),
+                    fmt("%.2fx", raw_busy / raw_idle), "reference", true});
+  rows().push_back({"tracked Pool allocation + free during sweeps", fmt("%.2f us", busy),
+                    fmt("%.2f us idle", idle), fmt("%.2fx", busy / idle), "<= 2x idle",
+                    busy / idle <= 2.0});
   cudaFree(block);
 }
 

@@ -19,7 +19,8 @@ class Seed001Tracker {
     std::string description;
   };
 
-  void record_allocation(const void* ptr, std::size_t bytes, int purpose, const std::string& description) {
+  void record_allocation(const void* ptr, std::size_t bytes, int purpose,
+                         const std::string& description) {
     std::lock_guard<std::mutex> lock(mutex_);
     records_[ptr] = Record{ptr, bytes, purpose, description};
   }

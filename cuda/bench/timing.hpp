@@ -48,10 +48,13 @@ inline std::string fmt(const char* format, double value) {
 }
 
 inline void print_table(const char* title) {
-  std::printf("\n### %s\n\n| measurement | vramguard | baseline | ratio | target | met |\n|---|---|---|---|---|---|\n", title);
+  std::printf(
+      "\n### %s\n\n| measurement | vramguard | baseline | ratio | target | met "
+      "|\n|---|---|---|---|---|---|\n",
+      title);
   for (const auto& r : rows()) {
-    std::printf("| %s | %s | %s | %s | %s | %s |\n", r.measurement.c_str(), r.ours.c_str(), r.baseline.c_str(),
-                r.ratio.c_str(), r.target.c_str(), r.met ? "yes" : "**no**");
+    std::printf("| %s | %s | %s | %s | %s | %s |\n", r.measurement.c_str(), r.ours.c_str(),
+                r.baseline.c_str(), r.ratio.c_str(), r.target.c_str(), r.met ? "yes" : "**no**");
   }
 }
 

@@ -1,12 +1,13 @@
 // Tracker record + deallocate pairs at 1, 4 and 16 threads, vramguard's sharded tracker against
 // seed 001's design; total reads with 1,000,000 live records; host bytes per record.
+#include <unistd.h>
+
 #include <array>
 #include <atomic>
 #include <cstdint>
 #include <fstream>
 #include <mutex>
 #include <thread>
-#include <unistd.h>
 #include <vector>
 
 #include "bench.hpp"
@@ -77,9 +78,11 @@ double exact_counter_ceiling(int threads) {
   return pairs_per_second(
       threads,
       [](const void*) {
-        const std::uint64_t total = counters.total.fetch_add(4096, std::memory_order_relaxed) + 4096;
+        const std::uint64_t total =
+            counters.total.fetch_add(4096, std::memory_order_relaxed) + 4096;
         counters.purpose.fetch_add(4096, std::memory_order_relaxed);
-        if (total > peak.load(std::memory_order_relaxed)) peak.store(total, std::memory_order_relaxed);
+        if (total > peak.load(std::memory_order_relaxed))
+          peak.store(total, std::memory_order_relaxed);
       },
       [](const void*) {
         counters.total.fetch_sub(4096, std::memory_order_relaxed);
@@ -98,7 +101,8 @@ double sharded_table_alone(int threads) {
   return pairs_per_second(
       threads,
       [&](const void* p) {
-        const std::uint64_t hash = vramguard::RecordTable::hash_of(reinterpret_cast<std::uintptr_t>(p));
+        const std::uint64_t hash =
+            vramguard::RecordTable::hash_of(reinterpret_cast<std::uintptr_t>(p));
         vramguard::AllocationRecord record;
         record.ptr = const_cast<void*>(p);
         record.bytes = 4096;
@@ -111,16 +115,20 @@ double sharded_table_alone(int threads) {
         const std::uint64_t hash = vramguard::RecordTable::hash_of(key);
         Shard& shard = shard_of(hash);
         std::lock_guard<vramguard::ShardMutex> lock(shard.mutex);
-        if (vramguard::AllocationRecord* record = shard.records.find(key, hash)) shard.records.erase(record, hash, nullptr);
+        if (vramguard::AllocationRecord* record = shard.records.find(key, hash))
+          shard.records.erase(record, hash, nullptr);
       });
 }
 
 constexpr int kThreadCounts[] = {1, 4, 16};
 
 // One row setting the tracker's pairs/s beside a ceiling measured at the same thread count.
-void ceiling_row(int threads, const char* what, const char* measured, const char* alone, double tracker, double ceiling) {
-  rows().push_back({"  " + std::string(what) + " ceiling, " + std::to_string(threads) + " thread(s): " + measured + " only",
-                    fmt("%.1f M pairs/s tracker", tracker / 1e6), fmt("%.1f M pairs/s ", ceiling / 1e6) + alone + " alone",
+void ceiling_row(int threads, const char* what, const char* measured, const char* alone,
+                 double tracker, double ceiling) {
+  rows().push_back({"  " + std::string(what) + " ceiling, " + std::to_string(threads) +
+                        " thread(s): " + measured + " only",
+                    fmt("%.1f M pairs/s tracker", tracker / 1e6),
+                    fmt("%.1f M pairs/s ", ceiling / 1e6) + alone + " alone",
                     fmt("%.0f %% of it", 100.0 * tracker / ceiling), "reported", true});
 }
 
@@ -130,7 +138,8 @@ void tracker_benchmarks() {
     vramguard::VramTracker ours;
     Seed001Tracker seed;
     const double mine = pairs_per_second(
-        threads, [&](const void* p) { ours.record_allocation(p, 4096, vramguard::VramPurpose::KVCache); },
+        threads,
+        [&](const void* p) { ours.record_allocation(p, 4096, vramguard::VramPurpose::KVCache); },
         [&](const void* p) { ours.record_deallocation(p); });
     const double theirs = pairs_per_second(
         threads, [&](const void* p) { seed.record_allocation(p, 4096, 1, std::string()); },
@@ -138,38 +147,48 @@ void tracker_benchmarks() {
     tracker_pairs.push_back(mine);
     const double ns_per_pair = 1e9 / mine * threads;
     const bool met = threads == 1 ? ns_per_pair <= 100.0 : threads == 16 ? mine >= 20e6 : true;
-    rows().push_back({"tracker record+deallocate, " + std::to_string(threads) + " thread(s)",
-                      fmt("%.1f M pairs/s", mine / 1e6) + fmt(" (%.0f ns/pair/thread)", ns_per_pair),
-                      fmt("%.1f M pairs/s", theirs / 1e6), fmt("%.1fx", mine / theirs),
-                      threads == 1 ? "<= 100 ns/pair" : threads == 16 ? ">= 20 M pairs/s" : "-", met});
+    rows().push_back(
+        {"tracker record+deallocate, " + std::to_string(threads) + " thread(s)",
+         fmt("%.1f M pairs/s", mine / 1e6) + fmt(" (%.0f ns/pair/thread)", ns_per_pair),
+         fmt("%.1f M pairs/s", theirs / 1e6), fmt("%.1fx", mine / theirs),
+         threads == 1    ? "<= 100 ns/pair"
+         : threads == 16 ? ">= 20 M pairs/s"
+                         : "-",
+         met});
   }
 
   // What the missed pair targets are measured against: each half of a pair's cost alone.
   for (std::size_t i = 0; i < tracker_pairs.size(); ++i) {
     const int threads = kThreadCounts[i];
-    ceiling_row(threads, "exact-counter", "shared counter updates", "counters", tracker_pairs[i], exact_counter_ceiling(threads));
-    ceiling_row(threads, "sharded-table", "locked shard tables", "tables", tracker_pairs[i], sharded_table_alone(threads));
+    ceiling_row(threads, "exact-counter", "shared counter updates", "counters", tracker_pairs[i],
+                exact_counter_ceiling(threads));
+    ceiling_row(threads, "sharded-table", "locked shard tables", "tables", tracker_pairs[i],
+                sharded_table_alone(threads));
   }
 
   // Reads with 1,000,000 live records.
   vramguard::VramTracker ours;
   Seed001Tracker seed;
   const long rss_before = resident_bytes();
-  for (std::size_t i = 0; i < 1'000'000; ++i) ours.record_allocation(fake(0, i), 4096, vramguard::VramPurpose::ModelWeights);
+  for (std::size_t i = 0; i < 1'000'000; ++i)
+    ours.record_allocation(fake(0, i), 4096, vramguard::VramPurpose::ModelWeights);
   const long rss_after = resident_bytes();
-  for (std::size_t i = 0; i < 1'000'000; ++i) seed.record_allocation(fake(0, i), 4096, 0, std::string());
+  for (std::size_t i = 0; i < 1'000'000; ++i)
+    seed.record_allocation(fake(0, i), 4096, 0, std::string());
   constexpr int kReads = 1'000'000;
   volatile std::size_t sink = 0;
   double start = now_seconds();
-  for (int i = 0; i < kReads; ++i) sink = sink + ours.total_usage() + ours.usage_by_purpose(vramguard::VramPurpose::ModelWeights);
+  for (int i = 0; i < kReads; ++i)
+    sink = sink + ours.total_usage() + ours.usage_by_purpose(vramguard::VramPurpose::ModelWeights);
   const double ours_ns = (now_seconds() - start) / kReads * 1e9 / 2;
   start = now_seconds();
   for (int i = 0; i < 5; ++i) sink = sink + seed.total_usage();
   const double seed_ns = (now_seconds() - start) / 5 * 1e9;
-  rows().push_back({"total / per-purpose read, 1,000,000 live records", fmt("%.1f ns", ours_ns), fmt("%.1f ms", seed_ns / 1e6),
-                    fmt("%.0fx faster", seed_ns / ours_ns), "<= 50 ns", ours_ns <= 50.0});
-  rows().push_back({"host bytes per tracked allocation (empty description)", fmt("%.0f B", (rss_after - rss_before) / 1e6), "-", "-",
-                    "reported", true});
+  rows().push_back({"total / per-purpose read, 1,000,000 live records", fmt("%.1f ns", ours_ns),
+                    fmt("%.1f ms", seed_ns / 1e6), fmt("%.0fx faster", seed_ns / ours_ns),
+                    "<= 50 ns", ours_ns <= 50.0});
+  rows().push_back({"host bytes per tracked allocation (empty description)",
+                    fmt("%.0f B", (rss_after - rss_before) / 1e6), "-", "-", "reported", true});
 }
 
 }  // namespace bench

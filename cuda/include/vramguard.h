@@ -28,19 +28,19 @@ typedef enum vg_status {
   VG_ERR_DESCRIPTION_TOO_LONG = 4, /* over VG_MAX_DESCRIPTION_BYTES */
   VG_ERR_UNKNOWN_POINTER = 5,      /* not tracked by this tracker (unknown, or already freed) */
   VG_ERR_ALREADY_TRACKED = 6,      /* the pointer is already recorded */
-  VG_ERR_OWNERSHIP = 7,            /* vg_free on a recorded pointer, or vg_deallocate on an owned one */
-  VG_ERR_BUFFER_TOO_SMALL = 8,     /* caller buffer too small: *needed says how large */
-  VG_ERR_OUT_OF_RANGE = 9,         /* a copy reaches past the end of its allocation */
-  VG_ERR_INVALID_DEVICE = 10,      /* device ordinal out of range */
-  VG_ERR_NO_DEVICE = 11,           /* no CUDA driver or no GPU */
-  VG_ERR_OUT_OF_MEMORY = 12,       /* the device (or host, for pinned memory) is out of memory */
-  VG_ERR_CUDA = 13,                /* any other CUDA runtime error; vg_last_error names it */
-  VG_ERR_INTERNAL = 14,            /* an unexpected failure inside vramguard (a bug) */
-  VG_ERR_TIMEOUT = 15,             /* the GPU did not finish the work before the deadline (busy or
-                                      hung); nothing was waited for past it */
-  VG_ERR_CUDA_STICKY = 16          /* a CUDA error that corrupts the context (an illegal address, a
-                                      kernel exception, an uncorrectable ECC error, ...): every later
-                                      CUDA call fails too; the process must be restarted (R3) */
+  VG_ERR_OWNERSHIP = 7,        /* vg_free on a recorded pointer, or vg_deallocate on an owned one */
+  VG_ERR_BUFFER_TOO_SMALL = 8, /* caller buffer too small: *needed says how large */
+  VG_ERR_OUT_OF_RANGE = 9,     /* a copy reaches past the end of its allocation */
+  VG_ERR_INVALID_DEVICE = 10,  /* device ordinal out of range */
+  VG_ERR_NO_DEVICE = 11,       /* no CUDA driver or no GPU */
+  VG_ERR_OUT_OF_MEMORY = 12,   /* the device (or host, for pinned memory) is out of memory */
+  VG_ERR_CUDA = 13,            /* any other CUDA runtime error; vg_last_error names it */
+  VG_ERR_INTERNAL = 14,        /* an unexpected failure inside vramguard (a bug) */
+  VG_ERR_TIMEOUT = 15,         /* the GPU did not finish the work before the deadline (busy or
+                                  hung); nothing was waited for past it */
+  VG_ERR_CUDA_STICKY = 16      /* a CUDA error that corrupts the context (an illegal address, a
+                                  kernel exception, an uncorrectable ECC error, ...): every later
+                                  CUDA call fails too; the process must be restarted (R3) */
 } vg_status;
 
 typedef enum vg_purpose {
@@ -86,13 +86,13 @@ typedef struct vg_tracker vg_tracker;
 
 /* One live allocation, copied out of the tracker. */
 typedef struct vg_allocation {
-  uint64_t id;          /* unique within the tracker, never reused */
+  uint64_t id; /* unique within the tracker, never reused */
   uint64_t address;
   uint64_t bytes;
-  int32_t purpose;      /* vg_purpose */
-  int32_t kind;         /* vg_kind */
+  int32_t purpose; /* vg_purpose */
+  int32_t kind;    /* vg_kind */
   int32_t device;
-  int32_t owned;        /* 1: allocated by vramguard (free with vg_free); 0: recorded/adopted */
+  int32_t owned; /* 1: allocated by vramguard (free with vg_free); 0: recorded/adopted */
   uint64_t recorded_at_unix_ns;
   char description[VG_MAX_DESCRIPTION_BYTES + 1];
 } vg_allocation;
@@ -105,19 +105,19 @@ typedef struct vg_usage {
   uint64_t purpose_count[VG_PURPOSE_COUNT];
   uint64_t peak_total_bytes;
   uint64_t peak_purpose_bytes[VG_PURPOSE_COUNT];
-  uint64_t lifetime_allocations;   /* records ever made */
-  uint64_t unknown_deallocations;  /* deallocations of pointers that were not tracked (T2) */
+  uint64_t lifetime_allocations;  /* records ever made */
+  uint64_t unknown_deallocations; /* deallocations of pointers that were not tracked (T2) */
 } vg_usage;
 
 typedef struct vg_device_info {
   int32_t ordinal;
   int32_t compute_major;
   int32_t compute_minor;
-  int32_t integrated;                 /* shares physical memory with the host */
-  int32_t managed_memory;             /* supports cudaMallocManaged */
+  int32_t integrated;     /* shares physical memory with the host */
+  int32_t managed_memory; /* supports cudaMallocManaged */
   int32_t concurrent_managed_access;
-  int32_t pageable_memory_access;     /* can access pageable host memory (HMM / ATS): unified */
-  int32_t memory_pools;               /* supports cudaMallocAsync pools */
+  int32_t pageable_memory_access; /* can access pageable host memory (HMM / ATS): unified */
+  int32_t memory_pools;           /* supports cudaMallocAsync pools */
   uint64_t total_bytes;
   uint64_t free_bytes;
   char name[VG_MAX_NAME_BYTES + 1];
@@ -127,11 +127,11 @@ typedef struct vg_device_info {
 } vg_device_info;
 
 typedef struct vg_pointer_check {
-  int32_t resident;         /* 1 when device memory of the expected device, no host mapping */
-  int32_t memory_type;      /* vg_memory_type */
-  int32_t device;           /* as reported (-2 for unregistered host memory) */
+  int32_t resident;    /* 1 when device memory of the expected device, no host mapping */
+  int32_t memory_type; /* vg_memory_type */
+  int32_t device;      /* as reported (-2 for unregistered host memory) */
   int32_t has_host_pointer;
-  int32_t cuda_error;       /* 0 unless the query itself failed */
+  int32_t cuda_error; /* 0 unless the query itself failed */
 } vg_pointer_check;
 
 typedef struct vg_violation {
@@ -140,18 +140,18 @@ typedef struct vg_violation {
   uint64_t bytes;
   int32_t purpose;
   int32_t kind;
-  int32_t reason;           /* vg_violation_reason */
-  int32_t memory_type;      /* observed vg_memory_type */
+  int32_t reason;      /* vg_violation_reason */
+  int32_t memory_type; /* observed vg_memory_type */
   int32_t observed_device;
   int32_t cuda_error;
   char description[VG_MAX_DESCRIPTION_BYTES + 1];
 } vg_violation;
 
 typedef struct vg_residency {
-  int32_t resident;           /* 1 when no violation was found */
+  int32_t resident; /* 1 when no violation was found */
   int32_t device;
-  uint64_t checked;           /* allocations whose purpose was in the mask */
-  uint64_t violation_count;   /* may exceed the capacity passed in: only that many were copied */
+  uint64_t checked;         /* allocations whose purpose was in the mask */
+  uint64_t violation_count; /* may exceed the capacity passed in: only that many were copied */
   uint64_t tracked_bytes;
   uint64_t allocation_count;
   uint64_t device_used_bytes; /* total - free from cudaMemGetInfo */
@@ -159,7 +159,7 @@ typedef struct vg_residency {
 } vg_residency;
 
 /* Errors and names ------------------------------------------------------------------------- */
-const char* vg_last_error(void);           /* never NULL; this thread's last failure message */
+const char* vg_last_error(void);            /* never NULL; this thread's last failure message */
 const char* vg_status_name(int32_t status); /* "VG_ERR_NULL_ARGUMENT", ...; never NULL */
 
 /* Devices ---------------------------------------------------------------------------------- */
@@ -205,17 +205,17 @@ vg_status vg_alloc(vg_tracker* tracker, uint64_t bytes, int32_t purpose, int32_t
  *
  * GPU work still using the memory: VG_KIND_DEVICE and VG_KIND_MANAGED are freed with cudaFree,
  * which the runtime says "may perform implicit synchronization" (it does not promise to wait for
- * kernels using the memory): complete or synchronise such work first. VG_KIND_POOL is freed with cudaFreeAsync on the legacy default
- * stream of the tracker's device: the memory may be handed out again as soon as what was queued on
- * that stream before the free is done. The legacy default stream first waits for the earlier work
- * of every blocking stream of the context: streams made by cudaStreamCreate, and the per-thread
- * default streams (CUDA's "stream synchronization behavior": a per-thread default stream is not
- * a non-blocking stream and synchronises with the legacy one). So a kernel on such a stream that
- * still reads or writes the buffer finishes before the memory is reused. Work on a non-blocking
- * stream (cudaStreamNonBlocking), in another context or process is not waited for: the caller
- * synchronises it before freeing memory it uses (cudaStreamSynchronize, or cudaStreamWaitEvent of
- * the legacy stream on an event recorded after it). VG_KIND_PINNED_HOST is freed with
- * cudaFreeHost. */
+ * kernels using the memory): complete or synchronise such work first. VG_KIND_POOL is freed with
+ * cudaFreeAsync on the legacy default stream of the tracker's device: the memory may be handed out
+ * again as soon as what was queued on that stream before the free is done. The legacy default
+ * stream first waits for the earlier work of every blocking stream of the context: streams made by
+ * cudaStreamCreate, and the per-thread default streams (CUDA's "stream synchronization behavior": a
+ * per-thread default stream is not a non-blocking stream and synchronises with the legacy one). So
+ * a kernel on such a stream that still reads or writes the buffer finishes before the memory is
+ * reused. Work on a non-blocking stream (cudaStreamNonBlocking), in another context or process is
+ * not waited for: the caller synchronises it before freeing memory it uses (cudaStreamSynchronize,
+ * or cudaStreamWaitEvent of the legacy stream on an event recorded after it). VG_KIND_PINNED_HOST
+ * is freed with cudaFreeHost. */
 vg_status vg_free(vg_tracker* tracker, void* ptr);
 /* Copies between host memory and a vg_alloc allocation, at a byte offset inside it. Returns once
  * the copy is complete in its destination (the legacy default stream is synchronised behind it).

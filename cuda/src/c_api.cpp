@@ -129,9 +129,9 @@ void removal_to_status(vramguard::Removal removal, const char* wrong_owner_messa
   switch (removal) {
     case vramguard::Removal::Removed: return;
     case vramguard::Removal::Unknown:
-      throw Error(VG_ERR_UNKNOWN_POINTER, "pointer is not tracked (never recorded, or already freed)");
-    case vramguard::Removal::OwnershipMismatch:
-      throw Error(VG_ERR_OWNERSHIP, wrong_owner_message);
+      throw Error(VG_ERR_UNKNOWN_POINTER,
+                  "pointer is not tracked (never recorded, or already freed)");
+    case vramguard::Removal::OwnershipMismatch: throw Error(VG_ERR_OWNERSHIP, wrong_owner_message);
   }
 }
 
@@ -494,7 +494,8 @@ vg_status checksum_device(const char* function, vg_tracker* tracker, const void*
     require(ptr, "ptr");
     require(out, "out");
     if (bytes == 0) throw Error(VG_ERR_INVALID_SIZE, "a checksum of 0 bytes was asked for");
-    if (timeout_ms == 0) throw Error(VG_ERR_INVALID_SIZE, "a checksum timeout of 0 ms was asked for");
+    if (timeout_ms == 0)
+      throw Error(VG_ERR_INVALID_SIZE, "a checksum timeout of 0 ms was asked for");
     // Past 2^40 ms (35 years) a deadline means nothing more; the C++ API cuts it there too.
     const std::chrono::milliseconds timeout(
         static_cast<std::int64_t>(std::min<uint64_t>(timeout_ms, uint64_t{1} << 40)));

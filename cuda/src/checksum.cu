@@ -48,7 +48,8 @@ __device__ unsigned long long g_sweep_sink;
 
 __device__ __forceinline__ std::uint64_t warp_sum(std::uint64_t value) {
 #pragma unroll
-  for (int offset = 16; offset > 0; offset >>= 1) value += __shfl_down_sync(0xFFFFFFFFu, value, offset);
+  for (int offset = 16; offset > 0; offset >>= 1)
+    value += __shfl_down_sync(0xFFFFFFFFu, value, offset);
   return value;
 }
 
@@ -144,7 +145,8 @@ __global__ void __launch_bounds__(kMaxThreads)
 }
 
 // Bits [shift, shift + 64) of the 128-bit value hi:lo, 0 < shift < 64.
-__device__ __forceinline__ std::uint64_t funnel(std::uint64_t lo, std::uint64_t hi, unsigned shift) {
+__device__ __forceinline__ std::uint64_t funnel(std::uint64_t lo, std::uint64_t hi,
+                                                unsigned shift) {
   return (lo >> shift) | (hi << (64 - shift));
 }
 
@@ -192,9 +194,8 @@ __global__ void __launch_bounds__(kMaxThreads)
 // the unaligned head and tail byte by byte, all XORed; one atomicXor per warp.
 template <unsigned kUnroll>
 __global__ void __launch_bounds__(kMaxThreads)
-    sweep(const ulonglong2* __restrict__ words, std::uint64_t full_words,
-          const unsigned char* head, unsigned head_bytes, const unsigned char* tail,
-          unsigned tail_bytes) {
+    sweep(const ulonglong2* __restrict__ words, std::uint64_t full_words, const unsigned char* head,
+          unsigned head_bytes, const unsigned char* tail, unsigned tail_bytes) {
   const std::uint64_t stride = static_cast<std::uint64_t>(gridDim.x) * blockDim.x;
   std::uint64_t k = static_cast<std::uint64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   std::uint64_t x = 0;
@@ -231,13 +232,26 @@ int resident_blocks(bool misaligned, unsigned unroll, unsigned threads) {
   int blocks = 0;
   cudaError_t result;
   if (misaligned) {
-    result = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, checksum_misaligned, threads, 0);
+    result =
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, checksum_misaligned, threads, 0);
   } else {
     switch (unroll) {
-      case 1: result = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, checksum_aligned<1>, threads, 0); break;
-      case 2: result = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, checksum_aligned<2>, threads, 0); break;
-      case 8: result = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, checksum_aligned<8>, threads, 0); break;
-      default: result = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, checksum_aligned<4>, threads, 0); break;
+      case 1:
+        result =
+            cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, checksum_aligned<1>, threads, 0);
+        break;
+      case 2:
+        result =
+            cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, checksum_aligned<2>, threads, 0);
+        break;
+      case 8:
+        result =
+            cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, checksum_aligned<8>, threads, 0);
+        break;
+      default:
+        result =
+            cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, checksum_aligned<4>, threads, 0);
+        break;
     }
   }
   ::vramguard::detail::check(result, "cudaOccupancyMaxActiveBlocksPerMultiprocessor");
@@ -260,8 +274,7 @@ const void* readable_address(const void* ptr, int device) {
                       ("checksum: the memory belongs to GPU " + std::to_string(attributes.device) +
                        ", not GPU " + std::to_string(device))
                           .c_str());
-    case cudaMemoryTypeManaged:
-      return ptr;
+    case cudaMemoryTypeManaged: return ptr;
     case cudaMemoryTypeHost:
       if (attributes.devicePointer != nullptr) return attributes.devicePointer;
       throw CudaError(cudaErrorInvalidValue,
@@ -334,7 +347,8 @@ LaunchShape resolve_shape(int device, std::size_t bytes, LaunchShape requested, 
   }
   if (shape.blocks == 0) {
     // Enough blocks to fill the GPU in one wave, fewer when the buffer cannot keep them busy.
-    const int per_sm = std::min<int>(kDefaultBlocksPerSm, resident_blocks(misaligned, shape.unroll, shape.threads));
+    const int per_sm = std::min<int>(kDefaultBlocksPerSm,
+                                     resident_blocks(misaligned, shape.unroll, shape.threads));
     const std::uint64_t full = std::uint64_t(per_sm) * multiprocessors(device);
     const std::uint64_t per_block = std::uint64_t{shape.threads} * shape.unroll * kWordBytes;
     const std::uint64_t needed = (bytes + per_block - 1) / per_block;
@@ -359,10 +373,18 @@ void enqueue_lanes(const void* ptr, std::size_t bytes, unsigned long long* lanes
   const std::uint64_t full_words = bytes / kWordBytes;
   const auto tail = static_cast<unsigned>(bytes % kWordBytes);
   switch (shape.unroll) {
-    case 1: checksum_aligned<1><<<grid, block, 0, stream>>>(words, full_words, tail, lanes_device); break;
-    case 2: checksum_aligned<2><<<grid, block, 0, stream>>>(words, full_words, tail, lanes_device); break;
-    case 8: checksum_aligned<8><<<grid, block, 0, stream>>>(words, full_words, tail, lanes_device); break;
-    default: checksum_aligned<4><<<grid, block, 0, stream>>>(words, full_words, tail, lanes_device); break;
+    case 1:
+      checksum_aligned<1><<<grid, block, 0, stream>>>(words, full_words, tail, lanes_device);
+      break;
+    case 2:
+      checksum_aligned<2><<<grid, block, 0, stream>>>(words, full_words, tail, lanes_device);
+      break;
+    case 8:
+      checksum_aligned<8><<<grid, block, 0, stream>>>(words, full_words, tail, lanes_device);
+      break;
+    default:
+      checksum_aligned<4><<<grid, block, 0, stream>>>(words, full_words, tail, lanes_device);
+      break;
   }
   check_launch("checksum_aligned<<<>>>");
 }
@@ -384,10 +406,18 @@ void enqueue_sweep(const void* ptr, std::size_t bytes, LaunchShape shape, CUstre
   const auto* tail = reinterpret_cast<const unsigned char*>(last);
   const auto tail_bytes = static_cast<unsigned>(to - last);
   switch (shape.unroll) {
-    case 1: sweep<1><<<grid, block, 0, stream>>>(words, full_words, head, head_bytes, tail, tail_bytes); break;
-    case 2: sweep<2><<<grid, block, 0, stream>>>(words, full_words, head, head_bytes, tail, tail_bytes); break;
-    case 8: sweep<8><<<grid, block, 0, stream>>>(words, full_words, head, head_bytes, tail, tail_bytes); break;
-    default: sweep<4><<<grid, block, 0, stream>>>(words, full_words, head, head_bytes, tail, tail_bytes); break;
+    case 1:
+      sweep<1><<<grid, block, 0, stream>>>(words, full_words, head, head_bytes, tail, tail_bytes);
+      break;
+    case 2:
+      sweep<2><<<grid, block, 0, stream>>>(words, full_words, head, head_bytes, tail, tail_bytes);
+      break;
+    case 8:
+      sweep<8><<<grid, block, 0, stream>>>(words, full_words, head, head_bytes, tail, tail_bytes);
+      break;
+    default:
+      sweep<4><<<grid, block, 0, stream>>>(words, full_words, head, head_bytes, tail, tail_bytes);
+      break;
   }
   check_launch("sweep<<<>>>");
 }

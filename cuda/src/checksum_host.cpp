@@ -39,7 +39,8 @@ std::string Checksum::to_hex() const {
 }
 
 Checksum host_checksum(const void* data, std::size_t bytes) {
-  if (data == nullptr && bytes > 0) throw Error(VG_ERR_NULL_ARGUMENT, "host_checksum: data is null");
+  if (data == nullptr && bytes > 0)
+    throw Error(VG_ERR_NULL_ARGUMENT, "host_checksum: data is null");
   const auto* p = static_cast<const unsigned char*>(data);
   const std::uint64_t full_words = bytes / cs::kWordBytes;
   std::uint64_t lane0 = 0;

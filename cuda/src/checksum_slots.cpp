@@ -36,10 +36,10 @@ constexpr milliseconds kLongestTimeout{1ll << 40};
 // Per device: the stream, the pinned readback of every slot, and each slot's state.
 struct DeviceSlots {
   cudaStream_t stream = nullptr;
-  unsigned long long* readback = nullptr;  // 2 per slot, pinned host memory
+  unsigned long long* readback = nullptr;    // 2 per slot, pinned host memory
   std::array<cudaEvent_t, kSlots> events{};  // each made on its slot's first lease
-  std::uint64_t busy = 0;                   // leased or abandoned
-  std::uint64_t abandoned = 0;              // abandoned with an event to watch (within busy)
+  std::uint64_t busy = 0;                    // leased or abandoned
+  std::uint64_t abandoned = 0;               // abandoned with an event to watch (within busy)
 };
 
 class SlotTable {
@@ -126,8 +126,8 @@ class SlotTable {
     if (slots.readback == nullptr) {
       // Portable: pinned for every context, so any device's copy engine may write it.
       void* pinned = nullptr;
-      VG_CUDA_CHECK(cudaHostAlloc(&pinned, 2 * kSlots * sizeof(unsigned long long),
-                                  cudaHostAllocPortable));
+      VG_CUDA_CHECK(
+          cudaHostAlloc(&pinned, 2 * kSlots * sizeof(unsigned long long), cudaHostAllocPortable));
       slots.readback = static_cast<unsigned long long*>(pinned);
     }
     return slots;

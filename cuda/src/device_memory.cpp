@@ -15,7 +15,8 @@ DeviceMemory::DeviceMemory(std::size_t bytes, VramTracker* tracker, VramPurpose 
                            std::string_view description, AllocationKind kind, MemoryPool* pool)
     : purpose_(purpose), kind_(kind) {
   if (tracker == nullptr) throw Error(VG_ERR_NULL_ARGUMENT, "DeviceMemory needs a tracker");
-  if (!is_valid_purpose(static_cast<int>(purpose))) throw Error(VG_ERR_INVALID_ENUM, "invalid purpose");
+  if (!is_valid_purpose(static_cast<int>(purpose)))
+    throw Error(VG_ERR_INVALID_ENUM, "invalid purpose");
   if (!is_valid_kind(static_cast<int>(kind)) || kind == AllocationKind::Adopted) {
     throw Error(VG_ERR_INVALID_ENUM, "kind Adopted is recorded with adopt(), not allocated");
   }
@@ -76,13 +77,15 @@ void* DeviceMemory::release() noexcept {
 }
 
 void DeviceMemory::copy_from_host(const void* src, std::size_t bytes, std::size_t offset) {
-  if (ptr_ == nullptr || src == nullptr) throw Error(VG_ERR_NULL_ARGUMENT, "copy with a null pointer");
+  if (ptr_ == nullptr || src == nullptr)
+    throw Error(VG_ERR_NULL_ARGUMENT, "copy with a null pointer");
   detail::check_copy_range(offset, bytes, bytes_);
   detail::copy_on_device(tracker_->device(), static_cast<char*>(ptr_) + offset, src, bytes);
 }
 
 void DeviceMemory::copy_to_host(void* dst, std::size_t bytes, std::size_t offset) const {
-  if (ptr_ == nullptr || dst == nullptr) throw Error(VG_ERR_NULL_ARGUMENT, "copy with a null pointer");
+  if (ptr_ == nullptr || dst == nullptr)
+    throw Error(VG_ERR_NULL_ARGUMENT, "copy with a null pointer");
   detail::check_copy_range(offset, bytes, bytes_);
   detail::copy_on_device(tracker_->device(), dst, static_cast<const char*>(ptr_) + offset, bytes);
 }

@@ -28,23 +28,22 @@ CudaError::CudaError(int cuda_code, const char* call)
 // cudaErrorNvlinkUncorrectable, whose documentation does not say so either.
 bool is_sticky_cuda_error(int cuda_code) noexcept {
   switch (static_cast<cudaError_t>(cuda_code)) {
-    case cudaErrorECCUncorrectable:      // 214
-    case cudaErrorContained:             // 226
-    case cudaErrorIllegalAddress:        // 700
-    case cudaErrorLaunchTimeout:         // 702
-    case cudaErrorAssert:                // 710
-    case cudaErrorHardwareStackError:    // 714
-    case cudaErrorIllegalInstruction:    // 715
-    case cudaErrorMisalignedAddress:     // 716
-    case cudaErrorInvalidAddressSpace:   // 717
-    case cudaErrorInvalidPc:             // 718
-    case cudaErrorLaunchFailure:         // 719
-    case cudaErrorTensorMemoryLeak:      // 721
-    case cudaErrorMpsClientTerminated:   // 810
-    case cudaErrorExternalDevice:        // 911
+    case cudaErrorECCUncorrectable:     // 214
+    case cudaErrorContained:            // 226
+    case cudaErrorIllegalAddress:       // 700
+    case cudaErrorLaunchTimeout:        // 702
+    case cudaErrorAssert:               // 710
+    case cudaErrorHardwareStackError:   // 714
+    case cudaErrorIllegalInstruction:   // 715
+    case cudaErrorMisalignedAddress:    // 716
+    case cudaErrorInvalidAddressSpace:  // 717
+    case cudaErrorInvalidPc:            // 718
+    case cudaErrorLaunchFailure:        // 719
+    case cudaErrorTensorMemoryLeak:     // 721
+    case cudaErrorMpsClientTerminated:  // 810
+    case cudaErrorExternalDevice:       // 911
       return true;
-    default:
-      return false;
+    default: return false;
   }
 }
 
@@ -54,8 +53,7 @@ vg_status status_for_cuda_error(int cuda_code) noexcept {
     case cudaSuccess: return VG_OK;
     case cudaErrorInsufficientDriver:
     case cudaErrorNoDevice:
-    case cudaErrorDevicesUnavailable:
-      return VG_ERR_NO_DEVICE;
+    case cudaErrorDevicesUnavailable: return VG_ERR_NO_DEVICE;
     case cudaErrorInvalidDevice: return VG_ERR_INVALID_DEVICE;
     case cudaErrorMemoryAllocation: return VG_ERR_OUT_OF_MEMORY;
     default: return VG_ERR_CUDA;

@@ -90,7 +90,8 @@ bool Health::check_pointer_residency(const void* ptr) {
 
 ResidencyReport Health::check_residency(const VramTracker& tracker, unsigned purpose_mask) {
   if (purpose_mask == 0 || (purpose_mask & ~kAllPurposes) != 0) {
-    throw Error(VG_ERR_INVALID_ENUM, "purpose mask " + std::to_string(purpose_mask) + " is invalid");
+    throw Error(VG_ERR_INVALID_ENUM,
+                "purpose mask " + std::to_string(purpose_mask) + " is invalid");
   }
   ResidencyReport report;
   report.device = tracker.device();

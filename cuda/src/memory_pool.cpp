@@ -1,7 +1,8 @@
 #include "vramguard/memory_pool.hpp"
 
-#include <cstdint>
 #include <cuda_runtime_api.h>
+
+#include <cstdint>
 
 #include "cuda_call.hpp"
 #include "scoped_device.hpp"
@@ -36,7 +37,8 @@ MemoryPool::~MemoryPool() noexcept {
     // the destroying thread is on, and the thread's context is left as it was.
     detail::ScopedDevice scope(device_);
     if (cudaStreamSynchronize(nullptr) != cudaSuccess) (void)cudaGetLastError();
-    if (cudaMemPoolDestroy(static_cast<cudaMemPool_t>(pool_)) != cudaSuccess) (void)cudaGetLastError();
+    if (cudaMemPoolDestroy(static_cast<cudaMemPool_t>(pool_)) != cudaSuccess)
+      (void)cudaGetLastError();
   } catch (...) {
     // The device's context cannot be made current (a sticky error, a driver going away): nothing
     // can run on it any more, and the pool goes with the context.

@@ -10,21 +10,17 @@ namespace vramguard::detail {
 void* raw_allocate(AllocationKind kind, std::size_t bytes, MemoryPool* pool) {
   void* ptr = nullptr;
   switch (kind) {
-    case AllocationKind::Device:
-      VG_CUDA_CHECK(cudaMalloc(&ptr, bytes));
-      break;
+    case AllocationKind::Device: VG_CUDA_CHECK(cudaMalloc(&ptr, bytes)); break;
     case AllocationKind::Pool:
       if (pool == nullptr) throw Error(VG_ERR_NULL_ARGUMENT, "kind Pool needs a MemoryPool");
       // The legacy default stream orders the allocation before any later cudaMemcpy.
-      VG_CUDA_CHECK(cudaMallocFromPoolAsync(&ptr, bytes,
-                                            static_cast<cudaMemPool_t>(pool->handle()), nullptr));
+      VG_CUDA_CHECK(cudaMallocFromPoolAsync(&ptr, bytes, static_cast<cudaMemPool_t>(pool->handle()),
+                                            nullptr));
       break;
     case AllocationKind::Managed:
       VG_CUDA_CHECK(cudaMallocManaged(&ptr, bytes, cudaMemAttachGlobal));
       break;
-    case AllocationKind::PinnedHost:
-      VG_CUDA_CHECK(cudaMallocHost(&ptr, bytes));
-      break;
+    case AllocationKind::PinnedHost: VG_CUDA_CHECK(cudaMallocHost(&ptr, bytes)); break;
     case AllocationKind::Adopted:
     default:
       throw Error(VG_ERR_INVALID_ENUM, "kind Adopted is recorded with adopt(), not allocated");
@@ -36,17 +32,10 @@ int raw_free(AllocationKind kind, void* ptr) noexcept {
   cudaError_t result = cudaSuccess;
   switch (kind) {
     case AllocationKind::Device:
-    case AllocationKind::Managed:
-      result = cudaFree(ptr);
-      break;
-    case AllocationKind::Pool:
-      result = cudaFreeAsync(ptr, nullptr);
-      break;
-    case AllocationKind::PinnedHost:
-      result = cudaFreeHost(ptr);
-      break;
-    case AllocationKind::Adopted:
-      break;
+    case AllocationKind::Managed: result = cudaFree(ptr); break;
+    case AllocationKind::Pool: result = cudaFreeAsync(ptr, nullptr); break;
+    case AllocationKind::PinnedHost: result = cudaFreeHost(ptr); break;
+    case AllocationKind::Adopted: break;
   }
   if (result != cudaSuccess) (void)cudaGetLastError();
   return static_cast<int>(result);

@@ -40,12 +40,14 @@ void RecordTable::grow() {
   slot_bits_ = bits;
 }
 
-std::pair<AllocationRecord*, bool> RecordTable::try_insert(AllocationRecord&& record, std::uint64_t hash) {
+std::pair<AllocationRecord*, bool> RecordTable::try_insert(AllocationRecord&& record,
+                                                           std::uint64_t hash) {
   const auto key = reinterpret_cast<std::uintptr_t>(record.ptr);
   if (AllocationRecord* existing = find(key, hash)) return {existing, false};
   if (records_.size() >= kEmpty - 1) throw std::bad_alloc();
   // Everything that can throw happens before anything changes.
-  if (records_.size() == records_.capacity()) records_.reserve(records_.empty() ? 8 : records_.size() * 2);
+  if (records_.size() == records_.capacity())
+    records_.reserve(records_.empty() ? 8 : records_.size() * 2);
   if ((records_.size() + 1) * 2 > slots_.size()) grow();  // load factor at most 1/2
   std::size_t i = home(hash);
   while (slots_[i].position != kEmpty) i = (i + 1) & mask();
@@ -54,7 +56,8 @@ std::pair<AllocationRecord*, bool> RecordTable::try_insert(AllocationRecord&& re
   return {&records_.back(), true};
 }
 
-void RecordTable::erase(AllocationRecord* record, std::uint64_t hash, AllocationRecord* out) noexcept {
+void RecordTable::erase(AllocationRecord* record, std::uint64_t hash,
+                        AllocationRecord* out) noexcept {
   const auto key = reinterpret_cast<std::uintptr_t>(record->ptr);
   std::size_t hole = slot_of(key, hash);
   const std::uint32_t position = slots_[hole].position;

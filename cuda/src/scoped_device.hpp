@@ -36,7 +36,8 @@ namespace vramguard::detail {
 class ScopedDevice {
  public:
   // Throws CudaError: status VG_ERR_NO_DEVICE without a driver; the runtime's error when the
-  // device's primary context cannot be made current (VG_ERR_INVALID_DEVICE, VG_ERR_CUDA_STICKY, ...).
+  // device's primary context cannot be made current (VG_ERR_INVALID_DEVICE, VG_ERR_CUDA_STICKY,
+  // ...).
   explicit ScopedDevice(int device);
   ~ScopedDevice() noexcept;
   ScopedDevice(const ScopedDevice&) = delete;

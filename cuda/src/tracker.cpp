@@ -1,11 +1,11 @@
 #include "vramguard/tracker.hpp"
 
+#include <time.h>
+
 #include <algorithm>
 #include <chrono>
 #include <iomanip>
 #include <sstream>
-
-#include <time.h>
 #if defined(__x86_64__)
 #include <x86intrin.h>
 #endif
@@ -21,7 +21,8 @@ namespace {
 std::uint64_t unix_now_ns() {
   timespec now{};
   clock_gettime(CLOCK_REALTIME_COARSE, &now);
-  return static_cast<std::uint64_t>(now.tv_sec) * 1'000'000'000ull + static_cast<std::uint64_t>(now.tv_nsec);
+  return static_cast<std::uint64_t>(now.tv_sec) * 1'000'000'000ull +
+         static_cast<std::uint64_t>(now.tv_nsec);
 }
 
 // For counters written only under one lock: a load and a store, no locked instruction.
@@ -107,7 +108,8 @@ std::uint64_t VramTracker::insert(const void* ptr, std::size_t bytes, VramPurpos
                                   std::string_view description, AllocationKind kind, bool owned) {
   validate(ptr, bytes, description);
   if (!is_valid_purpose(static_cast<int>(purpose))) {
-    throw Error(VG_ERR_INVALID_ENUM, "invalid purpose " + std::to_string(static_cast<int>(purpose)));
+    throw Error(VG_ERR_INVALID_ENUM,
+                "invalid purpose " + std::to_string(static_cast<int>(purpose)));
   }
   if (!is_valid_kind(static_cast<int>(kind))) {
     throw Error(VG_ERR_INVALID_ENUM, "invalid kind " + std::to_string(static_cast<int>(kind)));
@@ -223,7 +225,9 @@ void VramTracker::unpin(const void* ptr) const noexcept {
   }
 }
 
-Removal VramTracker::record_deallocation(const void* ptr) noexcept { return remove(ptr, false, nullptr); }
+Removal VramTracker::record_deallocation(const void* ptr) noexcept {
+  return remove(ptr, false, nullptr);
+}
 
 Removal VramTracker::take_owned(const void* ptr, AllocationRecord* out) noexcept {
   return remove(ptr, true, out);
@@ -307,7 +311,9 @@ VramTracker::Snapshot VramTracker::consistent_snapshot() const {
   return snapshot;
 }
 
-std::vector<AllocationRecord> VramTracker::snapshot() const { return consistent_snapshot().records; }
+std::vector<AllocationRecord> VramTracker::snapshot() const {
+  return consistent_snapshot().records;
+}
 
 std::vector<ResidencyCandidate> VramTracker::residency_candidates(unsigned purpose_mask) const {
   // One shard at a time: a sweep never stops every allocating thread at once.

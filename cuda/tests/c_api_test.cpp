@@ -1,8 +1,7 @@
 // The C ABI (E3): every bad input answered by its documented status with state unchanged, and
 // the allocation/copy/residency paths through real device memory.
-#include <gtest/gtest.h>
-
 #include <cuda_runtime_api.h>
+#include <gtest/gtest.h>
 
 #include <atomic>
 #include <chrono>
@@ -72,12 +71,14 @@ TEST_F(CApi, ZeroAndOverflowingSizes) {
   EXPECT_EQ(vg_record(tracker_, fake(1), UINT64_MAX, 0, 0, nullptr, nullptr), VG_ERR_INVALID_SIZE);
   EXPECT_EQ(vg_adopt(tracker_, fake(1), 0, 0, nullptr, nullptr), VG_ERR_INVALID_SIZE);
   EXPECT_NE(std::string(vg_last_error()).find("zero bytes"), std::string::npos) << vg_last_error();
-  EXPECT_EQ(vg_alloc(tracker_, 0, 0, 0, nullptr, reinterpret_cast<void**>(&tracker_)) , VG_ERR_INVALID_SIZE);
+  EXPECT_EQ(vg_alloc(tracker_, 0, 0, 0, nullptr, reinterpret_cast<void**>(&tracker_)),
+            VG_ERR_INVALID_SIZE);
   expect_unchanged(vg_usage{});
 }
 
 TEST_F(CApi, UnknownPointerAndDoubleDeallocation) {
-  ASSERT_EQ(vg_record(tracker_, fake(1), 4096, VG_PURPOSE_KV_CACHE, VG_KIND_DEVICE, "kv", nullptr), VG_OK);
+  ASSERT_EQ(vg_record(tracker_, fake(1), 4096, VG_PURPOSE_KV_CACHE, VG_KIND_DEVICE, "kv", nullptr),
+            VG_OK);
   const vg_usage before = usage();
   EXPECT_EQ(vg_deallocate(tracker_, fake(2)), VG_ERR_UNKNOWN_POINTER);
   expect_unchanged(before);
@@ -89,7 +90,9 @@ TEST_F(CApi, UnknownPointerAndDoubleDeallocation) {
 }
 
 TEST_F(CApi, RecordedPointerCannotBeFreed) {
-  ASSERT_EQ(vg_record(tracker_, fake(1), 4096, VG_PURPOSE_KV_CACHE, VG_KIND_DEVICE, nullptr, nullptr), VG_OK);
+  ASSERT_EQ(
+      vg_record(tracker_, fake(1), 4096, VG_PURPOSE_KV_CACHE, VG_KIND_DEVICE, nullptr, nullptr),
+      VG_OK);
   const vg_usage before = usage();
   EXPECT_EQ(vg_free(tracker_, fake(1)), VG_ERR_OWNERSHIP);
   expect_unchanged(before);
@@ -115,7 +118,8 @@ TEST_F(CApi, InvalidPurposeKindAndMask) {
 TEST_F(CApi, OverLongDescription) {
   const std::string longest(VG_MAX_DESCRIPTION_BYTES, 'd');
   const std::string too_long(VG_MAX_DESCRIPTION_BYTES + 1, 'd');
-  EXPECT_EQ(vg_record(tracker_, fake(1), 8, 0, 0, too_long.c_str(), nullptr), VG_ERR_DESCRIPTION_TOO_LONG);
+  EXPECT_EQ(vg_record(tracker_, fake(1), 8, 0, 0, too_long.c_str(), nullptr),
+            VG_ERR_DESCRIPTION_TOO_LONG);
   expect_unchanged(vg_usage{});
   ASSERT_EQ(vg_record(tracker_, fake(1), 8, 0, 0, longest.c_str(), nullptr), VG_OK);
   vg_allocation a{};
@@ -134,7 +138,8 @@ TEST_F(CApi, AlreadyTracked) {
 
 TEST_F(CApi, SnapshotAndReportSizing) {
   for (uintptr_t i = 1; i <= 3; ++i) {
-    ASSERT_EQ(vg_record(tracker_, fake(i), i * 100, VG_PURPOSE_MODEL_WEIGHTS, 0, "w", nullptr), VG_OK);
+    ASSERT_EQ(vg_record(tracker_, fake(i), i * 100, VG_PURPOSE_MODEL_WEIGHTS, 0, "w", nullptr),
+              VG_OK);
   }
   uint64_t count = 0;
   EXPECT_EQ(vg_snapshot(tracker_, nullptr, 0, &count), VG_ERR_BUFFER_TOO_SMALL);
@@ -160,7 +165,8 @@ TEST_F(CApi, InvalidDeviceOrdinal) {
 }
 
 TEST_F(CApi, NoGpuAnswersNoDevice) {
-  if (vramguard::testing::gpu_available()) GTEST_SKIP() << "checks the no-GPU error path; this host has a GPU";
+  if (vramguard::testing::gpu_available())
+    GTEST_SKIP() << "checks the no-GPU error path; this host has a GPU";
   int32_t count = -1;
   EXPECT_EQ(vg_device_count(&count), VG_ERR_NO_DEVICE);
   // cudaErrorInsufficientDriver without a driver; cudaErrorNoDevice with CUDA_VISIBLE_DEVICES="".
@@ -180,9 +186,11 @@ TEST_F(CApi, AllocCopyVerifyFreeEveryKind) {
   for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<unsigned char>(i * 31 + 5);
   for (int32_t kind : {VG_KIND_DEVICE, VG_KIND_POOL, VG_KIND_MANAGED, VG_KIND_PINNED_HOST}) {
     void* ptr = nullptr;
-    ASSERT_EQ(vg_alloc(tracker_, data.size(), VG_PURPOSE_MODEL_WEIGHTS, kind, "weights", &ptr), VG_OK)
+    ASSERT_EQ(vg_alloc(tracker_, data.size(), VG_PURPOSE_MODEL_WEIGHTS, kind, "weights", &ptr),
+              VG_OK)
         << vg_last_error();
-    ASSERT_EQ(vg_copy_to_device(tracker_, ptr, 0, data.data(), data.size()), VG_OK) << vg_last_error();
+    ASSERT_EQ(vg_copy_to_device(tracker_, ptr, 0, data.data(), data.size()), VG_OK)
+        << vg_last_error();
     std::vector<unsigned char> back(data.size());
     ASSERT_EQ(vg_copy_to_host(tracker_, back.data(), ptr, 0, back.size()), VG_OK);
     EXPECT_EQ(back, data);
@@ -190,7 +198,9 @@ TEST_F(CApi, AllocCopyVerifyFreeEveryKind) {
 
     vg_residency residency{};
     std::vector<vg_violation> violations(4);
-    ASSERT_EQ(vg_verify(tracker_, VG_PURPOSE_MASK_ALL, &residency, violations.data(), violations.size()), VG_OK);
+    ASSERT_EQ(
+        vg_verify(tracker_, VG_PURPOSE_MASK_ALL, &residency, violations.data(), violations.size()),
+        VG_OK);
     const bool fallback = kind == VG_KIND_MANAGED || kind == VG_KIND_PINNED_HOST;
     EXPECT_EQ(residency.resident, fallback ? 0 : 1) << "kind " << kind;
     EXPECT_EQ(residency.violation_count, fallback ? 1u : 0u);
@@ -269,7 +279,8 @@ TEST_F(CApi, CopiesAndChecksumsNeverLandInFreedMemory) {
       std::vector<unsigned char> check(kBytes);
       for (int round = 0; round < kRounds; ++round) {
         void* ptr = nullptr;
-        if (vg_alloc(tracker_, kBytes, VG_PURPOSE_KV_CACHE, VG_KIND_DEVICE, "owned", &ptr) != VG_OK ||
+        if (vg_alloc(tracker_, kBytes, VG_PURPOSE_KV_CACHE, VG_KIND_DEVICE, "owned", &ptr) !=
+                VG_OK ||
             vg_copy_to_device(tracker_, ptr, 0, mine.data(), kBytes) != VG_OK) {
           ADD_FAILURE() << "owner " << o << ": " << vg_last_error();
           break;
@@ -292,7 +303,8 @@ TEST_F(CApi, CopiesAndChecksumsNeverLandInFreedMemory) {
         if (others == ptr) reused.fetch_add(1);
         EXPECT_EQ(cudaMemset(others, kOthers, kBytes), cudaSuccess);
         EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-        std::this_thread::sleep_for(std::chrono::milliseconds(5));  // stale copies, if any, land now
+        std::this_thread::sleep_for(
+            std::chrono::milliseconds(5));  // stale copies, if any, land now
         EXPECT_EQ(cudaMemcpy(check.data(), others, kBytes, cudaMemcpyDeviceToHost), cudaSuccess);
         for (const unsigned char byte : check) {
           if (byte != kOthers) {
@@ -318,7 +330,8 @@ TEST_F(CApi, CopiesAndChecksumsNeverLandInFreedMemory) {
           std::this_thread::yield();
           continue;
         }
-        std::this_thread::sleep_for(std::chrono::microseconds(100 * (i % 40)));  // go stale, sometimes
+        std::this_thread::sleep_for(
+            std::chrono::microseconds(100 * (i % 40)));  // go stale, sometimes
         vg_checksum sum{};
         vg_status status = VG_OK;
         switch (i % 3) {
@@ -338,9 +351,10 @@ TEST_F(CApi, CopiesAndChecksumsNeverLandInFreedMemory) {
     });
   }
   for (auto& thread : threads) thread.join();
-  std::printf("[ vramguard ] %ld operations landed, %ld refused (unknown pointer); %ld of %d frees "
-              "were followed by a raw allocation at the same address\n",
-              landed.load(), refused.load(), reused.load(), kOwners * kRounds);
+  std::printf(
+      "[ vramguard ] %ld operations landed, %ld refused (unknown pointer); %ld of %d frees "
+      "were followed by a raw allocation at the same address\n",
+      landed.load(), refused.load(), reused.load(), kOwners * kRounds);
   EXPECT_EQ(corrupted.load(), 0) << "copies wrote into memory allocated after their target's free";
   EXPECT_EQ(unexpected.load(), 0);
   EXPECT_GT(landed.load(), 0);
@@ -351,7 +365,8 @@ TEST_F(CApi, EveryVisibleDevice) {
   VG_REQUIRE_GPU();
   int32_t count = 0;
   ASSERT_EQ(vg_device_count(&count), VG_OK);
-  EXPECT_EQ(vg_memory_info(count, reinterpret_cast<uint64_t*>(&count), reinterpret_cast<uint64_t*>(&count)),
+  EXPECT_EQ(vg_memory_info(count, reinterpret_cast<uint64_t*>(&count),
+                           reinterpret_cast<uint64_t*>(&count)),
             VG_ERR_INVALID_DEVICE);
   ASSERT_EQ(vg_device_count(&count), VG_OK);
   for (int32_t d = 0; d < count; ++d) {

@@ -1,9 +1,10 @@
 // I1: the checksum. CPU reference properties; the kernel against the reference for many sizes,
 // starts and launch shapes; corruption made outside the product is detected; throughput figures
 // (printed, never asserted).
-#include <gtest/gtest.h>
+#include "vramguard/checksum.hpp"
 
 #include <cuda_runtime_api.h>
+#include <gtest/gtest.h>
 
 #include <algorithm>
 #include <chrono>
@@ -19,7 +20,6 @@
 #include "../src/checksum_launch.hpp"
 #include "gpu_gate.hpp"
 #include "vramguard.h"
-#include "vramguard/checksum.hpp"
 #include "vramguard/device.hpp"
 #include "vramguard/device_memory.hpp"
 #include "vramguard/error.hpp"
@@ -111,14 +111,16 @@ TEST(ChecksumHost, EverySingleByteFlipChangesIt) {
   for (std::size_t i = 0; i < data.size(); ++i) {
     for (int bit = 0; bit < 8; ++bit) {
       data[i] ^= static_cast<unsigned char>(1u << bit);
-      EXPECT_NE(host_checksum(data.data(), data.size()), original) << "byte " << i << " bit " << bit;
+      EXPECT_NE(host_checksum(data.data(), data.size()), original)
+          << "byte " << i << " bit " << bit;
       data[i] ^= static_cast<unsigned char>(1u << bit);
     }
     const unsigned char saved = data[i];
     for (int value = 0; value < 256; ++value) {
       if (value == saved) continue;
       data[i] = static_cast<unsigned char>(value);
-      ASSERT_NE(host_checksum(data.data(), data.size()), original) << "byte " << i << " = " << value;
+      ASSERT_NE(host_checksum(data.data(), data.size()), original)
+          << "byte " << i << " = " << value;
     }
     data[i] = saved;
   }
@@ -179,7 +181,8 @@ TEST(ChecksumCAbi, ArgumentsValidatedWithoutTouchingTheDevice) {
   } catch (const Error& e) {
     EXPECT_EQ(e.status(), VG_ERR_INVALID_SIZE) << e.what();
   }
-  EXPECT_EQ(kDefaultChecksumTimeout.count(), static_cast<long long>(VG_CHECKSUM_DEFAULT_TIMEOUT_MS));
+  EXPECT_EQ(kDefaultChecksumTimeout.count(),
+            static_cast<long long>(VG_CHECKSUM_DEFAULT_TIMEOUT_MS));
   EXPECT_EQ(vg_deallocate(tracker, fake), VG_OK);
   EXPECT_EQ(vg_tracker_destroy(tracker), VG_OK);
 }
@@ -217,9 +220,9 @@ TEST(ChecksumDevice, MisalignedStartsGiveTheSameValueForTheSameBytes) {
   RawDeviceBuffer buffer(data.size());
   buffer.upload(data);
   for (std::size_t start = 1; start <= 15; ++start) {
-    for (std::size_t n : {std::size_t{1}, std::size_t{15}, std::size_t{16}, std::size_t{17},
-                          std::size_t{31}, std::size_t{33}, std::size_t{1000}, std::size_t{4096},
-                          kMiB + 7}) {
+    for (std::size_t n :
+         {std::size_t{1}, std::size_t{15}, std::size_t{16}, std::size_t{17}, std::size_t{31},
+          std::size_t{33}, std::size_t{1000}, std::size_t{4096}, kMiB + 7}) {
       const Checksum expected = host_checksum(data.data() + start, n);
       ASSERT_EQ(device_checksum(buffer.get() + start, n, 0), expected)
           << "start +" << start << ", " << n << " bytes";
@@ -240,8 +243,8 @@ TEST(ChecksumDevice, SameAcrossLaunchShapes) {
   RawDeviceBuffer buffer(n + 16);
   buffer.upload(data);
   const Checksum expected = host_checksum(data.data(), n);
-  const std::pair<unsigned, unsigned> shapes[] = {{1, 32},   {1, 1024}, {3, 96},   {132, 256},
-                                                  {528, 256}, {1056, 512}, {4096, 128}, {70000, 64}};
+  const std::pair<unsigned, unsigned> shapes[] = {
+      {1, 32}, {1, 1024}, {3, 96}, {132, 256}, {528, 256}, {1056, 512}, {4096, 128}, {70000, 64}};
   for (const auto& [blocks, threads] : shapes) {
     EXPECT_EQ(device_checksum_with_shape(buffer.get(), n, 0, blocks, threads), expected)
         << blocks << " x " << threads;
@@ -270,7 +273,8 @@ TEST(ChecksumDevice, RawCorruptionOfOneByteIsDetected) {
     auto* where = static_cast<unsigned char*>(weights.get()) + offset;
     ASSERT_EQ(cudaMemcpy(&byte, where, 1, cudaMemcpyDeviceToHost), cudaSuccess);
     const unsigned char flipped = byte ^ 0x10;
-    ASSERT_EQ(cudaMemcpy(where, &flipped, 1, cudaMemcpyHostToDevice), cudaSuccess);  // not the product
+    ASSERT_EQ(cudaMemcpy(where, &flipped, 1, cudaMemcpyHostToDevice),
+              cudaSuccess);  // not the product
     EXPECT_NE(device_checksum(weights.get(), n, 0), at_load) << "offset " << offset;
     ASSERT_EQ(cudaMemcpy(where, &byte, 1, cudaMemcpyHostToDevice), cudaSuccess);
     EXPECT_EQ(device_checksum(weights.get(), n, 0), at_load) << "offset " << offset << " restored";
@@ -457,9 +461,10 @@ TEST(ChecksumThroughput, PrintsFigures) {
         shape.unroll = unroll;
         const Timing c = kernel_only(tune_bytes, shape);
         const Timing s = sweep_only(tune_bytes, shape);
-        std::printf("[ tune     ] 4 GiB unroll %u, %4u threads, %u blocks/SM: checksum %7.1f GB/s,"
-                    " sweep %7.1f GB/s, ratio %5.1f %%\n",
-                    unroll, threads, per_sm, c.gbps, s.gbps, 100.0 * c.gbps / s.gbps);
+        std::printf(
+            "[ tune     ] 4 GiB unroll %u, %4u threads, %u blocks/SM: checksum %7.1f GB/s,"
+            " sweep %7.1f GB/s, ratio %5.1f %%\n",
+            unroll, threads, per_sm, c.gbps, s.gbps, 100.0 * c.gbps / s.gbps);
       }
     }
   }
@@ -471,21 +476,22 @@ TEST(ChecksumThroughput, PrintsFigures) {
     const Timing s = sweep_only(bytes, shape);
     const Timing call = time_median(bytes, [&] { (void)device_checksum(buffer.get(), bytes, 0); });
     const Timing sweep_call = time_median(bytes, [&] { read_only_sweep(buffer.get(), bytes, 0); });
-    std::printf("[ figures  ] %2zu GiB (%u x %u, unroll %u): checksum kernel %7.1f GB/s (%.3f ms),"
-                " read_only_sweep kernel %7.1f GB/s (%.3f ms), ratio %5.1f %%;"
-                " device_checksum() call %7.1f GB/s, read_only_sweep() call %7.1f GB/s,"
-                " ratio %5.1f %%\n",
-                bytes / kGiB, shape.blocks, shape.threads, shape.unroll, c.gbps, c.median_ms,
-                s.gbps, s.median_ms, 100.0 * c.gbps / s.gbps, call.gbps, sweep_call.gbps,
-                100.0 * call.gbps / sweep_call.gbps);
+    std::printf(
+        "[ figures  ] %2zu GiB (%u x %u, unroll %u): checksum kernel %7.1f GB/s (%.3f ms),"
+        " read_only_sweep kernel %7.1f GB/s (%.3f ms), ratio %5.1f %%;"
+        " device_checksum() call %7.1f GB/s, read_only_sweep() call %7.1f GB/s,"
+        " ratio %5.1f %%\n",
+        bytes / kGiB, shape.blocks, shape.threads, shape.unroll, c.gbps, c.median_ms, s.gbps,
+        s.median_ms, 100.0 * c.gbps / s.gbps, call.gbps, sweep_call.gbps,
+        100.0 * call.gbps / sweep_call.gbps);
   }
   // Misaligned start: the slower path, for the record.
   {
-    const Timing m = time_median(4 * kGiB, [&] {
-      (void)device_checksum(buffer.get() + 3, 4 * kGiB, 0);
-    });
-    std::printf("[ figures  ]  4 GiB at +3 bytes (misaligned path): device_checksum() call %7.1f GB/s\n",
-                m.gbps);
+    const Timing m =
+        time_median(4 * kGiB, [&] { (void)device_checksum(buffer.get() + 3, 4 * kGiB, 0); });
+    std::printf(
+        "[ figures  ]  4 GiB at +3 bytes (misaligned path): device_checksum() call %7.1f GB/s\n",
+        m.gbps);
   }
   (void)cudaFree(lanes);
 }

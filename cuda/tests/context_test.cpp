@@ -5,9 +5,8 @@
 // This binary has its own main: with --vramguard-fresh-process-probe DEVICE it does not run the
 // tests but checks, in a process that has touched no GPU yet, that a thread working on DEVICE
 // only leaves no primary context on any other GPU (the multi-GPU test below runs it that way).
-#include <gtest/gtest.h>
-
 #include <cuda_runtime_api.h>
+#include <gtest/gtest.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -82,7 +81,8 @@ bool exercise(int device, CUcontext expected, const Report& report) {
     return false;
   }
   still("vg_alloc(Pool), which made the tracker's pool");
-  if (!ok(vg_copy_to_device(tracker, plain, 0, data.data(), kMiB), "vg_copy_to_device")) return false;
+  if (!ok(vg_copy_to_device(tracker, plain, 0, data.data(), kMiB), "vg_copy_to_device"))
+    return false;
   still("vg_copy_to_device");
   if (!ok(vg_copy_to_device(tracker, pooled, 0, data.data(), kMiB), "vg_copy_to_device(Pool)")) {
     return false;
@@ -91,7 +91,8 @@ bool exercise(int device, CUcontext expected, const Report& report) {
   if (!ok(vg_copy_to_host(tracker, back.data(), plain, 0, kMiB), "vg_copy_to_host")) return false;
   still("vg_copy_to_host");
   vg_checksum checksum{};
-  if (!ok(vg_checksum_device(tracker, plain, 0, kMiB, &checksum), "vg_checksum_device")) return false;
+  if (!ok(vg_checksum_device(tracker, plain, 0, kMiB, &checksum), "vg_checksum_device"))
+    return false;
   still("vg_checksum_device");
   if (!ok(vg_checksum_device_within(tracker, pooled, 1, kMiB - 1, 10'000, &checksum),
           "vg_checksum_device_within")) {
@@ -99,7 +100,8 @@ bool exercise(int device, CUcontext expected, const Report& report) {
   }
   still("vg_checksum_device_within");
   vg_residency residency{};
-  if (!ok(vg_verify(tracker, VG_PURPOSE_MASK_ALL, &residency, nullptr, 0), "vg_verify")) return false;
+  if (!ok(vg_verify(tracker, VG_PURPOSE_MASK_ALL, &residency, nullptr, 0), "vg_verify"))
+    return false;
   still("vg_verify");
   uint64_t needed = 0;
   (void)vg_residency_report(tracker, nullptr, 0, &needed);  // VG_ERR_BUFFER_TOO_SMALL, by design
@@ -276,8 +278,8 @@ TEST(ContextHygiene, MultiGpuFreshProcessMakesNoContextOnOtherGpus) {
   ASSERT_EQ(waitpid(child, &status, 0), child);
   ASSERT_TRUE(WIFEXITED(status)) << "the probe process died (status " << status << ")";
   EXPECT_NE(WEXITSTATUS(status), 3) << "the probe could not run (see its stderr above)";
-  EXPECT_EQ(WEXITSTATUS(status), 0) << "work on GPU" << device
-                                    << " from a fresh process touched another GPU (stderr above)";
+  EXPECT_EQ(WEXITSTATUS(status), 0)
+      << "work on GPU" << device << " from a fresh process touched another GPU (stderr above)";
 }
 
 int main(int argc, char** argv) {

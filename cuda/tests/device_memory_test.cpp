@@ -1,14 +1,14 @@
 // DeviceMemory (M1, M3) through the product: allocation made by vramguard, observed by the test.
-#include <gtest/gtest.h>
+#include "vramguard/device_memory.hpp"
 
 #include <cuda_runtime_api.h>
+#include <gtest/gtest.h>
 
 #include <numeric>
 #include <thread>
 #include <vector>
 
 #include "gpu_gate.hpp"
-#include "vramguard/device_memory.hpp"
 #include "vramguard/error.hpp"
 #include "vramguard/health.hpp"
 
@@ -141,7 +141,8 @@ TEST(DeviceMemory, ConcurrentAllocationsFromTenThreads) {
   for (int t = 0; t < 10; ++t) {
     threads.emplace_back([&tracker, t] {
       std::vector<DeviceMemory> held;
-      for (int i = 0; i < 20; ++i) held.emplace_back((t + 1) * kMiB, &tracker, VramPurpose::KVCache);
+      for (int i = 0; i < 20; ++i)
+        held.emplace_back((t + 1) * kMiB, &tracker, VramPurpose::KVCache);
     });
   }
   for (auto& thread : threads) thread.join();
@@ -163,7 +164,8 @@ TEST(DeviceMemory, SurvivesLoadUnloadCycles) {
 }
 
 TEST(DeviceMemory, NoGpuGivesNoDeviceError) {
-  if (vramguard::testing::gpu_available()) GTEST_SKIP() << "checks the no-GPU error path; this host has a GPU";
+  if (vramguard::testing::gpu_available())
+    GTEST_SKIP() << "checks the no-GPU error path; this host has a GPU";
   VramTracker tracker;
   try {
     DeviceMemory memory(kMiB, &tracker, VramPurpose::KVCache);

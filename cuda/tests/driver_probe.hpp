@@ -23,8 +23,9 @@ inline const DriverProbe& driver_probe() {
                                                cudaEnableDefault, &found) == cudaSuccess &&
               found == cudaDriverEntryPointSuccess;
     resolved.get_current = reinterpret_cast<CUresult (*)(CUcontext*)>(function);
-    ok = ok && cudaGetDriverEntryPointByVersion("cuDevicePrimaryCtxGetState", &function, 12000,
-                                                cudaEnableDefault, &found) == cudaSuccess &&
+    ok = ok &&
+         cudaGetDriverEntryPointByVersion("cuDevicePrimaryCtxGetState", &function, 12000,
+                                          cudaEnableDefault, &found) == cudaSuccess &&
          found == cudaDriverEntryPointSuccess;
     resolved.primary_state = reinterpret_cast<CUresult (*)(CUdevice, unsigned*, int*)>(function);
     resolved.ok = ok;

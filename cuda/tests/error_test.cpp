@@ -1,13 +1,13 @@
 // CudaError and the status of each CUDA error (E3, R3): the sticky errors, which leave the
 // context corrupt, map to VG_ERR_CUDA_STICKY; the others keep their statuses. No GPU needed.
-#include <gtest/gtest.h>
+#include "vramguard/error.hpp"
 
 #include <cuda_runtime_api.h>
+#include <gtest/gtest.h>
 
 #include <string>
 
 #include "vramguard.h"
-#include "vramguard/error.hpp"
 
 using namespace vramguard;
 
@@ -16,11 +16,20 @@ namespace {
 // Written out here, not taken from the product: the list the documentation gives (driver_types.h,
 // "the process must be terminated and relaunched"), plus cudaErrorECCUncorrectable.
 constexpr cudaError_t kSticky[] = {
-    cudaErrorECCUncorrectable,    cudaErrorContained,          cudaErrorIllegalAddress,
-    cudaErrorLaunchTimeout,       cudaErrorAssert,             cudaErrorHardwareStackError,
-    cudaErrorIllegalInstruction,  cudaErrorMisalignedAddress,  cudaErrorInvalidAddressSpace,
-    cudaErrorInvalidPc,           cudaErrorLaunchFailure,      cudaErrorTensorMemoryLeak,
-    cudaErrorMpsClientTerminated, cudaErrorExternalDevice,
+    cudaErrorECCUncorrectable,
+    cudaErrorContained,
+    cudaErrorIllegalAddress,
+    cudaErrorLaunchTimeout,
+    cudaErrorAssert,
+    cudaErrorHardwareStackError,
+    cudaErrorIllegalInstruction,
+    cudaErrorMisalignedAddress,
+    cudaErrorInvalidAddressSpace,
+    cudaErrorInvalidPc,
+    cudaErrorLaunchFailure,
+    cudaErrorTensorMemoryLeak,
+    cudaErrorMpsClientTerminated,
+    cudaErrorExternalDevice,
 };
 
 }  // namespace

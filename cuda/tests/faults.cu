@@ -1,11 +1,11 @@
 // Fault injection for tests (faults.h): a kernel that breaks the context, and one that holds
 // every SM for a while.
-#include "faults.h"
-
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cstdint>
+
+#include "faults.h"
 
 namespace {
 
@@ -56,7 +56,8 @@ extern "C" int vg_test_spin_all_sms(int device, unsigned milliseconds) {
   int shared_per_block_max = 0;
   int reserved_per_block = 0;
   int error = attribute(cudaDevAttrMultiProcessorCount, device, &sms);
-  if (error == 0) error = attribute(cudaDevAttrMaxSharedMemoryPerMultiprocessor, device, &shared_per_sm);
+  if (error == 0)
+    error = attribute(cudaDevAttrMaxSharedMemoryPerMultiprocessor, device, &shared_per_sm);
   if (error == 0) {
     error = attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin, device, &shared_per_block_max);
   }
@@ -77,10 +78,12 @@ extern "C" int vg_test_spin_all_sms(int device, unsigned milliseconds) {
   int dynamic_shared = shared_per_sm / blocks_per_sm - reserved_per_block - static_shared;
   dynamic_shared = std::max(0, std::min(dynamic_shared, shared_per_block_max - static_shared));
   for (;;) {
-    result = cudaFuncSetAttribute(spin, cudaFuncAttributeMaxDynamicSharedMemorySize, dynamic_shared);
+    result =
+        cudaFuncSetAttribute(spin, cudaFuncAttributeMaxDynamicSharedMemorySize, dynamic_shared);
     if (result != cudaSuccess) return static_cast<int>(result);
     int fitting = 0;
-    result = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&fitting, spin, kThreads, dynamic_shared);
+    result =
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&fitting, spin, kThreads, dynamic_shared);
     if (result != cudaSuccess) return static_cast<int>(result);
     if (fitting >= blocks_per_sm || dynamic_shared == 0) break;
     dynamic_shared = std::max(0, dynamic_shared - 256);

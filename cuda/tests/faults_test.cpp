@@ -5,9 +5,10 @@
 //
 // Not for compute-sanitizer: memcheck rightly reports the out-of-bounds write, and a tool that
 // serialises kernel launches leaves nothing for a deadline to catch. Run this suite plainly.
-#include <gtest/gtest.h>
+#include "faults.h"
 
 #include <cuda_runtime_api.h>
+#include <gtest/gtest.h>
 
 #include <chrono>
 #include <cstdio>
@@ -18,7 +19,6 @@
 #include <vector>
 
 #include "driver_probe.hpp"
-#include "faults.h"
 #include "gpu_gate.hpp"
 #include "vramguard.h"
 #include "vramguard/checksum.hpp"
@@ -140,8 +140,8 @@ int sticky_scenario() {
     }
   };
   const auto expect_sticky = [&](vg_status status, const char* call) {
-    expect(status == VG_ERR_CUDA_STICKY, std::string(call) + " returned " +
-                                             vg_status_name(status) + ": " + vg_last_error());
+    expect(status == VG_ERR_CUDA_STICKY,
+           std::string(call) + " returned " + vg_status_name(status) + ": " + vg_last_error());
   };
   vg_tracker* tracker = nullptr;
   expect(vg_tracker_create(0, &tracker) == VG_OK, "vg_tracker_create");
@@ -236,7 +236,7 @@ TEST(MemoryPoolDestruction, MultiGpuSynchronisesThePoolsDeviceNotTheCallers) {
     DeviceMemory memory(kMiB, &tracker, VramPurpose::KVCache, "kv", AllocationKind::Pool,
                         pool.get());
     ASSERT_EQ(vg_test_spin_all_sms(1, 1000), 0);  // this thread is now on GPU 1
-  }  // freed on GPU 1's legacy stream, behind the spin
+  }                                               // freed on GPU 1's legacy stream, behind the spin
   ASSERT_EQ(cudaSetDevice(0), cudaSuccess);
   pool.reset();  // from a thread on GPU 0
   ASSERT_EQ(cudaSetDevice(1), cudaSuccess);

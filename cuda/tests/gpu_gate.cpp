@@ -2,11 +2,11 @@
 
 #include <cuda_runtime_api.h>
 
-#include "vramguard/checksum.hpp"
-
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+
+#include "vramguard/checksum.hpp"
 
 namespace vramguard::testing {
 
@@ -52,11 +52,11 @@ class DriverMemoryIsReturned : public ::testing::Environment {
  private:
   static constexpr int kMaxDevices = 16;
   static constexpr long long kToleranceBytes = 2ll << 20;
-  // Measured on the H100 (README, "GPU test suite"): the first migration of managed memory makes the driver
-  // reserve about 124 MiB of device memory for its unified-memory bookkeeping, once per context,
-  // never returned while the context lives. That is not a leak, so the baseline is taken after it.
-  // Likewise the first kernel launch loads vramguard's CUDA module (2 MiB, kept by the context):
-  // a checksum of the same buffer loads it before the baseline.
+  // Measured on the H100 (README, "GPU test suite"): the first migration of managed memory makes
+  // the driver reserve about 124 MiB of device memory for its unified-memory bookkeeping, once per
+  // context, never returned while the context lives. That is not a leak, so the baseline is taken
+  // after it. Likewise the first kernel launch loads vramguard's CUDA module (2 MiB, kept by the
+  // context): a checksum of the same buffer loads it before the baseline.
   static void touch_managed_memory(int device) {
     cudaSetDevice(device);
     void* managed = nullptr;

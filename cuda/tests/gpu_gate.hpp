@@ -11,10 +11,10 @@ bool gpu_required();
 
 }  // namespace vramguard::testing
 
-#define VG_REQUIRE_GPU()                                                                      \
-  do {                                                                                        \
-    if (!::vramguard::testing::gpu_available()) {                                             \
-      if (::vramguard::testing::gpu_required()) FAIL() << "VRAM_REQUIRE_GPU=1 but no GPU";    \
+#define VG_REQUIRE_GPU()                                                                         \
+  do {                                                                                           \
+    if (!::vramguard::testing::gpu_available()) {                                                \
+      if (::vramguard::testing::gpu_required()) FAIL() << "VRAM_REQUIRE_GPU=1 but no GPU";       \
       GTEST_SKIP() << "needs a GPU (none found; set VRAM_REQUIRE_GPU=1 to make this a failure)"; \
-    }                                                                                         \
+    }                                                                                            \
   } while (0)

@@ -1,8 +1,9 @@
 // Health (H1-H3) on memory the product allocated: device memory is resident; the RAM-fallback
 // kinds (Managed, PinnedHost) are detected as violations.
-#include <gtest/gtest.h>
+#include "vramguard/health.hpp"
 
 #include <cuda_runtime_api.h>
+#include <gtest/gtest.h>
 
 #include <memory>
 #include <string>
@@ -10,7 +11,6 @@
 #include "gpu_gate.hpp"
 #include "vramguard/device_memory.hpp"
 #include "vramguard/error.hpp"
-#include "vramguard/health.hpp"
 
 using namespace vramguard;
 
@@ -41,7 +41,8 @@ TEST(Health, PoolPointerIsResident) {
 TEST(Health, PinnedHostPointerIsNotResident) {
   VG_REQUIRE_GPU();
   VramTracker tracker;
-  DeviceMemory memory(kMiB, &tracker, VramPurpose::ModelWeights, "pinned", AllocationKind::PinnedHost);
+  DeviceMemory memory(kMiB, &tracker, VramPurpose::ModelWeights, "pinned",
+                      AllocationKind::PinnedHost);
   const auto observed = Health::inspect_pointer(memory.get(), 0);
   EXPECT_FALSE(observed.resident);
   EXPECT_EQ(observed.type, MemoryType::Host);
@@ -62,7 +63,8 @@ TEST(Health, ManagedMemoryIsDetectedAsFallback) {
   VG_REQUIRE_GPU();
   VramTracker tracker;
   DeviceMemory weights(kMiB, &tracker, VramPurpose::ModelWeights, "real weights");
-  DeviceMemory fallback(kMiB, &tracker, VramPurpose::ModelWeights, "fallen back", AllocationKind::Managed);
+  DeviceMemory fallback(kMiB, &tracker, VramPurpose::ModelWeights, "fallen back",
+                        AllocationKind::Managed);
   const auto report = Health::check_residency(tracker);
   EXPECT_FALSE(report.resident);
   EXPECT_EQ(report.checked, 2u);
@@ -88,7 +90,8 @@ TEST(Health, AllDeviceAllocationsAreResident) {
 TEST(Health, PurposeMaskLimitsTheCheck) {
   VG_REQUIRE_GPU();
   VramTracker tracker;
-  DeviceMemory staging(kMiB, &tracker, VramPurpose::IntermediateBuffers, "staging", AllocationKind::PinnedHost);
+  DeviceMemory staging(kMiB, &tracker, VramPurpose::IntermediateBuffers, "staging",
+                       AllocationKind::PinnedHost);
   EXPECT_TRUE(Health::check_residency(tracker, purpose_bit(VramPurpose::ModelWeights)).resident);
   EXPECT_FALSE(Health::check_residency(tracker).resident);
 }
@@ -104,7 +107,8 @@ TEST(Health, ReportNamesEachViolation) {
   VG_REQUIRE_GPU();
   VramTracker tracker;
   DeviceMemory ok(kMiB, &tracker, VramPurpose::ModelWeights, "resident weights");
-  DeviceMemory bad(kMiB, &tracker, VramPurpose::ModelWeights, "pinned weights", AllocationKind::PinnedHost);
+  DeviceMemory bad(kMiB, &tracker, VramPurpose::ModelWeights, "pinned weights",
+                   AllocationKind::PinnedHost);
   const std::string report = Health::residency_report(tracker);
   EXPECT_NE(report.find("Status: VIOLATION"), std::string::npos) << report;
   EXPECT_NE(report.find("\"pinned weights\""), std::string::npos) << report;
@@ -126,7 +130,8 @@ TEST(Health, AdoptedForeignDevicePointerIsChecked) {
 }
 
 TEST(Health, NoGpuCheckIsAnErrorNotAPass) {
-  if (vramguard::testing::gpu_available()) GTEST_SKIP() << "checks the no-GPU error path; this host has a GPU";
+  if (vramguard::testing::gpu_available())
+    GTEST_SKIP() << "checks the no-GPU error path; this host has a GPU";
   VramTracker tracker;
   try {
     (void)Health::check_residency(tracker);

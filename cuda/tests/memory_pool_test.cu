@@ -4,9 +4,8 @@
 // streams), so a kernel still reading the buffer there is done before the pool hands the memory
 // out again. The contract is documented at vg_free (vramguard.h), DeviceMemory and the Rust
 // DeviceBuffer; these are its tests, with a reader that outlives the free.
-#include <gtest/gtest.h>
-
 #include <cuda_runtime.h>
+#include <gtest/gtest.h>
 
 #include <cstdint>
 #include <cstdio>
@@ -66,7 +65,8 @@ TEST(PoolFreeOrdering, ReaderOnABlockingStreamFinishesBeforeTheMemoryIsReused) {
   const struct {
     cudaStream_t stream;
     const char* name;
-  } readers[] = {{created, "cudaStreamCreate stream"}, {cudaStreamPerThread, "per-thread default stream"}};
+  } readers[] = {{created, "cudaStreamCreate stream"},
+                 {cudaStreamPerThread, "per-thread default stream"}};
   for (const auto& reader : readers) {
     SCOPED_TRACE(reader.name);
     void* ptr = nullptr;
@@ -75,16 +75,17 @@ TEST(PoolFreeOrdering, ReaderOnABlockingStreamFinishesBeforeTheMemoryIsReused) {
     ASSERT_EQ(vg_copy_to_device(tracker, ptr, 0, first.data(), bytes), VG_OK);
     ASSERT_EQ(cudaMemset(sum, 0, sizeof *sum), cudaSuccess);
     late_sum<<<1, 256, 0, reader.stream>>>(static_cast<const unsigned*>(ptr), kWords,
-                                             kReaderDelayNs, sum);
+                                           kReaderDelayNs, sum);
     ASSERT_EQ(cudaGetLastError(), cudaSuccess);
     // While the reader waits: free, allocate the same size from the same pool, overwrite.
     ASSERT_EQ(vg_free(tracker, ptr), VG_OK);
     void* again = nullptr;
     ASSERT_EQ(vg_alloc(tracker, bytes, VG_PURPOSE_KV_CACHE, VG_KIND_POOL, "next", &again), VG_OK);
     if (again != ptr) {
-      std::printf("[ vramguard ] the pool did not hand out the freed block again (%p, then %p): "
-                  "the reader's result below shows less\n",
-                  ptr, again);
+      std::printf(
+          "[ vramguard ] the pool did not hand out the freed block again (%p, then %p): "
+          "the reader's result below shows less\n",
+          ptr, again);
     }
     ASSERT_EQ(vg_copy_to_device(tracker, again, 0, second.data(), bytes), VG_OK);
     ASSERT_EQ(cudaStreamSynchronize(reader.stream), cudaSuccess);
@@ -127,7 +128,8 @@ TEST(PoolFreeOrdering, FreedBlockWaitsForTheReaderBeforeAnotherStreamGetsIt) {
   const struct {
     cudaStream_t stream;
     const char* name;
-  } readers[] = {{created, "cudaStreamCreate stream"}, {cudaStreamPerThread, "per-thread default stream"}};
+  } readers[] = {{created, "cudaStreamCreate stream"},
+                 {cudaStreamPerThread, "per-thread default stream"}};
   for (const auto& reader : readers) {
     SCOPED_TRACE(reader.name);
     ASSERT_EQ(cudaMemset(sum, 0, sizeof *sum), cudaSuccess);
@@ -138,12 +140,13 @@ TEST(PoolFreeOrdering, FreedBlockWaitsForTheReaderBeforeAnotherStreamGetsIt) {
       memory.copy_from_host(first.data(), bytes);
       block = memory.get();
       late_sum<<<1, 256, 0, reader.stream>>>(static_cast<const unsigned*>(block), kWords,
-                                               kReaderDelayNs, sum);
+                                             kReaderDelayNs, sum);
       ASSERT_EQ(cudaGetLastError(), cudaSuccess);
     }  // freed through vramguard while the reader waits
     void* next = nullptr;
-    ASSERT_EQ(cudaMallocFromPoolAsync(&next, bytes, static_cast<cudaMemPool_t>(pool.handle()), other),
-              cudaSuccess);
+    ASSERT_EQ(
+        cudaMallocFromPoolAsync(&next, bytes, static_cast<cudaMemPool_t>(pool.handle()), other),
+        cudaSuccess);
     ASSERT_EQ(cudaMemsetAsync(next, 0xFF, bytes, other), cudaSuccess);
     ASSERT_EQ(cudaStreamSynchronize(reader.stream), cudaSuccess);
     unsigned long long got = 0;

@@ -1,6 +1,8 @@
 // RecordTable, the tracker's per-shard store: checked against std::unordered_map over random
 // insertions, lookups and removals, with small tables so probe runs wrap around the end and
 // backward-shift deletion moves entries. No GPU: addresses are never dereferenced.
+#include "vramguard/record_table.hpp"
+
 #include <gtest/gtest.h>
 
 #include <cstdint>
@@ -8,8 +10,6 @@
 #include <string>
 #include <unordered_map>
 #include <vector>
-
-#include "vramguard/record_table.hpp"
 
 using namespace vramguard;
 
@@ -28,7 +28,8 @@ AllocationRecord* find(RecordTable& table, std::uintptr_t address) {
 }
 
 // Every record the model holds is found with its bytes, and iteration lists exactly those.
-void expect_same(RecordTable& table, const std::unordered_map<std::uintptr_t, std::uint64_t>& model) {
+void expect_same(RecordTable& table,
+                 const std::unordered_map<std::uintptr_t, std::uint64_t>& model) {
   ASSERT_EQ(table.size(), model.size());
   for (const auto& [address, bytes] : model) {
     const AllocationRecord* found = find(table, address);
@@ -51,7 +52,8 @@ TEST(RecordTable, InsertFindErase) {
   RecordTable table;
   EXPECT_TRUE(table.empty());
   EXPECT_EQ(find(table, 0x1000), nullptr);
-  const auto [stored, inserted] = table.try_insert(record_at(0x1000, 7), RecordTable::hash_of(0x1000));
+  const auto [stored, inserted] =
+      table.try_insert(record_at(0x1000, 7), RecordTable::hash_of(0x1000));
   ASSERT_TRUE(inserted);
   EXPECT_EQ(stored->bytes, 7u);
   EXPECT_EQ(find(table, 0x1000), stored);
@@ -68,7 +70,8 @@ TEST(RecordTable, DuplicateLeavesBothRecordsAlone) {
   RecordTable table;
   table.try_insert(record_at(0x2000, 1), RecordTable::hash_of(0x2000));
   AllocationRecord again = record_at(0x2000, 99);
-  const auto [existing, inserted] = table.try_insert(std::move(again), RecordTable::hash_of(0x2000));
+  const auto [existing, inserted] =
+      table.try_insert(std::move(again), RecordTable::hash_of(0x2000));
   EXPECT_FALSE(inserted);
   EXPECT_EQ(existing->bytes, 1u);
   EXPECT_EQ(again.description, "record 8192");  // not moved from

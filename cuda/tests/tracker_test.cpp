@@ -1,21 +1,22 @@
 // VramTracker accounting (T1-T7). Pure bookkeeping: runs without a GPU. Addresses are synthetic
 // because the tracker never dereferences them; allocation through the device is in
 // device_memory_test.cpp.
+#include "vramguard/tracker.hpp"
+
 #include <gtest/gtest.h>
 
 #include <atomic>
 #include <chrono>
-#include <cstdio>
-#include <memory>
-#include <functional>
 #include <cstdint>
+#include <cstdio>
+#include <functional>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "vramguard/error.hpp"
 #include "vramguard/record_pin.hpp"
-#include "vramguard/tracker.hpp"
 
 using namespace vramguard;
 
@@ -124,10 +125,12 @@ TEST(Tracker, DuplicateAndNullAndLongDescriptionRejected) {
   EXPECT_EQ(status_of([&] { tracker.record_allocation(nullptr, 8, VramPurpose::Unknown); }),
             VG_ERR_NULL_ARGUMENT);
   const std::string long_text(kMaxDescriptionBytes + 1, 'x');
-  EXPECT_EQ(status_of([&] { tracker.record_allocation(address(2), 8, VramPurpose::Unknown, long_text); }),
-            VG_ERR_DESCRIPTION_TOO_LONG);
-  EXPECT_EQ(status_of([&] { tracker.record_allocation(address(3), 8, static_cast<VramPurpose>(7)); }),
-            VG_ERR_INVALID_ENUM);
+  EXPECT_EQ(
+      status_of([&] { tracker.record_allocation(address(2), 8, VramPurpose::Unknown, long_text); }),
+      VG_ERR_DESCRIPTION_TOO_LONG);
+  EXPECT_EQ(
+      status_of([&] { tracker.record_allocation(address(3), 8, static_cast<VramPurpose>(7)); }),
+      VG_ERR_INVALID_ENUM);
   EXPECT_EQ(tracker.total_usage(), 4096u);
   EXPECT_EQ(tracker.allocation_count(), 1u);
 }
@@ -170,7 +173,8 @@ TEST(Tracker, UsageReportIsReadable) {
   tracker.record_allocation(address(2), 512 * kMiB, VramPurpose::KVCache);
   const std::string report = tracker.usage_report();
   EXPECT_NE(report.find("GPU3"), std::string::npos);
-  EXPECT_NE(report.find("Total: 1.50 GiB (1610612736 bytes) in 2 allocation(s)"), std::string::npos) << report;
+  EXPECT_NE(report.find("Total: 1.50 GiB (1610612736 bytes) in 2 allocation(s)"), std::string::npos)
+      << report;
   EXPECT_NE(report.find("ModelWeights"), std::string::npos);
   EXPECT_NE(report.find("KVCache"), std::string::npos);
   EXPECT_NE(report.find("1.00 GiB"), std::string::npos);
@@ -253,7 +257,8 @@ TEST(TrackerPin, RemovalWaitsUntilTheLastPinGoes) {
   for (const bool owned : {false, true}) {
     VramTracker tracker;
     if (owned) {
-      tracker.record_owned_allocation(address(1), kMiB, VramPurpose::KVCache, "", AllocationKind::Device);
+      tracker.record_owned_allocation(address(1), kMiB, VramPurpose::KVCache, "",
+                                      AllocationKind::Device);
     } else {
       tracker.record_allocation(address(1), kMiB, VramPurpose::KVCache);
     }
@@ -263,7 +268,8 @@ TEST(TrackerPin, RemovalWaitsUntilTheLastPinGoes) {
     Removal result = Removal::Unknown;
     std::thread remover([&] {
       AllocationRecord out;
-      result = owned ? tracker.take_owned(address(1), &out) : tracker.record_deallocation(address(1));
+      result =
+          owned ? tracker.take_owned(address(1), &out) : tracker.record_deallocation(address(1));
       removed.store(true);
     });
     // Other pointers of the same shard, and every other shard, are not held up meanwhile.
@@ -288,9 +294,9 @@ TEST(TrackerPin, ConcurrentUsersNeverTouchMemoryFreedUnderThem) {
   // Host memory stands in for device memory: "freeing" a block fills it with kFreed, as the next
   // owner at the same address would overwrite it, then it is recorded again with its next
   // generation written into it. Users pin a block, check that their own words of it hold the
-  // generation its record names, and write them again, as a copy would. Without the pin's wait the freer's writes would
-  // meet the users' (ThreadSanitizer reports the race; the check sees kFreed or a newer
-  // generation).
+  // generation its record names, and write them again, as a copy would. Without the pin's wait the
+  // freer's writes would meet the users' (ThreadSanitizer reports the race; the check sees kFreed
+  // or a newer generation).
   constexpr int kBlocks = 4;
   constexpr int kUsers = 4;  // each owns words u and u + 4 of every block
   constexpr int kGenerations = 2000;

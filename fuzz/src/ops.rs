@@ -123,30 +123,120 @@ pub struct Desc(Option<Vec<u8>>);
 
 #[derive(Clone, Debug)]
 pub enum Op {
-    Create { device: i32 },
-    Destroy { t: u8 },
-    Record { t: u8, ptr: Ptr, bytes: u64, purpose: i32, kind: i32, desc: Desc, want_id: bool },
-    Adopt { t: u8, ptr: Ptr, bytes: u64, purpose: i32, desc: Desc, want_id: bool },
-    Deallocate { t: u8, ptr: Ptr },
-    Free { t: u8, ptr: Ptr },
-    Alloc { t: u8, bytes: u64, purpose: i32, kind: i32, desc: Desc, null_out: bool },
-    Usage { t: u8, null_out: bool },
-    Total { t: u8, null_out: bool },
-    PurposeBytes { t: u8, purpose: i32, null_out: bool },
-    Count { t: u8, null_out: bool },
-    Snapshot { t: u8, cap: Cap, null_count: bool },
-    Report { t: u8, cap: Cap, null_needed: bool },
-    Verify { t: u8, mask: u32, cap: u8, null_out: bool, null_violations: bool },
-    CopyToDevice { t: u8, ptr: Ptr, offset: Amount, len: Amount, null_host: bool },
-    CopyToHost { t: u8, ptr: Ptr, offset: Amount, len: Amount, null_host: bool },
-    TrackerDevice { t: u8, null_out: bool },
-    StatusName { status: i32 },
+    Create {
+        device: i32,
+    },
+    Destroy {
+        t: u8,
+    },
+    Record {
+        t: u8,
+        ptr: Ptr,
+        bytes: u64,
+        purpose: i32,
+        kind: i32,
+        desc: Desc,
+        want_id: bool,
+    },
+    Adopt {
+        t: u8,
+        ptr: Ptr,
+        bytes: u64,
+        purpose: i32,
+        desc: Desc,
+        want_id: bool,
+    },
+    Deallocate {
+        t: u8,
+        ptr: Ptr,
+    },
+    Free {
+        t: u8,
+        ptr: Ptr,
+    },
+    Alloc {
+        t: u8,
+        bytes: u64,
+        purpose: i32,
+        kind: i32,
+        desc: Desc,
+        null_out: bool,
+    },
+    Usage {
+        t: u8,
+        null_out: bool,
+    },
+    Total {
+        t: u8,
+        null_out: bool,
+    },
+    PurposeBytes {
+        t: u8,
+        purpose: i32,
+        null_out: bool,
+    },
+    Count {
+        t: u8,
+        null_out: bool,
+    },
+    Snapshot {
+        t: u8,
+        cap: Cap,
+        null_count: bool,
+    },
+    Report {
+        t: u8,
+        cap: Cap,
+        null_needed: bool,
+    },
+    Verify {
+        t: u8,
+        mask: u32,
+        cap: u8,
+        null_out: bool,
+        null_violations: bool,
+    },
+    CopyToDevice {
+        t: u8,
+        ptr: Ptr,
+        offset: Amount,
+        len: Amount,
+        null_host: bool,
+    },
+    CopyToHost {
+        t: u8,
+        ptr: Ptr,
+        offset: Amount,
+        len: Amount,
+        null_host: bool,
+    },
+    TrackerDevice {
+        t: u8,
+        null_out: bool,
+    },
+    StatusName {
+        status: i32,
+    },
     LastError,
-    ChecksumDevice { t: u8, ptr: Ptr, offset: Amount, len: Amount, null_out: bool },
+    ChecksumDevice {
+        t: u8,
+        ptr: Ptr,
+        offset: Amount,
+        len: Amount,
+        null_out: bool,
+    },
     /// Host bytes: deterministic, and a changed byte (at flip, xor'ed) changes the checksum.
-    ChecksumHost { data: Vec<u8>, flip: u16, xor: u8, null_out: bool },
+    ChecksumHost {
+        data: Vec<u8>,
+        flip: u16,
+        xor: u8,
+        null_out: bool,
+    },
     /// NULL, or a range that wraps: refused without a byte read (other wild ranges are not tried).
-    ChecksumHostWild { ptr: Ptr, bytes: u64 },
+    ChecksumHostWild {
+        ptr: Ptr,
+        bytes: u64,
+    },
 }
 
 fn decode_ptr(r: &mut Reader) -> Ptr {
@@ -406,7 +496,11 @@ fn gpu_count() -> i32 {
     static COUNT: OnceLock<i32> = OnceLock::new();
     *COUNT.get_or_init(|| {
         let mut n = 0;
-        if unsafe { sys::vg_device_count(&mut n) } == sys::VG_OK { n } else { 0 }
+        if unsafe { sys::vg_device_count(&mut n) } == sys::VG_OK {
+            n
+        } else {
+            0
+        }
     })
 }
 
@@ -493,12 +587,7 @@ impl fmt::Display for Step<'_> {
 }
 
 fn expect(step: &Step, got: vg_status, want: vg_status) {
-    assert!(
-        got == want,
-        "{step}: returned {} ({got}), the model expects {} ({want})",
-        name(got),
-        name(want)
-    );
+    assert!(got == want, "{step}: returned {} ({got}), the model expects {} ({want})", name(got), name(want));
     if got != sys::VG_OK {
         assert!(!c_str(unsafe { sys::vg_last_error() }).is_empty(), "{step}: {} with no vg_last_error", name(got));
     }
@@ -609,8 +698,16 @@ impl Session {
                     _ => expect(step, status, sys::VG_ERR_NULL_ARGUMENT),
                 }
             }
-            Op::Total { t, null_out } => self.counter(step, t, null_out, |raw, out| unsafe { sys::vg_total_bytes(raw, out) }, Tracker::total),
-            Op::Count { t, null_out } => self.counter(step, t, null_out, |raw, out| unsafe { sys::vg_allocation_count(raw, out) }, |t| t.live.len() as u64),
+            Op::Total { t, null_out } => {
+                self.counter(step, t, null_out, |raw, out| unsafe { sys::vg_total_bytes(raw, out) }, Tracker::total)
+            }
+            Op::Count { t, null_out } => self.counter(
+                step,
+                t,
+                null_out,
+                |raw, out| unsafe { sys::vg_allocation_count(raw, out) },
+                |t| t.live.len() as u64,
+            ),
             Op::PurposeBytes { t, purpose, null_out } => {
                 let i = self.pick(t);
                 let mut n = UNTOUCHED;
@@ -634,7 +731,9 @@ impl Session {
             Op::Verify { t, mask, cap, null_out, null_violations } => {
                 self.verify(step, t, mask, cap as u64, null_out, null_violations)
             }
-            Op::CopyToDevice { t, ptr, offset, len, null_host } => self.copy(step, t, ptr, offset, len, null_host, true),
+            Op::CopyToDevice { t, ptr, offset, len, null_host } => {
+                self.copy(step, t, ptr, offset, len, null_host, true)
+            }
             Op::CopyToHost { t, ptr, offset, len, null_host } => self.copy(step, t, ptr, offset, len, null_host, false),
             Op::TrackerDevice { t, null_out } => {
                 let i = self.pick(t);
@@ -651,19 +750,26 @@ impl Session {
             }
             Op::StatusName { status } => {
                 let got = c_str(unsafe { sys::vg_status_name(status) });
-                let want = usize::try_from(status).ok().and_then(|s| NAMES.get(s)).copied().unwrap_or("VG_STATUS_UNKNOWN");
+                let want =
+                    usize::try_from(status).ok().and_then(|s| NAMES.get(s)).copied().unwrap_or("VG_STATUS_UNKNOWN");
                 assert_eq!(got, want.as_bytes(), "{step}: vg_status_name");
             }
             Op::LastError => {
                 let message = c_str(unsafe { sys::vg_last_error() });
                 assert!(message.len() < 1 << 16, "{step}: last error of {} bytes", message.len());
             }
-            Op::ChecksumDevice { t, ptr, offset, len, null_out } => self.checksum_device(step, t, ptr, offset, len, null_out),
+            Op::ChecksumDevice { t, ptr, offset, len, null_out } => {
+                self.checksum_device(step, t, ptr, offset, len, null_out)
+            }
             Op::ChecksumHost { ref data, flip, xor, null_out } => checksum_host(step, data, flip, xor, null_out),
             Op::ChecksumHostWild { ptr, bytes } => {
                 let address = self.resolve(None, ptr);
                 let want = if address == 0 {
-                    if bytes == 0 { sys::VG_OK } else { sys::VG_ERR_NULL_ARGUMENT }
+                    if bytes == 0 {
+                        sys::VG_OK
+                    } else {
+                        sys::VG_ERR_NULL_ARGUMENT
+                    }
                 } else if bytes > 0 && address.checked_add(bytes).is_none() {
                     sys::VG_ERR_INVALID_SIZE
                 } else {
@@ -673,7 +779,10 @@ impl Session {
                 let status = unsafe { sys::vg_checksum_host(address as usize as *const c_void, bytes, &mut out) };
                 expect(step, status, want);
                 if want == sys::VG_OK {
-                    assert!(out == host_sum(step, &[]), "{step}: checksum of NULL, 0 bytes differs from that of nothing");
+                    assert!(
+                        out == host_sum(step, &[]),
+                        "{step}: checksum of NULL, 0 bytes differs from that of nothing"
+                    );
                 } else {
                     assert!(out == untouched_checksum(), "{step}: a failed checksum wrote its out-parameter");
                 }
@@ -718,7 +827,15 @@ impl Session {
         }
         if len <= HOST_MAX {
             let mut host = vec![0u8; len as usize];
-            let copied = unsafe { sys::vg_copy_to_host(raw, host.as_mut_ptr() as *mut c_void, address as usize as *const c_void, offset, len) };
+            let copied = unsafe {
+                sys::vg_copy_to_host(
+                    raw,
+                    host.as_mut_ptr() as *mut c_void,
+                    address as usize as *const c_void,
+                    offset,
+                    len,
+                )
+            };
             expect(step, copied, sys::VG_OK);
             assert!(out == host_sum(step, &host), "{step}: device and host checksums of the same bytes differ");
         }
@@ -749,7 +866,17 @@ impl Session {
 
     /// vg_record (kind Some) and vg_adopt (kind None), in the order the C ABI validates.
     #[allow(clippy::too_many_arguments)]
-    fn insert(&mut self, step: &Step, t: u8, ptr: Ptr, bytes: u64, purpose: i32, kind: Option<i32>, desc: &Desc, want_id: bool) {
+    fn insert(
+        &mut self,
+        step: &Step,
+        t: u8,
+        ptr: Ptr,
+        bytes: u64,
+        purpose: i32,
+        kind: Option<i32>,
+        desc: &Desc,
+        want_id: bool,
+    ) {
         let i = self.pick(t);
         let address = self.resolve(i, ptr);
         let (buffer, seen) = c_desc(desc);
@@ -784,7 +911,15 @@ impl Session {
         if let Some(id) = id {
             assert!(tracker.ids.insert(id), "{step}: id {id} was handed out before");
         }
-        let live = Live { bytes, purpose: purpose as usize, kind: kind.unwrap_or(ADOPTED), owned: false, desc: seen, id, sequence: 0 };
+        let live = Live {
+            bytes,
+            purpose: purpose as usize,
+            kind: kind.unwrap_or(ADOPTED),
+            owned: false,
+            desc: seen,
+            id,
+            sequence: 0,
+        };
         tracker.insert(address, live);
     }
 
@@ -990,8 +1125,14 @@ impl Session {
         assert_eq!(residency.resident == 1, residency.violation_count == 0, "{step}: resident flag");
         let copied = capacity.min(residency.violation_count) as usize;
         for v in &violations[..copied] {
-            let live = tracker.live.get(&v.address).unwrap_or_else(|| panic!("{step}: violation of untracked {:#x}", v.address));
-            assert!(in_mask(live) && live.bytes == v.bytes && live.kind == v.kind, "{step}: violation {v:?} vs {live:?}");
+            let live = tracker
+                .live
+                .get(&v.address)
+                .unwrap_or_else(|| panic!("{step}: violation of untracked {:#x}", v.address));
+            assert!(
+                in_mask(live) && live.bytes == v.bytes && live.kind == v.kind,
+                "{step}: violation {v:?} vs {live:?}"
+            );
             let device_kind = [sys::VG_KIND_DEVICE as i32, sys::VG_KIND_POOL as i32].contains(&live.kind);
             assert!(!(live.owned && device_kind), "{step}: vg_alloc'd device memory is not resident: {v:?}");
         }
@@ -1082,7 +1223,11 @@ fn checksum_host(step: &Step, data: &[u8], flip: u16, xor: u8, null_out: bool) {
     if !data.is_empty() && xor != 0 {
         let mut changed = data.to_vec();
         changed[flip as usize % data.len()] ^= xor;
-        assert!(sum != host_sum(step, &changed), "{step}: changing byte {} left the checksum alike", flip as usize % data.len());
+        assert!(
+            sum != host_sum(step, &changed),
+            "{step}: changing byte {} left the checksum alike",
+            flip as usize % data.len()
+        );
     }
 }
 

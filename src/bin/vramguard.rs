@@ -33,7 +33,11 @@ fn main() -> ExitCode {
         Command::Check { device } => match cli::check::run(device) {
             Ok((text, all_expected)) => {
                 print!("{text}");
-                if all_expected { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+                if all_expected {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                }
             }
             Err(error) => fail(&error),
         },

@@ -24,7 +24,8 @@ pub fn self_test(device: Device) -> Result<Vec<KindOutcome>> {
     let pattern: Vec<u8> = (0..SELF_TEST_BYTES).map(|i| (i * 131 % 251) as u8).collect();
     let mut buffers = Vec::new();
     for kind in kinds {
-        let mut buffer = tracker.allocate_kind(SELF_TEST_BYTES, Purpose::ModelWeights, kind, &format!("self-test {kind}"))?;
+        let mut buffer =
+            tracker.allocate_kind(SELF_TEST_BYTES, Purpose::ModelWeights, kind, &format!("self-test {kind}"))?;
         buffer.copy_from_host(0, &pattern)?;
         if buffer.to_vec()? != pattern {
             return Err(crate::Error::Internal(format!("{kind} buffer did not read back what was written")));
@@ -65,8 +66,17 @@ pub fn run(only: Option<u32>) -> Result<(String, bool)> {
             (false, true) => "discrete, unified with host memory (HMM/ATS)",
             (false, false) => "discrete",
         };
-        let _ = writeln!(out, "GPU{}: {} (compute {}.{}), {}", info.ordinal, info.name, info.compute_capability.0, info.compute_capability.1, class);
-        let _ = writeln!(out, "  memory: {} total, {} free", bytes_human(info.memory.total_bytes), bytes_human(info.memory.free_bytes));
+        let _ = writeln!(
+            out,
+            "GPU{}: {} (compute {}.{}), {}",
+            info.ordinal, info.name, info.compute_capability.0, info.compute_capability.1, class
+        );
+        let _ = writeln!(
+            out,
+            "  memory: {} total, {} free",
+            bytes_human(info.memory.total_bytes),
+            bytes_human(info.memory.free_bytes)
+        );
         let _ = writeln!(out, "  residency self-test ({} ModelWeights buffer per kind):", bytes_human(SELF_TEST_BYTES));
         for outcome in self_test(device)? {
             let verdict = if outcome.resident == outcome.expected_resident { "as expected" } else { "UNEXPECTED" };

@@ -110,7 +110,8 @@ struct Signals {
 impl Signals {
     /// From here on, neither signal ends the process: `wait` sees it.
     fn install() -> Result<Signals> {
-        let failed = |e: std::io::Error| Error::Internal(format!("cannot install the SIGTERM and SIGINT handlers: {e}"));
+        let failed =
+            |e: std::io::Error| Error::Internal(format!("cannot install the SIGTERM and SIGINT handlers: {e}"));
         let runtime = tokio::runtime::Builder::new_current_thread().enable_io().build().map_err(failed)?;
         #[cfg(unix)]
         {

@@ -51,7 +51,9 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
         ("", 1),
     ];
     match parse_scaled(text, &units)? {
-        Scaled::Whole(bytes) if bytes >= 1 => u64::try_from(bytes).map_err(|_| format!("{text:?} is more than {} bytes", u64::MAX)),
+        Scaled::Whole(bytes) if bytes >= 1 => {
+            u64::try_from(bytes).map_err(|_| format!("{text:?} is more than {} bytes", u64::MAX))
+        }
         Scaled::Whole(_) => Err(format!("{text:?} is not a size of at least 1 byte")),
         Scaled::Fractional => Err(format!("{text:?} is not a whole number of bytes")),
         Scaled::TooLarge => Err(format!("{text:?} is more than {} bytes", u64::MAX)),
@@ -134,7 +136,9 @@ mod tests {
         assert_eq!(parse_duration("1.5m").unwrap(), Duration::from_secs(90));
         assert_eq!(parse_duration(" 10ms ").unwrap(), MIN_CHECK_INTERVAL);
         assert_eq!(parse_duration("0.010000001s").unwrap(), Duration::from_nanos(10_000_001));
-        for bad in ["0s", "-1s", "abc", "", "1h", "NaN", "1e3", "1e-2", "+5s", "1ns", "9ms", "0.009999999s", "0.0100000001s"] {
+        for bad in
+            ["0s", "-1s", "abc", "", "1h", "NaN", "1e3", "1e-2", "+5s", "1ns", "9ms", "0.009999999s", "0.0100000001s"]
+        {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
     }

@@ -191,7 +191,9 @@ impl HealthMonitor {
             device.untracked_bytes = device.process_bytes.map(|process| process.saturating_sub(usage.total_bytes));
         }
         let (budget, slots, expected_slots, evictions, ooms) = match &self.slots {
-            Some(view) => (Some(view.budget_report()), view.slot_reports(), view.expected_slots(), view.evictions(), view.ooms()),
+            Some(view) => {
+                (Some(view.budget_report()), view.slot_reports(), view.expected_slots(), view.evictions(), view.ooms())
+            }
             None => (None, Vec::new(), 0, 0, 0),
         };
         // A corrupt context stays corrupt: later checks cannot make the process live again.

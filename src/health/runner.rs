@@ -45,7 +45,7 @@ impl HealthMonitor {
             .name("vramguard-health".into())
             .spawn(move || loop {
                 let _ended = &ended_tx; // dropped when the thread ends, whatever way
-                // A panic in a check must not kill the service's health thread.
+                                        // A panic in a check must not kill the service's health thread.
                 let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| monitor.check_now()));
                 let requested = thread_stop.requested.lock().unwrap_or_else(|p| p.into_inner());
                 let (requested, _) = thread_stop

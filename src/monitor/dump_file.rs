@@ -37,7 +37,8 @@ impl GpuMonitor {
 }
 
 pub(super) fn write_json(dir: &Path, value: &Value) -> Result<PathBuf> {
-    let io_error = |what: &str, error: std::io::Error| Error::Io(format!("cannot {what} a dump in {}: {error}", dir.display()));
+    let io_error =
+        |what: &str, error: std::io::Error| Error::Io(format!("cannot {what} a dump in {}: {error}", dir.display()));
     let text = serde_json::to_vec_pretty(value).map_err(|e| Error::Internal(format!("dump JSON: {e}")))?;
     let (temporary, mut file) = create_temporary(dir).map_err(|e| io_error("create", e))?;
     let written = file.write_all(&text).and_then(|()| file.sync_all());
@@ -96,7 +97,10 @@ fn publish(dir: &Path, temporary: &Path, stem: &str) -> std::io::Result<PathBuf>
             Err(error) => return Err(error),
         }
     }
-    Err(std::io::Error::new(std::io::ErrorKind::AlreadyExists, format!("{stem}.json and {FINAL_ATTEMPTS} other names exist")))
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AlreadyExists,
+        format!("{stem}.json and {FINAL_ATTEMPTS} other names exist"),
+    ))
 }
 
 /// fsync of the directory, so that the new name is on disk. File systems that cannot sync a

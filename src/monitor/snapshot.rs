@@ -29,7 +29,13 @@ pub struct GpuMemoryInfo {
 impl GpuMemoryInfo {
     /// A snapshot of `memory` on `device`, classified against `thresholds`. A source that
     /// reports more free than total memory reads as nothing used, never as an underflow.
-    pub fn new(device: u32, memory: MemoryInfo, tracked_bytes: u64, thresholds: &AlertThresholds, timestamp: SystemTime) -> Self {
+    pub fn new(
+        device: u32,
+        memory: MemoryInfo,
+        tracked_bytes: u64,
+        thresholds: &AlertThresholds,
+        timestamp: SystemTime,
+    ) -> Self {
         let used_bytes = memory.total_bytes.saturating_sub(memory.free_bytes);
         GpuMemoryInfo {
             device,

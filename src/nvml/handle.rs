@@ -48,7 +48,8 @@ impl Nvml {
         // SAFETY: ShutdownFn is nvmlShutdown's C signature, nvmlReturn_t (void).
         let shutdown: ShutdownFn = unsafe { library.function(c"nvmlShutdown") }?;
         // SAFETY: HandleByPciBusIdFn is (const char*, nvmlDevice_t*) -> nvmlReturn_t, as declared.
-        let handle_by_pci_bus_id: HandleByPciBusIdFn = unsafe { library.function(c"nvmlDeviceGetHandleByPciBusId_v2") }?;
+        let handle_by_pci_bus_id: HandleByPciBusIdFn =
+            unsafe { library.function(c"nvmlDeviceGetHandleByPciBusId_v2") }?;
         let (compute_processes, compute_processes_name) = compute_processes(&library)?;
         // SAFETY: nvmlInit_v2 takes no arguments and may be called from any thread.
         let code = unsafe { init() };

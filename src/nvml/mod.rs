@@ -16,7 +16,9 @@ mod shared;
 mod sizing;
 
 pub use error::NvmlUnavailable;
-pub use ffi::{return_name, NvmlReturn, ProcessInfo, NVML_ERROR_INSUFFICIENT_SIZE, NVML_SUCCESS, NVML_VALUE_NOT_AVAILABLE};
+pub use ffi::{
+    return_name, NvmlReturn, ProcessInfo, NVML_ERROR_INSUFFICIENT_SIZE, NVML_SUCCESS, NVML_VALUE_NOT_AVAILABLE,
+};
 pub use handle::{Nvml, NVML_LIBRARY};
 pub use pci::PciBusId;
 pub use process::{find_process, in_own_pid_namespace, not_listed, ProcessVram};

@@ -32,7 +32,9 @@ pub fn find_process(list: &[ProcessInfo], pid: u32) -> ProcessVram {
         }
         seen.push(instance);
         if entry.used_gpu_memory == NVML_VALUE_NOT_AVAILABLE {
-            return ProcessVram::Unknown(format!("NVML lists pid {pid} but without a memory figure (NVML_VALUE_NOT_AVAILABLE)"));
+            return ProcessVram::Unknown(format!(
+                "NVML lists pid {pid} but without a memory figure (NVML_VALUE_NOT_AVAILABLE)"
+            ));
         }
         total = total.saturating_add(entry.used_gpu_memory);
     }

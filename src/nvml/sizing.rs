@@ -13,7 +13,9 @@ const MAX_ENTRIES: usize = 1 << 16;
 /// Runs `call(count, buffer)` until it fits. `call` gets the buffer's length in `count` and must
 /// pass a null array when `buffer` is empty; on success `count` is the number of entries written.
 /// Returns the entries, or the NVML code of the failure.
-pub fn collect_sized<T: Copy + Default>(mut call: impl FnMut(&mut u32, &mut [T]) -> NvmlReturn) -> Result<Vec<T>, NvmlReturn> {
+pub fn collect_sized<T: Copy + Default>(
+    mut call: impl FnMut(&mut u32, &mut [T]) -> NvmlReturn,
+) -> Result<Vec<T>, NvmlReturn> {
     let mut buffer: Vec<T> = Vec::new();
     for _ in 0..ATTEMPTS {
         let mut count = buffer.len() as u32;

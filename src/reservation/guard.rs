@@ -145,7 +145,8 @@ impl MemoryGuard {
         }
         let charge = inner.budget.charge(bytes, Purpose::IntermediateBuffers).map_err(|refusal| {
             let mut usage = Usage { total_bytes: refusal.used, ..Usage::default() };
-            usage.by_purpose = Purpose::ALL.map(|p| crate::usage::PurposeUsage { bytes: inner.budget.used_by(p), ..Default::default() });
+            usage.by_purpose = Purpose::ALL
+                .map(|p| crate::usage::PurposeUsage { bytes: inner.budget.used_by(p), ..Default::default() });
             Error::OutOfMemory(Box::new(OutOfMemory {
                 device: -1,
                 source: refusal.source,
@@ -201,7 +202,11 @@ impl MemoryGuard {
         let mut list: Vec<(u64, Reservation)> = live
             .iter()
             .map(|(id, r)| {
-                let reservation = Reservation { operation_id: r.operation_id.clone(), bytes: r.bytes, age_secs: r.since.elapsed().as_secs_f64() };
+                let reservation = Reservation {
+                    operation_id: r.operation_id.clone(),
+                    bytes: r.bytes,
+                    age_secs: r.since.elapsed().as_secs_f64(),
+                };
                 (*id, reservation)
             })
             .collect();

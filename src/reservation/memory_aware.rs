@@ -15,7 +15,11 @@ pub trait MemoryAwareOperation {
 
 impl MemoryGuard {
     /// Reserves the operation's estimate, runs it, and releases the reservation afterwards.
-    pub fn execute_with_memory_guard<O: MemoryAwareOperation>(&self, operation: &O, operation_id: &str) -> Result<O::Output, O::Error> {
+    pub fn execute_with_memory_guard<O: MemoryAwareOperation>(
+        &self,
+        operation: &O,
+        operation_id: &str,
+    ) -> Result<O::Output, O::Error> {
         let reservation = self.request_allocation(operation_id, operation.estimate_memory_usage())?;
         operation.execute(&reservation)
     }

@@ -116,7 +116,11 @@ fn target_bytes(uri: &Uri) -> usize {
 /// the empty line. (Spaces a client adds around a value are not counted; hyper's read buffer
 /// bounds those.)
 fn head_bytes(request: &Request<impl Body>) -> usize {
-    let headers: usize = request.headers().iter().map(|(name, value)| name.as_str().len() + ": ".len() + value.len() + "\r\n".len()).sum();
+    let headers: usize = request
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + ": ".len() + value.len() + "\r\n".len())
+        .sum();
     request_line_bytes(request) + headers + "\r\n".len()
 }
 
@@ -128,7 +132,10 @@ fn check(request: &Request<impl Body>, max_request_bytes: usize) -> Result<(), R
     }
     let head = head_bytes(request);
     if head > max_request_bytes {
-        return Err(Refusal::new(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "request headers larger than the server accepts"));
+        return Err(Refusal::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "request headers larger than the server accepts",
+        ));
     }
     // httparse lets bytes over 0x7f through in the target and in header values (obs-text);
     // nothing the endpoint serves needs them.

@@ -74,9 +74,16 @@ impl Collector for ReportCollector {
         if let Some(untracked) = r.device.untracked_bytes {
             gauge(&mut e, "untracked_vram", "Process VRAM not tracked by vramguard.", bytes, untracked)?;
         }
-        gauge(&mut e, "resident", "1 when the last check found all checked memory on the device.", None, u64::from(r.resident))?;
+        gauge(
+            &mut e,
+            "resident",
+            "1 when the last check found all checked memory on the device.",
+            None,
+            u64::from(r.resident),
+        )?;
         gauge(&mut e, "healthy", "1 when the worker is healthy.", None, u64::from(r.status == HealthStatus::Healthy))?;
-        let mut family = e.encode_descriptor("health_status", "1 for the current health status.", None, MetricType::Gauge)?;
+        let mut family =
+            e.encode_descriptor("health_status", "1 for the current health status.", None, MetricType::Gauge)?;
         let statuses = [
             (HealthStatus::Starting, "starting"),
             (HealthStatus::Healthy, "healthy"),
@@ -89,10 +96,18 @@ impl Collector for ReportCollector {
         let c = &r.counters;
         let help = "Residency checks by result: passed, violated (memory off the device), failed (could not run).";
         let mut family = e.encode_descriptor("residency_checks", help, None, MetricType::Counter)?;
-        for (result, value) in [("passed", c.checks_passed), ("violated", c.checks_violated), ("failed", c.checks_failed)] {
+        for (result, value) in
+            [("passed", c.checks_passed), ("violated", c.checks_violated), ("failed", c.checks_failed)]
+        {
             ConstCounter::new(value).encode(family.encode_family(&[("result", result)])?)?;
         }
-        gauge(&mut e, "residency_violations", "Allocations the last check found off the device.", None, r.violations.len() as u64)?;
+        gauge(
+            &mut e,
+            "residency_violations",
+            "Allocations the last check found off the device.",
+            None,
+            r.violations.len() as u64,
+        )?;
         if let Some(at) = r.last_check_unix_secs.filter(|v| v.is_finite()) {
             gauge(&mut e, "last_check_timestamp", "Unix time of the last completed check.", seconds, at)?;
         }
@@ -131,7 +146,13 @@ impl GaugeFigure for f64 {
     }
 }
 
-fn gauge(e: &mut DescriptorEncoder, name: &str, help: &str, unit: Option<&Unit>, value: impl GaugeFigure) -> fmt::Result {
+fn gauge(
+    e: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    unit: Option<&Unit>,
+    value: impl GaugeFigure,
+) -> fmt::Result {
     ConstGauge::new(value.value()).encode(e.encode_descriptor(name, help, unit, MetricType::Gauge)?)
 }
 
@@ -201,7 +222,9 @@ mod tests {
         assert!(text.contains("vramguard_residency_checks_total{result=\"failed\"} 0\n"));
         assert!(text.contains("vramguard_health_status{status=\"starting\"} 1\n"));
         assert!(text.contains("vramguard_health_status{status=\"stale\"} 0\n"));
-        for absent in ["vramguard_process_vram_bytes", "vramguard_budget_bytes", "vramguard_last_check_timestamp_seconds"] {
+        for absent in
+            ["vramguard_process_vram_bytes", "vramguard_budget_bytes", "vramguard_last_check_timestamp_seconds"]
+        {
             assert!(!text.contains(absent), "{absent} in\n{text}");
         }
     }

@@ -50,7 +50,10 @@ impl Route {
 /// The innermost service: reads and drops the request's body (the limits layer has already
 /// checked its declared length), so that the connection can carry the next request, then
 /// answers. A body cut short by the client is a 400.
-pub(crate) async fn serve<B>(source: Arc<dyn HealthSource>, request: Request<B>) -> Result<Response<ResponseBody>, Infallible>
+pub(crate) async fn serve<B>(
+    source: Arc<dyn HealthSource>,
+    request: Request<B>,
+) -> Result<Response<ResponseBody>, Infallible>
 where
     B: Body,
 {
@@ -85,7 +88,13 @@ pub(crate) fn respond(method: &Method, path: &str, source: &dyn HealthSource) ->
         return response;
     }
     panic::catch_unwind(AssertUnwindSafe(|| handle(route, source))).unwrap_or_else(|_| {
-        tracing::error!(actor = crate::events::ACTOR_WORKER, action = "http_request", target = path, error_kind = "panic", human = "A health handler panicked");
+        tracing::error!(
+            actor = crate::events::ACTOR_WORKER,
+            action = "http_request",
+            target = path,
+            error_kind = "panic",
+            human = "A health handler panicked"
+        );
         match route {
             Route::Live => json(StatusCode::OK, &serde_json::json!({ "status": "alive" })),
             _ => error(StatusCode::INTERNAL_SERVER_ERROR, "internal error"),
@@ -97,11 +106,22 @@ fn handle(route: Route, source: &dyn HealthSource) -> Response<ResponseBody> {
     let report = source.report();
     match route {
         Route::Live if report.live => json(StatusCode::OK, &serde_json::json!({ "status": "alive" })),
-        Route::Live => json(StatusCode::SERVICE_UNAVAILABLE, &serde_json::json!({ "status": "dead", "last_error": report.last_error })),
-        Route::Health => json(if report.status == HealthStatus::Healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, &report),
+        Route::Live => json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &serde_json::json!({ "status": "dead", "last_error": report.last_error }),
+        ),
+        Route::Health => json(
+            if report.status == HealthStatus::Healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE },
+            &report,
+        ),
         Route::Ready => {
             let ready = report.ready();
-            let body = Readiness { ready, status: report.status, resident: report.resident, violations: report.violations.len() };
+            let body = Readiness {
+                ready,
+                status: report.status,
+                resident: report.resident,
+                violations: report.violations.len(),
+            };
             json(if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, &body)
         }
         Route::Metrics => match encode_metrics(&report) {

@@ -38,7 +38,10 @@ const LISTEN_BACKLOG: u32 = 1024;
 /// body is read), tower-http's [`TimeoutLayer`] (408 when the body has not arrived within
 /// `request_timeout`), then the routes. Generic over the request body so that it can be
 /// driven without a socket (`ServiceExt::oneshot`), as the unit tests below do.
-pub(crate) fn app<B>(source: Arc<dyn HealthSource>, config: &ServerConfig) -> BoxCloneSyncService<Request<B>, Response<ResponseBody>, Infallible>
+pub(crate) fn app<B>(
+    source: Arc<dyn HealthSource>,
+    config: &ServerConfig,
+) -> BoxCloneSyncService<Request<B>, Response<ResponseBody>, Infallible>
 where
     B: Body + Send + 'static,
 {
@@ -205,7 +208,8 @@ async fn accept(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Rec
     }
     drop(listener);
     // Every connection has seen the stop: idle ones close at once, requests in flight finish.
-    let finished = tokio::time::timeout(SHUTDOWN_GRACE, async { while connections.join_next().await.is_some() {} }).await;
+    let finished =
+        tokio::time::timeout(SHUTDOWN_GRACE, async { while connections.join_next().await.is_some() {} }).await;
     if finished.is_err() {
         connections.shutdown().await;
     }
@@ -221,7 +225,10 @@ fn has_sent(stream: &TcpStream) -> bool {
         let mut byte = 0u8;
         // SAFETY: `byte` is a valid one-byte buffer and the descriptor is the socket `stream`
         // owns, open for the whole call; MSG_PEEK leaves the byte for hyper, MSG_DONTWAIT never blocks.
-        unsafe { libc::recv(stream.as_raw_fd(), std::ptr::from_mut(&mut byte).cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT) > 0 }
+        unsafe {
+            libc::recv(stream.as_raw_fd(), std::ptr::from_mut(&mut byte).cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT)
+                > 0
+        }
     }
     #[cfg(not(unix))]
     {
@@ -305,7 +312,11 @@ impl OpenConnections {
     /// Closes the first connection in the eviction order; among equals, the oldest (ids grow
     /// with time). O(open): a scan of at most `max` entries, only when the server is full.
     fn evict_from(open: &mut HashMap<u64, Handle>) {
-        let Some(id) = open.iter().min_by_key(|(id, handle)| (handle.last_active.load(Ordering::Relaxed), **id)).map(|(id, _)| *id) else {
+        let Some(id) = open
+            .iter()
+            .min_by_key(|(id, handle)| (handle.last_active.load(Ordering::Relaxed), **id))
+            .map(|(id, _)| *id)
+        else {
             return;
         };
         if let Some(handle) = open.remove(&id) {
@@ -356,14 +367,21 @@ mod tests {
     }
 
     fn report(status: HealthStatus, live: bool) -> HealthReport {
-        HealthReport { status, live, resident: status == HealthStatus::Healthy, by_purpose: BTreeMap::new(), ..HealthReport::starting(DeviceReport::default()) }
+        HealthReport {
+            status,
+            live,
+            resident: status == HealthStatus::Healthy,
+            by_purpose: BTreeMap::new(),
+            ..HealthReport::starting(DeviceReport::default())
+        }
     }
 
     async fn call<B>(source: HealthReport, request: Request<B>) -> (StatusCode, hyper::HeaderMap, serde_json::Value)
     where
         B: Body + Send + 'static,
     {
-        let app = app::<B>(Arc::new(Fixed(source)), &ServerConfig { max_request_bytes: 512, ..ServerConfig::default() });
+        let app =
+            app::<B>(Arc::new(Fixed(source)), &ServerConfig { max_request_bytes: 512, ..ServerConfig::default() });
         let response = app.oneshot(request).await.unwrap();
         let (head, body) = response.into_parts();
         let bytes = body.collect().await.unwrap().to_bytes();
@@ -403,7 +421,8 @@ mod tests {
                 let (answered, _, body) = call(report(status, true), get("/health")).await;
                 assert_eq!(answered, code, "{status:?}");
                 assert_eq!(body["status"], serde_json::to_value(status).unwrap());
-                let ready = if status == HealthStatus::Healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+                let ready =
+                    if status == HealthStatus::Healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
                 assert_eq!(call(report(status, true), get("/health/ready")).await.0, ready, "{status:?}");
             }
         });
@@ -434,10 +453,15 @@ mod tests {
             };
             let (status, headers, _) = call(healthy(), get(&format!("/health?{}", "q".repeat(600)))).await;
             assert_eq!(refused(status, &headers), StatusCode::URI_TOO_LONG);
-            let big = Request::builder().uri("/health").header("x-big", "a".repeat(500)).body(Empty::<Bytes>::new()).unwrap();
+            let big =
+                Request::builder().uri("/health").header("x-big", "a".repeat(500)).body(Empty::<Bytes>::new()).unwrap();
             let (status, headers, _) = call(healthy(), big).await;
             assert_eq!(refused(status, &headers), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
-            let chunked = Request::builder().uri("/health").header("transfer-encoding", "chunked").body(Empty::<Bytes>::new()).unwrap();
+            let chunked = Request::builder()
+                .uri("/health")
+                .header("transfer-encoding", "chunked")
+                .body(Empty::<Bytes>::new())
+                .unwrap();
             let (status, headers, _) = call(healthy(), chunked).await;
             assert_eq!(refused(status, &headers), StatusCode::LENGTH_REQUIRED);
             let body = Request::builder().uri("/health").body(Full::new(Bytes::from(vec![b'b'; 600]))).unwrap();

@@ -45,19 +45,26 @@ impl Workload {
     pub fn embedders() -> Workload {
         let slots = MODEL_SIZES
             .iter()
-            .map(|(e, bytes)| WorkloadSlot { name: e.to_string(), bytes: *bytes, purpose: Purpose::ModelWeights, pinned: false })
+            .map(|(e, bytes)| WorkloadSlot {
+                name: e.to_string(),
+                bytes: *bytes,
+                purpose: Purpose::ModelWeights,
+                pinned: false,
+            })
             .collect();
         Workload { slots }
     }
 
     pub fn parse(text: &str) -> Result<Workload> {
-        let workload: Workload = toml::from_str(text).map_err(|e| Error::InvalidArgument(format!("workload file: {e}")))?;
+        let workload: Workload =
+            toml::from_str(text).map_err(|e| Error::InvalidArgument(format!("workload file: {e}")))?;
         workload.validate()?;
         Ok(workload)
     }
 
     pub fn load(path: &Path) -> Result<Workload> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::Io(format!("cannot read {}: {e}", path.display())))?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| Error::Io(format!("cannot read {}: {e}", path.display())))?;
         Workload::parse(&text)
     }
 
@@ -92,7 +99,10 @@ impl Workload {
 
     /// Bytes of ModelWeights slots.
     pub fn model_bytes(&self) -> u64 {
-        self.slots.iter().filter(|s| s.purpose == Purpose::ModelWeights).fold(0u64, |sum, s| sum.saturating_add(s.bytes))
+        self.slots
+            .iter()
+            .filter(|s| s.purpose == Purpose::ModelWeights)
+            .fold(0u64, |sum, s| sum.saturating_add(s.bytes))
     }
 
     pub fn total_bytes(&self) -> u64 {

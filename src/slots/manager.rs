@@ -292,7 +292,12 @@ impl<K: SlotKey> ModelSlotManager<K> {
                 }
                 match actual {
                     Ok(actual) if actual == expected => None,
-                    actual => Some(IntegrityViolation { key, size_bytes, expected, actual: actual.map_err(|e| e.to_string()) }),
+                    actual => Some(IntegrityViolation {
+                        key,
+                        size_bytes,
+                        expected,
+                        actual: actual.map_err(|e| e.to_string()),
+                    }),
                 }
             })
             .collect()
@@ -328,7 +333,11 @@ impl<K: SlotKey> ModelSlotManager<K> {
         let need_calm = total.saturating_sub(budget.thresholds().below_critical_bytes(limit));
         let idle = self.idle_in(&state);
         let sizes: Vec<u64> = idle.iter().map(|(_, size)| *size).collect();
-        let chosen = if bytes > limit { None } else { fit_plan::plan(&sizes, need_calm).or_else(|| fit_plan::plan(&sizes, need_fit)) };
+        let chosen = if bytes > limit {
+            None
+        } else {
+            fit_plan::plan(&sizes, need_calm).or_else(|| fit_plan::plan(&sizes, need_fit))
+        };
         match chosen {
             Some(indices) => Ok(indices.into_iter().map(|i| idle[i].0.clone()).collect()),
             None => Err(self.budget_oom(bytes, Refusal { source: OomSource::Budget, limit, used }, state.slots.len())),
@@ -377,7 +386,9 @@ impl<K: SlotKey> ModelSlotManager<K> {
     /// evicted keys.
     pub(crate) fn unload(&self, bytes: u64) -> Vec<K> {
         match self.plan_unload(bytes) {
-            Some(victims) => self.evict_with(&victims, EvictionReason::Unload, self.unload_residency(), AllOrNothing(true)),
+            Some(victims) => {
+                self.evict_with(&victims, EvictionReason::Unload, self.unload_residency(), AllOrNothing(true))
+            }
             None => Vec::new(),
         }
     }
@@ -543,7 +554,8 @@ impl<K: SlotKey> ModelSlotManager<K> {
         match &self.shared.config.backing {
             Some(backing) => backing.tracker.usage(),
             None => {
-                let mut usage = Usage { total_bytes: self.allocated(), allocation_count: loaded as u64, ..Usage::default() };
+                let mut usage =
+                    Usage { total_bytes: self.allocated(), allocation_count: loaded as u64, ..Usage::default() };
                 usage.by_purpose[Purpose::ModelWeights.index()].bytes = self.allocated();
                 usage.by_purpose[Purpose::ModelWeights.index()].count = loaded as u64;
                 usage

@@ -72,7 +72,9 @@ fn manager(budget: u64, device: &Arc<FakeDevice>) -> ModelSlotManager<&'static s
     ModelSlotManager::with_checksum(config, device.checksum())
 }
 
-fn spawn_pass(manager: &ModelSlotManager<&'static str>) -> std::thread::JoinHandle<Vec<super::IntegrityViolation<&'static str>>> {
+fn spawn_pass(
+    manager: &ModelSlotManager<&'static str>,
+) -> std::thread::JoinHandle<Vec<super::IntegrityViolation<&'static str>>> {
     let manager = manager.clone();
     std::thread::Builder::new().name(PASS_THREAD.into()).spawn(move || manager.verify_integrity()).unwrap()
 }

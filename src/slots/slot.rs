@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::buffer::DeviceBuffer;
 use crate::budget::BudgetCharge;
+use crate::buffer::DeviceBuffer;
 use crate::checksum::Checksum;
 
 /// What names a slot: an [`Embedder`](super::Embedder), a `String`, or any such key.
@@ -119,7 +119,10 @@ pub(crate) type ChecksumFn =
     Arc<dyn Fn(&SlotMemory, std::time::Duration) -> Option<crate::error::Result<Checksum>> + Send + Sync>;
 
 /// The device checksum of the slot's whole buffer.
-pub(crate) fn device_checksum(memory: &SlotMemory, deadline: std::time::Duration) -> Option<crate::error::Result<Checksum>> {
+pub(crate) fn device_checksum(
+    memory: &SlotMemory,
+    deadline: std::time::Duration,
+) -> Option<crate::error::Result<Checksum>> {
     memory.buffer.as_ref().map(|buffer| buffer.checksum_range_within(0, buffer.len(), deadline))
 }
 

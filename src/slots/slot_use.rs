@@ -70,7 +70,13 @@ impl<K> SlotUse<K> {
         // SAFETY: data is a valid host slice; the core checks offset + len against the tracked
         // allocation, which stays allocated while this guard holds it.
         check(unsafe {
-            sys::vg_copy_to_device(buffer.tracker_raw(), buffer.as_ptr(), offset, data.as_ptr().cast(), data.len() as u64)
+            sys::vg_copy_to_device(
+                buffer.tracker_raw(),
+                buffer.as_ptr(),
+                offset,
+                data.as_ptr().cast(),
+                data.len() as u64,
+            )
         })
     }
 

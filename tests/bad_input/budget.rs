@@ -1,7 +1,9 @@
 //! `Budget`, `BudgetedAllocator` and `PressureThresholds`: zero limits, charges that would wrap
 //! the counters, refusals over the total and over a purpose's limit, and thresholds out of order,
 //! NaN or beyond 100 %. A refusal leaves every figure of the budget and the tracker as it was.
-use vramguard::{sys, AllocationKind, Budget, BudgetedAllocator, Error, OomSource, PressureThresholds, Purpose, Tracker, Usage};
+use vramguard::{
+    sys, AllocationKind, Budget, BudgetedAllocator, Error, OomSource, PressureThresholds, Purpose, Tracker, Usage,
+};
 
 use super::{code, is_unusable_device, UNUSABLE_DEVICE};
 
@@ -81,7 +83,9 @@ fn a_charge_over_a_purpose_limit_is_refused_and_the_total_rolled_back() {
 
 #[test]
 fn pressure_thresholds_out_of_order_are_e007() {
-    for (medium, high, critical) in [(80.0, 50.0, 95.0), (50.0, 50.0, 95.0), (50.0, 95.0, 95.0), (95.0, 80.0, 50.0), (50.0, 95.0, 80.0)] {
+    for (medium, high, critical) in
+        [(80.0, 50.0, 95.0), (50.0, 50.0, 95.0), (50.0, 95.0, 95.0), (95.0, 80.0, 50.0), (50.0, 95.0, 80.0)]
+    {
         assert_eq!(code(PressureThresholds::new(medium, high, critical)), "VRAM-E007", "{medium}, {high}, {critical}");
     }
 }
@@ -89,14 +93,23 @@ fn pressure_thresholds_out_of_order_are_e007() {
 #[test]
 fn pressure_thresholds_with_nan_or_infinity_are_e007() {
     let (nan, inf) = (f64::NAN, f64::INFINITY);
-    for (medium, high, critical) in [(nan, 80.0, 95.0), (50.0, nan, 95.0), (50.0, 80.0, nan), (nan, nan, nan), (50.0, 80.0, inf), (-inf, 80.0, 95.0)] {
+    for (medium, high, critical) in [
+        (nan, 80.0, 95.0),
+        (50.0, nan, 95.0),
+        (50.0, 80.0, nan),
+        (nan, nan, nan),
+        (50.0, 80.0, inf),
+        (-inf, 80.0, 95.0),
+    ] {
         assert_eq!(code(PressureThresholds::new(medium, high, critical)), "VRAM-E007", "{medium}, {high}, {critical}");
     }
 }
 
 #[test]
 fn pressure_thresholds_outside_0_to_100_are_e007() {
-    for (medium, high, critical) in [(50.0, 80.0, 100.5), (50.0, 80.0, 1000.0), (0.0, 80.0, 95.0), (-10.0, 80.0, 95.0), (101.0, 102.0, 103.0)] {
+    for (medium, high, critical) in
+        [(50.0, 80.0, 100.5), (50.0, 80.0, 1000.0), (0.0, 80.0, 95.0), (-10.0, 80.0, 95.0), (101.0, 102.0, 103.0)]
+    {
         assert_eq!(code(PressureThresholds::new(medium, high, critical)), "VRAM-E007", "{medium}, {high}, {critical}");
     }
     assert!(PressureThresholds::new(0.001, 80.0, 100.0).is_ok(), "the bounds themselves are valid");

@@ -21,7 +21,10 @@ fn duration_refused(inputs: &[&str]) {
 
 #[test]
 fn parse_bytes_refuses_garbage() {
-    bytes_refused(&["", " ", "lots", "GiB", "8 gigs", "8gib", "8GiBGiB", "0x10", "8,000", "_", "8 G iB", "1PiB", "1EiB", "8\0GiB", "٨GiB"]);
+    bytes_refused(&[
+        "", " ", "lots", "GiB", "8 gigs", "8gib", "8GiBGiB", "0x10", "8,000", "_", "8 G iB", "1PiB", "1EiB", "8\0GiB",
+        "٨GiB",
+    ]);
 }
 
 #[test]

@@ -22,7 +22,11 @@ fn an_empty_purpose_set_is_e007() {
 
 #[test]
 fn one_purpose_and_the_shortest_interval_are_enough() {
-    let config = HealthConfig { interval: MIN_CHECK_INTERVAL, purposes: PurposeSet::of(&[Purpose::Unknown]), ..HealthConfig::default() };
+    let config = HealthConfig {
+        interval: MIN_CHECK_INTERVAL,
+        purposes: PurposeSet::of(&[Purpose::Unknown]),
+        ..HealthConfig::default()
+    };
     assert!(HealthMonitor::new(Tracker::new(0).unwrap(), config).is_ok());
 }
 
@@ -44,6 +48,11 @@ fn intervals_and_deadlines_out_of_range_are_e007() {
         let config = HealthConfig { stale_after, ..HealthConfig::default() };
         assert_eq!(code(config.validate()), "VRAM-E007", "stale_after {stale_after}");
     }
-    let longest = HealthConfig { interval: MAX_CHECK_INTERVAL, check_deadline: MAX_CHECK_INTERVAL, stale_after: 1000, ..HealthConfig::default() };
+    let longest = HealthConfig {
+        interval: MAX_CHECK_INTERVAL,
+        check_deadline: MAX_CHECK_INTERVAL,
+        stale_after: 1000,
+        ..HealthConfig::default()
+    };
     assert!(longest.validate().is_ok());
 }

@@ -35,7 +35,9 @@ fn a_zero_interval_is_e007() {
 #[test]
 fn an_interval_below_10_ms_is_e007() {
     use std::time::Duration;
-    for interval in [Duration::from_nanos(1), Duration::from_millis(1), Duration::from_millis(10) - Duration::from_nanos(1)] {
+    for interval in
+        [Duration::from_nanos(1), Duration::from_millis(1), Duration::from_millis(10) - Duration::from_nanos(1)]
+    {
         let config = MonitorConfig { interval, ..MonitorConfig::default() };
         assert_eq!(code(GpuMonitor::new(config)), "VRAM-E007", "{interval:?}");
     }

@@ -10,12 +10,18 @@ fn limits(total: u64, per_operation: u64) -> MemoryLimits {
 }
 
 fn thresholds(warning: f64, critical: f64, cleanup: f64) -> MemoryLimits {
-    MemoryLimits { warning_threshold: warning, critical_threshold: critical, cleanup_threshold: cleanup, ..MemoryLimits::default() }
+    MemoryLimits {
+        warning_threshold: warning,
+        critical_threshold: critical,
+        cleanup_threshold: cleanup,
+        ..MemoryLimits::default()
+    }
 }
 
 /// Bytes charged, live reservations and what they hold.
 fn state(guard: &MemoryGuard) -> (u64, Vec<(String, u64)>, u64, usize) {
-    let live = guard.reservations().into_iter().map(|Reservation { operation_id, bytes, .. }| (operation_id, bytes)).collect();
+    let live =
+        guard.reservations().into_iter().map(|Reservation { operation_id, bytes, .. }| (operation_id, bytes)).collect();
     let stats = guard.stats();
     (guard.budget().used(), live, stats.reserved, stats.reservation_count)
 }
@@ -31,7 +37,11 @@ fn guard() -> (MemoryGuard, vramguard::reservation::AllocationGuard) {
 fn zero_limits_are_e007() {
     assert_eq!(code(MemoryGuard::new(limits(0, 1))), "VRAM-E007", "max_total 0");
     assert_eq!(code(MemoryGuard::new(limits(1, 0))), "VRAM-E007", "max_per_operation 0");
-    assert_eq!(code(MemoryGuard::with_budget(limits(1 << 20, 0), Budget::new(1 << 20).unwrap())), "VRAM-E007", "shared, per-op 0");
+    assert_eq!(
+        code(MemoryGuard::with_budget(limits(1 << 20, 0), Budget::new(1 << 20).unwrap())),
+        "VRAM-E007",
+        "shared, per-op 0"
+    );
 }
 
 #[test]
@@ -45,11 +55,24 @@ fn thresholds_out_of_order_are_e007() {
 #[test]
 fn thresholds_nan_infinite_or_outside_0_to_1_are_e007() {
     let (nan, inf) = (f64::NAN, f64::INFINITY);
-    for (w, c, k) in [(nan, 0.85, 0.9), (0.75, nan, 0.9), (0.75, 0.85, nan), (0.75, 0.85, inf), (0.0, 0.85, 0.9), (-0.5, 0.85, 0.9), (0.75, 0.85, 1.5), (75.0, 85.0, 90.0)] {
+    for (w, c, k) in [
+        (nan, 0.85, 0.9),
+        (0.75, nan, 0.9),
+        (0.75, 0.85, nan),
+        (0.75, 0.85, inf),
+        (0.0, 0.85, 0.9),
+        (-0.5, 0.85, 0.9),
+        (0.75, 0.85, 1.5),
+        (75.0, 85.0, 90.0),
+    ] {
         assert_eq!(code(MemoryGuard::new(thresholds(w, c, k))), "VRAM-E007", "{w}, {c}, {k}");
     }
     let shared = Budget::new(1 << 20).unwrap();
-    assert_eq!(code(MemoryGuard::with_budget(thresholds(nan, 0.85, 0.9), shared)), "VRAM-E007", "with_budget validates too");
+    assert_eq!(
+        code(MemoryGuard::with_budget(thresholds(nan, 0.85, 0.9), shared)),
+        "VRAM-E007",
+        "with_budget validates too"
+    );
 }
 
 #[test]

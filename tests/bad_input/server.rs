@@ -29,17 +29,30 @@ fn no_connections_is_e007() {
 
 #[test]
 fn a_zero_request_timeout_is_e007() {
-    assert_eq!(code(HealthServer::start(ServerConfig { request_timeout: Duration::ZERO, ..config() }, source())), "VRAM-E007");
+    assert_eq!(
+        code(HealthServer::start(ServerConfig { request_timeout: Duration::ZERO, ..config() }, source())),
+        "VRAM-E007"
+    );
 }
 
 /// Deadlines are `now + request_timeout`: a timeout that would overflow one (or that is no
 /// limit at all) is refused, not left to panic in a connection. An hour is the most.
 #[test]
 fn a_request_timeout_over_an_hour_is_e007() {
-    for timeout in [Duration::MAX, Duration::from_secs(u64::MAX), Duration::from_secs(3600) + Duration::from_nanos(1), Duration::from_secs(86_400)] {
-        assert_eq!(code(HealthServer::start(ServerConfig { request_timeout: timeout, ..config() }, source())), "VRAM-E007", "{timeout:?}");
+    for timeout in [
+        Duration::MAX,
+        Duration::from_secs(u64::MAX),
+        Duration::from_secs(3600) + Duration::from_nanos(1),
+        Duration::from_secs(86_400),
+    ] {
+        assert_eq!(
+            code(HealthServer::start(ServerConfig { request_timeout: timeout, ..config() }, source())),
+            "VRAM-E007",
+            "{timeout:?}"
+        );
     }
-    let hour = HealthServer::start(ServerConfig { request_timeout: Duration::from_secs(3600), ..config() }, source()).unwrap();
+    let hour =
+        HealthServer::start(ServerConfig { request_timeout: Duration::from_secs(3600), ..config() }, source()).unwrap();
     hour.shutdown();
 }
 
@@ -47,7 +60,11 @@ fn a_request_timeout_over_an_hour_is_e007() {
 #[test]
 fn max_request_bytes_over_a_mebibyte_is_e007() {
     for max in [usize::MAX, usize::MAX / 4 + 1, (1 << 20) + 1] {
-        assert_eq!(code(HealthServer::start(ServerConfig { max_request_bytes: max, ..config() }, source())), "VRAM-E007", "{max}");
+        assert_eq!(
+            code(HealthServer::start(ServerConfig { max_request_bytes: max, ..config() }, source())),
+            "VRAM-E007",
+            "{max}"
+        );
     }
     let largest = HealthServer::start(ServerConfig { max_request_bytes: 1 << 20, ..config() }, source()).unwrap();
     largest.shutdown();
@@ -57,7 +74,11 @@ fn max_request_bytes_over_a_mebibyte_is_e007() {
 #[test]
 fn max_request_bytes_below_18_is_e007() {
     for max in [0, 1, 17] {
-        assert_eq!(code(HealthServer::start(ServerConfig { max_request_bytes: max, ..config() }, source())), "VRAM-E007", "{max}");
+        assert_eq!(
+            code(HealthServer::start(ServerConfig { max_request_bytes: max, ..config() }, source())),
+            "VRAM-E007",
+            "{max}"
+        );
     }
     let smallest = HealthServer::start(ServerConfig { max_request_bytes: 18, ..config() }, source()).unwrap();
     smallest.shutdown();

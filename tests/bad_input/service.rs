@@ -9,7 +9,11 @@ use vramguard::service::{Service, ServiceConfig};
 use super::{code, is_unusable_device, UNUSABLE_DEVICE};
 
 fn on_unusable_device() -> ServiceConfig {
-    ServiceConfig { device: UNUSABLE_DEVICE, server: ServerConfig { port: 0, ..ServerConfig::default() }, ..ServiceConfig::default() }
+    ServiceConfig {
+        device: UNUSABLE_DEVICE,
+        server: ServerConfig { port: 0, ..ServerConfig::default() },
+        ..ServiceConfig::default()
+    }
 }
 
 #[test]
@@ -23,8 +27,14 @@ fn a_service_on_a_device_no_host_has_is_e001_or_e010() {
 /// none, and on a GPU host only after 1.6 GB of slots were loaded and freed again.
 #[test]
 fn a_service_configuration_that_cannot_work_is_e007_before_the_device_is_touched() {
-    let zero_interval = ServiceConfig { health: HealthConfig { interval: Duration::ZERO, ..HealthConfig::default() }, ..on_unusable_device() };
+    let zero_interval = ServiceConfig {
+        health: HealthConfig { interval: Duration::ZERO, ..HealthConfig::default() },
+        ..on_unusable_device()
+    };
     assert_eq!(code(Service::start(zero_interval)), "VRAM-E007", "health interval 0");
-    let no_workers = ServiceConfig { server: ServerConfig { port: 0, max_connections: 0, ..ServerConfig::default() }, ..on_unusable_device() };
+    let no_workers = ServiceConfig {
+        server: ServerConfig { port: 0, max_connections: 0, ..ServerConfig::default() },
+        ..on_unusable_device()
+    };
     assert_eq!(code(Service::start(no_workers)), "VRAM-E007", "no HTTP workers");
 }

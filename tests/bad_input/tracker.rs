@@ -137,7 +137,9 @@ fn recording_a_pointer_already_tracked_is_e005_whatever_its_size_or_purpose() {
     let t = tracker();
     rejects(&t, "VRAM-E005", "record the recorded", |t| record(t, fake(1), 4096, "again"));
     rejects(&t, "VRAM-E005", "record with another size", |t| record(t, fake(1), 1, "again"));
-    rejects(&t, "VRAM-E005", "record the adopted", |t| t.record(fake(2), 8192, Purpose::Unknown, AllocationKind::Pool, "again"));
+    rejects(&t, "VRAM-E005", "record the adopted", |t| {
+        t.record(fake(2), 8192, Purpose::Unknown, AllocationKind::Pool, "again")
+    });
     rejects(&t, "VRAM-E005", "adopt the recorded", |t| t.adopt(fake(1), 4096, Purpose::KVCache, "again"));
     rejects(&t, "VRAM-E005", "adopt the adopted", |t| t.adopt(fake(2), 8192, Purpose::KVCache, "again"));
 }
@@ -173,7 +175,9 @@ fn a_description_with_an_interior_nul_is_e007() {
     let t = tracker();
     for description in ["layer\0 1", "\0", "trailing\0"] {
         rejects(&t, "VRAM-E007", &format!("record {description:?}"), |t| record(t, fake(9), 64, description));
-        rejects(&t, "VRAM-E007", &format!("adopt {description:?}"), |t| t.adopt(fake(9), 64, Purpose::KVCache, description));
+        rejects(&t, "VRAM-E007", &format!("adopt {description:?}"), |t| {
+            t.adopt(fake(9), 64, Purpose::KVCache, description)
+        });
     }
 }
 
@@ -198,7 +202,9 @@ fn allocating_over_256_tib_is_e003_before_the_device_is_touched() {
     let t = tracker_on(UNUSABLE_DEVICE);
     for kind in ALLOCATABLE {
         for bytes in [MAX_BYTES + 1, u64::MAX] {
-            rejects(&t, "VRAM-E003", &format!("{kind} {bytes}"), |t| t.allocate_kind(bytes, Purpose::KVCache, kind, "x"));
+            rejects(&t, "VRAM-E003", &format!("{kind} {bytes}"), |t| {
+                t.allocate_kind(bytes, Purpose::KVCache, kind, "x")
+            });
         }
     }
 }

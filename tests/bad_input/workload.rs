@@ -37,7 +37,10 @@ fn text_that_is_not_toml_is_e007() {
 
 #[test]
 fn a_slot_of_zero_bytes_is_e003() {
-    refused("VRAM-E003", &[&slot("bytes = 0"), &format!("{}{}", slot("bytes = 0").replace("\"a\"", "\"z\""), slot("bytes = 1"))]);
+    refused(
+        "VRAM-E003",
+        &[&slot("bytes = 0"), &format!("{}{}", slot("bytes = 0").replace("\"a\"", "\"z\""), slot("bytes = 1"))],
+    );
 }
 
 #[test]
@@ -56,24 +59,56 @@ fn an_unknown_purpose_is_e007() {
 
 #[test]
 fn unknown_fields_are_e007_in_a_slot_and_at_the_top() {
-    refused("VRAM-E007", &[&slot("bytes = 1\ncolour = \"red\""), &format!("budget = 5\n{}", slot("bytes = 1")), "[[slots]]\nname = \"a\"\nbytes = 1\n"]);
+    refused(
+        "VRAM-E007",
+        &[
+            &slot("bytes = 1\ncolour = \"red\""),
+            &format!("budget = 5\n{}", slot("bytes = 1")),
+            "[[slots]]\nname = \"a\"\nbytes = 1\n",
+        ],
+    );
 }
 
 #[test]
 fn negative_and_out_of_range_sizes_are_e007() {
-    refused("VRAM-E007", &[&slot("bytes = -1"), &slot("bytes = -9223372036854775808"), &slot("bytes = 18446744073709551615"), &slot("bytes = 99999999999999999999999")]);
+    refused(
+        "VRAM-E007",
+        &[
+            &slot("bytes = -1"),
+            &slot("bytes = -9223372036854775808"),
+            &slot("bytes = 18446744073709551615"),
+            &slot("bytes = 99999999999999999999999"),
+        ],
+    );
 }
 
 #[test]
 fn sizes_of_the_wrong_type_are_e007() {
-    refused("VRAM-E007", &[&slot("bytes = 1.5"), &slot("bytes = 1e30"), &slot("bytes = nan"), &slot("bytes = inf"), &slot("bytes = \"8GiB\""), &slot("bytes = true")]);
+    refused(
+        "VRAM-E007",
+        &[
+            &slot("bytes = 1.5"),
+            &slot("bytes = 1e30"),
+            &slot("bytes = nan"),
+            &slot("bytes = inf"),
+            &slot("bytes = \"8GiB\""),
+            &slot("bytes = true"),
+        ],
+    );
 }
 
 #[test]
 fn missing_name_or_bytes_and_fields_of_the_wrong_type_are_e007() {
     refused(
         "VRAM-E007",
-        &["[[slot]]\nbytes = 1\n", "[[slot]]\nname = \"a\"\n", "[[slot]]\nname = 5\nbytes = 1\n", &slot("bytes = 1\npinned = \"yes\""), "slot = 5\n", "[slot]\nname = \"a\"\nbytes = 1\n"],
+        &[
+            "[[slot]]\nbytes = 1\n",
+            "[[slot]]\nname = \"a\"\n",
+            "[[slot]]\nname = 5\nbytes = 1\n",
+            &slot("bytes = 1\npinned = \"yes\""),
+            "slot = 5\n",
+            "[slot]\nname = \"a\"\nbytes = 1\n",
+        ],
     );
 }
 
@@ -81,7 +116,9 @@ fn missing_name_or_bytes_and_fields_of_the_wrong_type_are_e007() {
 /// (a size over 256 TiB can never be allocated anyway: VRAM-E003 at parse time would be earlier).
 #[test]
 fn sizes_whose_sum_overflows_are_refused_or_summed_without_panic() {
-    let three = ["a", "b", "c"].map(|name| format!("[[slot]]\nname = \"{name}\"\nbytes = 9_000_000_000_000_000_000\n")).concat();
+    let three = ["a", "b", "c"]
+        .map(|name| format!("[[slot]]\nname = \"{name}\"\nbytes = 9_000_000_000_000_000_000\n"))
+        .concat();
     match Workload::parse(&three) {
         Err(error) => assert_eq!(error.code(), "VRAM-E003"),
         Ok(workload) => {
@@ -145,7 +182,10 @@ fn workload_slot(name: &str, purpose: Purpose, pinned: bool) -> WorkloadSlot {
 #[test]
 fn a_workload_built_in_code_is_refused_before_the_device_is_opened() {
     let cases = [
-        ("VRAM-E007", vec![workload_slot("fine", Purpose::ModelWeights, false), workload_slot("", Purpose::ModelWeights, false)]),
+        (
+            "VRAM-E007",
+            vec![workload_slot("fine", Purpose::ModelWeights, false), workload_slot("", Purpose::ModelWeights, false)],
+        ),
         ("VRAM-E007", vec![workload_slot("a\0", Purpose::KVCache, false)]),
         ("VRAM-E009", vec![workload_slot(&"x".repeat(256), Purpose::ModelWeights, true)]),
         ("VRAM-E007", vec![workload_slot("kv", Purpose::KVCache, true)]),

@@ -17,8 +17,14 @@ pub fn trials() -> Vec<Trial> {
         gpu("checksum::out_of_range_is_e008", out_of_range_is_e008),
         gpu("checksum::one_byte_corruption_is_detected", one_byte_corruption_is_detected),
         gpu("checksum::every_kind", every_kind),
-        gpu("checksum::a_slot_is_verified_against_the_bytes_declared_loaded", a_slot_is_verified_against_the_bytes_declared_loaded),
-        gpu("checksum::a_reference_never_lands_in_a_slot_reloaded_under_its_key", a_reference_never_lands_in_a_slot_reloaded_under_its_key),
+        gpu(
+            "checksum::a_slot_is_verified_against_the_bytes_declared_loaded",
+            a_slot_is_verified_against_the_bytes_declared_loaded,
+        ),
+        gpu(
+            "checksum::a_reference_never_lands_in_a_slot_reloaded_under_its_key",
+            a_reference_never_lands_in_a_slot_reloaded_under_its_key,
+        ),
     ]
 }
 

@@ -42,7 +42,10 @@ extern "C" {
 pub fn trials() -> Vec<Trial> {
     vec![
         gpu("faults::an_out_of_bounds_kernel_ends_liveness", an_out_of_bounds_kernel_ends_liveness),
-        gpu("faults::a_kernel_holding_every_sm_fails_readiness_not_liveness", a_kernel_holding_every_sm_fails_readiness_not_liveness),
+        gpu(
+            "faults::a_kernel_holding_every_sm_fails_readiness_not_liveness",
+            a_kernel_holding_every_sm_fails_readiness_not_liveness,
+        ),
         gpu("faults::a_healthy_verdict_goes_stale", a_healthy_verdict_goes_stale),
     ]
 }
@@ -50,7 +53,12 @@ pub fn trials() -> Vec<Trial> {
 /// The child's side: runs the service until told what to do. Never returns.
 pub fn child() -> ! {
     let config = ServiceConfig {
-        health: HealthConfig { interval: INTERVAL, check_deadline: CHECK_DEADLINE, stale_after: 3, ..HealthConfig::default() },
+        health: HealthConfig {
+            interval: INTERVAL,
+            check_deadline: CHECK_DEADLINE,
+            stale_after: 3,
+            ..HealthConfig::default()
+        },
         server: ServerConfig { port: 0, ..ServerConfig::default() },
         ..ServiceConfig::default()
     };
@@ -69,14 +77,19 @@ pub fn child() -> ! {
         match words.as_slice() {
             // SAFETY: test-only fault kernels on this process's device 0; the context is expected
             // to be corrupted by the first and held by the second.
-            ["oob"] => eprintln!("fault child: out-of-bounds kernel -> cuda error {}", unsafe { vg_test_fault_out_of_bounds(0) }),
+            ["oob"] => eprintln!("fault child: out-of-bounds kernel -> cuda error {}", unsafe {
+                vg_test_fault_out_of_bounds(0)
+            }),
             ["spin", ms] => {
                 let ms: u32 = ms.parse().unwrap_or(1000);
                 eprintln!("fault child: spin {ms} ms -> launch {}", unsafe { vg_test_spin_all_sms(0, ms) });
             }
             ["stop"] => {
                 let clean = service.shutdown_within(SHUTDOWN_DEADLINE);
-                eprintln!("fault child: shutdown {}", if clean { "complete" } else { "left running past its deadline" });
+                eprintln!(
+                    "fault child: shutdown {}",
+                    if clean { "complete" } else { "left running past its deadline" }
+                );
                 // SAFETY: _exit skips atexit handlers: the CUDA runtime's own teardown would wait
                 // for the kernel that holds the device.
                 unsafe { libc::_exit(if clean { 0 } else { 3 }) };
@@ -121,7 +134,12 @@ impl FaultChild {
             if response.status == want {
                 return Ok(response);
             }
-            ensure!(Instant::now() < deadline, "{path}: {} instead of {want} after {within:?}: {}", response.status, response.text());
+            ensure!(
+                Instant::now() < deadline,
+                "{path}: {} instead of {want} after {within:?}: {}",
+                response.status,
+                response.text()
+            );
             std::thread::sleep(INTERVAL / 4);
         }
     }
@@ -143,7 +161,10 @@ fn an_out_of_bounds_kernel_ends_liveness() -> Result<(), Failed> {
     ensure!(live["status"] == "dead", "{live}");
     let health = child.wait_for("/health", 503, Duration::from_secs(1))?.json();
     let error = &health["last_error"];
-    ensure!(error["code"] == "VRAM-E018" && error["kind"] == "cuda_sticky" && error["recoverable"] == false, "{health}");
+    ensure!(
+        error["code"] == "VRAM-E018" && error["kind"] == "cuda_sticky" && error["recoverable"] == false,
+        "{health}"
+    );
     ensure!(health["live"] == false, "{health}");
     child.wait_for("/health/ready", 503, Duration::from_secs(1))?;
     // Later checks cannot bring it back: still dead after several more intervals.
@@ -163,7 +184,10 @@ fn a_kernel_holding_every_sm_fails_readiness_not_liveness() -> Result<(), Failed
     let health = http_client::get(child.addr, "/health").json();
     let status = health["status"].as_str().unwrap_or_default().to_string();
     let code = health["last_error"]["code"].clone();
-    ensure!(status == "stale" || (status == "unhealthy" && code == "VRAM-E019"), "neither stale nor failed past its deadline: {health}");
+    ensure!(
+        status == "stale" || (status == "unhealthy" && code == "VRAM-E019"),
+        "neither stale nor failed past its deadline: {health}"
+    );
     ensure!(health["last_error"]["recoverable"] != false, "a busy device is recoverable: {health}");
     let live = http_client::get(child.addr, "/health/live");
     ensure!(live.status == 200, "liveness must survive a busy device: {}", live.text());

@@ -35,7 +35,12 @@ fn used_and_total() -> Result<(u64, u64), Failed> {
 /// Fails (rather than passing vacuously) on a device without room for the trial.
 fn need_free(bytes: u64) -> Result<(u64, u64), Failed> {
     let (used, total) = used_and_total()?;
-    ensure!(total - used > bytes, "this trial needs more than {} GiB free on GPU0; it has {} bytes", bytes / GIB, total - used);
+    ensure!(
+        total - used > bytes,
+        "this trial needs more than {} GiB free on GPU0; it has {} bytes",
+        bytes / GIB,
+        total - used
+    );
     Ok((used, total))
 }
 
@@ -45,7 +50,13 @@ fn percent(bytes: u64, total: u64) -> f64 {
 
 /// A real-source monitor whose Warning and Critical start at used0 + `warning_at` and used0 +
 /// `critical_at` bytes.
-fn monitor(used0: u64, total: u64, warning_at: u64, critical_at: u64, interval: Duration) -> Result<Arc<GpuMonitor>, Failed> {
+fn monitor(
+    used0: u64,
+    total: u64,
+    warning_at: u64,
+    critical_at: u64,
+    interval: Duration,
+) -> Result<Arc<GpuMonitor>, Failed> {
     let config = MonitorConfig {
         interval,
         warning_percent: percent(used0 + warning_at, total),
@@ -213,7 +224,8 @@ fn can_load_model_agrees_with_free_memory() -> Result<(), Failed> {
     drop(held);
 
     // With Critical at 100 %, the room is exactly the driver's free memory less one byte.
-    let full = GpuMonitor::new(MonitorConfig { warning_percent: 99.0, critical_percent: 100.0, ..MonitorConfig::default() })?;
+    let full =
+        GpuMonitor::new(MonitorConfig { warning_percent: 99.0, critical_percent: 100.0, ..MonitorConfig::default() })?;
     let free = Device::new(0)?.memory_info()?.free_bytes;
     ensure!(full.can_load_model(0, free - 1)?, "free - 1 = {} refused", free - 1);
     ensure!(!full.can_load_model(0, free)?, "all {free} free bytes accepted");
@@ -238,12 +250,19 @@ fn dump_in(dir: &std::path::Path) -> Result<(), Failed> {
     monitor.check_now()?;
 
     let dump = monitor.dump_json();
-    let device = dump["devices"].as_array().and_then(|d| d.iter().find(|d| d["device"] == 0)).ok_or("no GPU0 in dump")?;
+    let device =
+        dump["devices"].as_array().and_then(|d| d.iter().find(|d| d["device"] == 0)).ok_or("no GPU0 in dump")?;
     ensure!(device["latest"]["tracked_bytes"] == 96 * MIB, "{}", device["latest"]);
     let allocations = device["tracker"]["allocations"].as_array().ok_or("no allocations")?;
     let listed: Vec<(String, u64, String)> = allocations
         .iter()
-        .map(|a| (a["address"].as_str().unwrap_or("").to_string(), a["bytes"].as_u64().unwrap_or(0), a["purpose"].to_string()))
+        .map(|a| {
+            (
+                a["address"].as_str().unwrap_or("").to_string(),
+                a["bytes"].as_u64().unwrap_or(0),
+                a["purpose"].to_string(),
+            )
+        })
         .collect();
     let expected = vec![
         (format!("{:#x}", weights.as_ptr() as usize), 64 * MIB, "\"ModelWeights\"".to_string()),

@@ -51,7 +51,8 @@ fn check_binary_exits_101() -> Result<(), Failed> {
 }
 
 fn serve_binary_exits_101() -> Result<(), Failed> {
-    let output = std::process::Command::new(crate::gpu_gate::vramguard_binary()).args(["serve", "--port", "0"]).output()?;
+    let output =
+        std::process::Command::new(crate::gpu_gate::vramguard_binary()).args(["serve", "--port", "0"]).output()?;
     let stderr = String::from_utf8_lossy(&output.stderr);
     ensure!(output.status.code() == Some(101), "exit {:?}: {stderr}", output.status.code());
     ensure!(stderr.contains("[VRAM-E001]"), "{stderr}");

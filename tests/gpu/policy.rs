@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use libtest_mimic::{Failed, Trial};
 use vramguard::monitor::{AlertLevel, GpuMonitor, MonitorConfig};
-use vramguard::slots::{DeviceBacking, Embedder, EvictionReason, ManualClock, ModelSlotManager, SlotConfig, MODEL_SIZES};
+use vramguard::slots::{
+    DeviceBacking, Embedder, EvictionReason, ManualClock, ModelSlotManager, SlotConfig, MODEL_SIZES,
+};
 use vramguard::{AllocationKind, Budget, BudgetedAllocator, Device, Error, OomSource, Purpose, PurposeSet, Tracker};
 
 use crate::ensure;
@@ -24,8 +26,14 @@ pub fn trials() -> Vec<Trial> {
         gpu("policy::eviction_returns_memory_to_the_driver", eviction_returns_memory_to_the_driver),
         gpu("policy::device_oom_evicts_and_retries", device_oom_evicts_and_retries),
         gpu("policy::monitor_unloads_idle_slots_at_critical", monitor_unloads_idle_slots_at_critical),
-        gpu("policy::monitor_unloads_nothing_that_cannot_bring_the_device_below_critical", monitor_unloads_nothing_it_cannot_bring_below),
-        gpu("policy::loads_needing_eviction_succeed_during_integrity_passes", loads_needing_eviction_succeed_during_integrity_passes),
+        gpu(
+            "policy::monitor_unloads_nothing_that_cannot_bring_the_device_below_critical",
+            monitor_unloads_nothing_it_cannot_bring_below,
+        ),
+        gpu(
+            "policy::loads_needing_eviction_succeed_during_integrity_passes",
+            loads_needing_eviction_succeed_during_integrity_passes,
+        ),
     ]
 }
 
@@ -100,7 +108,11 @@ fn preset_embedders_on_the_device() -> Result<(), Failed> {
         manager.allocate_slot(embedder, size)?;
     }
     ensure!(manager.loaded_count() == 13, "loaded {}", manager.loaded_count());
-    ensure!(tracker.bytes_for(Purpose::ModelWeights) == Embedder::preset_total_bytes(), "tracked {}", tracker.bytes_for(Purpose::ModelWeights));
+    ensure!(
+        tracker.bytes_for(Purpose::ModelWeights) == Embedder::preset_total_bytes(),
+        "tracked {}",
+        tracker.bytes_for(Purpose::ModelWeights)
+    );
     ensure!(manager.slots().iter().all(|s| s.on_device), "slots without device memory");
     let report = tracker.verify(PurposeSet::of(&[Purpose::ModelWeights]))?;
     ensure!(report.resident && report.checked == 13, "{report:?}");
@@ -147,7 +159,11 @@ fn device_oom_evicts_and_retries() -> Result<(), Failed> {
     let outcome = manager.load_slot("fourth".to_string(), slot)?;
     ensure!(outcome.oom_retries >= 1, "no retry: {outcome:?}");
     ensure!(outcome.evicted.first() == Some(&"first".to_string()), "evicted {:?}", outcome.evicted);
-    ensure!(reasons.lock().unwrap()[0] == ("first".to_string(), EvictionReason::DeviceOutOfMemory), "{:?}", reasons.lock().unwrap());
+    ensure!(
+        reasons.lock().unwrap()[0] == ("first".to_string(), EvictionReason::DeviceOutOfMemory),
+        "{:?}",
+        reasons.lock().unwrap()
+    );
     ensure!(manager.has_slot(&"fourth".to_string()), "the retry did not load");
     let stats = manager.stats();
     ensure!(stats.ooms >= 1 && stats.oom_retries >= 1 && stats.evictions >= 1, "{stats:?}");
@@ -183,7 +199,11 @@ fn monitor_unloads_idle_slots_at_critical() -> Result<(), Failed> {
     // Loaded 3 s ago at most: the default 30 s unload residency keeps every slot.
     let first = monitor.check_now()?.remove(0);
     ensure!(first.level == AlertLevel::Critical, "{first:?}");
-    ensure!(monitor.unloaded().is_empty() && slots.loaded_count() == 3, "unloaded {:?} before 30 s", monitor.unloaded());
+    ensure!(
+        monitor.unloaded().is_empty() && slots.loaded_count() == 3,
+        "unloaded {:?} before 30 s",
+        monitor.unloaded()
+    );
     clock.advance(Duration::from_secs(30));
     let before = monitor.check_now()?[0].free_bytes;
     let unloaded = monitor.unloaded();
@@ -191,7 +211,12 @@ fn monitor_unloads_idle_slots_at_critical() -> Result<(), Failed> {
     ensure!(slots.has_slot(&"new".to_string()), "the most recently used slot was unloaded");
     let after = monitor.check_now()?.remove(0);
     ensure!(after.level != AlertLevel::Critical, "still critical: {after:?}");
-    ensure!(after.free_bytes >= before + 2 * GIB * unloaded.len() as u64, "driver free {} -> {}", before, after.free_bytes);
+    ensure!(
+        after.free_bytes >= before + 2 * GIB * unloaded.len() as u64,
+        "driver free {} -> {}",
+        before,
+        after.free_bytes
+    );
     ensure!(slots.stats().evictions == unloaded.len() as u64, "{:?}", slots.stats());
     Ok(())
 }
@@ -233,7 +258,11 @@ fn monitor_unloads_nothing_it_cannot_bring_below() -> Result<(), Failed> {
     slots.pin(&"b".to_string(), false)?;
     let reading = monitor.check_now()?.remove(0);
     ensure!(reading.level == AlertLevel::Critical, "{reading:?}");
-    ensure!(monitor.unloaded() == ["b".to_string()], "unloaded {:?}: the fewest slots that free 1.5 GiB is b", monitor.unloaded());
+    ensure!(
+        monitor.unloaded() == ["b".to_string()],
+        "unloaded {:?}: the fewest slots that free 1.5 GiB is b",
+        monitor.unloaded()
+    );
     let after = monitor.check_now()?.remove(0);
     ensure!(after.level != AlertLevel::Critical, "still critical: {after:?}");
     ensure!(tracker.total_bytes() == 3 * GIB, "tracker holds {}", tracker.total_bytes());
@@ -297,6 +326,10 @@ fn loads_needing_eviction_succeed_during_integrity_passes() -> Result<(), Failed
     ensure!(violations.lock().unwrap().is_empty(), "integrity violations: {:?}", violations.lock().unwrap());
     ensure!(manager.stats().evictions >= 60, "{:?}", manager.stats());
     let held = manager.loaded_count() as u64 * slot;
-    ensure!(tracker.total_bytes() == held && manager.allocated() == held, "tracked {}, {held} loaded", tracker.total_bytes());
+    ensure!(
+        tracker.total_bytes() == held && manager.allocated() == held,
+        "tracked {}, {held} loaded",
+        tracker.total_bytes()
+    );
     Ok(())
 }

@@ -26,7 +26,11 @@ fn pci_bus_id_is_well_formed() -> Result<(), Failed> {
     for device in Device::all()? {
         let id = device.info()?.pci_bus_id;
         let parsed = PciBusId::parse(&id)?;
-        ensure!(parsed.legacy_form() == id.to_uppercase(), "GPU{}: {id:?} is not CUDA's dddd:bb:dd.f", device.ordinal());
+        ensure!(
+            parsed.legacy_form() == id.to_uppercase(),
+            "GPU{}: {id:?} is not CUDA's dddd:bb:dd.f",
+            device.ordinal()
+        );
         println!("[ vramguard ] GPU{} PCI bus id {id}", device.ordinal());
     }
     Ok(())

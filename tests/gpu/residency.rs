@@ -100,7 +100,10 @@ fn report_names_violations() -> Result<(), Failed> {
     let tracker = Device::new(0)?.tracker()?;
     let _pinned = tracker.allocate_kind(MIB, Purpose::ModelWeights, AllocationKind::PinnedHost, "pinned layer")?;
     let text = tracker.residency_report()?;
-    ensure!(text.contains("Status: VIOLATION") && text.contains("\"pinned layer\"") && text.contains("kind PinnedHost"), "{text}");
+    ensure!(
+        text.contains("Status: VIOLATION") && text.contains("\"pinned layer\"") && text.contains("kind PinnedHost"),
+        "{text}"
+    );
     Ok(())
 }
 

@@ -23,7 +23,10 @@ pub fn trials() -> Vec<Trial> {
         gpu("service::metrics_agree_with_the_tracker", metrics_agree_with_the_tracker),
         gpu("service::serve_binary_stops_cleanly_on_ctrl_c", serve_binary_stops_cleanly_on_ctrl_c),
         gpu("service::serve_binary_stops_cleanly_on_sigterm", serve_binary_stops_cleanly_on_sigterm),
-        gpu("service::a_corrupted_weight_byte_is_an_integrity_violation", a_corrupted_weight_byte_is_an_integrity_violation),
+        gpu(
+            "service::a_corrupted_weight_byte_is_an_integrity_violation",
+            a_corrupted_weight_byte_is_an_integrity_violation,
+        ),
     ]
 }
 
@@ -64,16 +67,29 @@ fn preset_is_healthy_and_resident() -> Result<(), Failed> {
 fn fallback_memory_turns_health_503_and_back() -> Result<(), Failed> {
     let service = start()?;
     wait_for(&service, "/health", 200)?;
-    let fallback = service.tracker().allocate_kind(1 << 20, Purpose::ModelWeights, AllocationKind::Managed, "weights fell back to unified memory")?;
+    let fallback = service.tracker().allocate_kind(
+        1 << 20,
+        Purpose::ModelWeights,
+        AllocationKind::Managed,
+        "weights fell back to unified memory",
+    )?;
     let health = wait_for(&service, "/health", 503)?.json();
     let violation = &health["violations"][0];
-    ensure!(violation["description"] == "weights fell back to unified memory" && violation["kind"] == "Managed", "{health}");
+    ensure!(
+        violation["description"] == "weights fell back to unified memory" && violation["kind"] == "Managed",
+        "{health}"
+    );
     ensure!(health["resident"] == false, "{health}");
     wait_for(&service, "/health/ready", 503)?;
     drop(fallback);
     wait_for(&service, "/health", 200)?;
     wait_for(&service, "/health/ready", 200)?;
-    let pinned = service.tracker().allocate_kind(1 << 20, Purpose::ModelWeights, AllocationKind::PinnedHost, "pinned host weights")?;
+    let pinned = service.tracker().allocate_kind(
+        1 << 20,
+        Purpose::ModelWeights,
+        AllocationKind::PinnedHost,
+        "pinned host weights",
+    )?;
     let health = wait_for(&service, "/health", 503)?.json();
     ensure!(health["violations"][0]["kind"] == "PinnedHost", "{health}");
     drop(pinned);
@@ -92,7 +108,9 @@ fn metrics_agree_with_the_tracker() -> Result<(), Failed> {
     let deadline = Instant::now() + INTERVAL * 50;
     let text = loop {
         let text = http_client::get(service.local_addr(), "/metrics").text();
-        if metric(&text, "vramguard_vram_used_bytes{purpose=\"kv_cache\"}") == Some((64u64 << 20) as f64) || Instant::now() > deadline {
+        if metric(&text, "vramguard_vram_used_bytes{purpose=\"kv_cache\"}") == Some((64u64 << 20) as f64)
+            || Instant::now() > deadline
+        {
             break text;
         }
         std::thread::sleep(INTERVAL / 4);
@@ -151,10 +169,19 @@ fn serve_binary_stops_cleanly_on(signal: i32) -> Result<(), Failed> {
     let logs = String::from_utf8_lossy(&output.stderr);
     ensure!(healthy, "the served /health never reached 200:\n{logs}");
     ensure!(output.status.success(), "exit {:?}:\n{logs}", output.status);
-    ensure!(logs.contains("\"action\":\"shutdown\"") && logs.contains("0 bytes still tracked"), "no clean shutdown in:\n{logs}");
+    ensure!(
+        logs.contains("\"action\":\"shutdown\"") && logs.contains("0 bytes still tracked"),
+        "no clean shutdown in:\n{logs}"
+    );
     ensure!(logs.lines().all(|l| l.starts_with('{')), "not JSON lines:\n{logs}");
-    ensure!(free_serving + Embedder::preset_total_bytes() <= free_before, "the child held less than its slots: {free_before} -> {free_serving}");
-    ensure!(free_before.abs_diff(free_after) <= 4 << 20, "driver free memory {free_before} before, {free_after} after signal {signal}");
+    ensure!(
+        free_serving + Embedder::preset_total_bytes() <= free_before,
+        "the child held less than its slots: {free_before} -> {free_serving}"
+    );
+    ensure!(
+        free_before.abs_diff(free_after) <= 4 << 20,
+        "driver free memory {free_before} before, {free_after} after signal {signal}"
+    );
     println!("[ vramguard ] serve stopped by signal {signal}: exit 0, driver free {free_before} before, {free_serving} serving, {free_after} after");
     Ok(())
 }

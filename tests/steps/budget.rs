@@ -23,7 +23,12 @@ fn worker_with_budget(world: &mut VramWorld, size: Size) -> vramguard::Result<()
 }
 
 #[given(expr = "a worker with {size} VRAM available, of which at most {size} for {purpose}")]
-fn worker_with_purpose_budget(world: &mut VramWorld, size: Size, share: Size, purpose: PurposeName) -> vramguard::Result<()> {
+fn worker_with_purpose_budget(
+    world: &mut VramWorld,
+    size: Size,
+    share: Size,
+    purpose: PurposeName,
+) -> vramguard::Result<()> {
     budgeted_worker(world, Budget::builder(size.0).purpose_limit(purpose.0, share.0).build()?)
 }
 

@@ -30,7 +30,12 @@ fn poll(world: &VramWorld, path: &str, what: &str, accept: impl Fn(&HttpResponse
         if accept(&response) {
             return response;
         }
-        assert!(Instant::now() < deadline, "{path} never answered {what}; last: {} {}", response.status, response.text());
+        assert!(
+            Instant::now() < deadline,
+            "{path} never answered {what}; last: {} {}",
+            response.status,
+            response.text()
+        );
         sleep(Duration::from_millis(50));
     }
 }
@@ -115,7 +120,9 @@ fn names_violation(world: &mut VramWorld, name: String, kind: String) {
     assert_eq!((&body["status"], &body["resident"]), (&"unhealthy".into(), &false.into()), "{body}");
 }
 
-#[then(regex = r#"^/health answers 503 with status "unhealthy" and last_error VRAM-E001 if the host has no usable GPU, else VRAM-E010$"#)]
+#[then(
+    regex = r#"^/health answers 503 with status "unhealthy" and last_error VRAM-E001 if the host has no usable GPU, else VRAM-E010$"#
+)]
 fn unhealthy_with_error(world: &mut VramWorld) {
     let response = poll(world, "/health", "503 unhealthy", |r| r.status == 503 && json(r)["status"] == "unhealthy");
     let body = json(&response);

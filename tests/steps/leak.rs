@@ -38,7 +38,10 @@ impl Baseline {
         let after = Device::new(0).and_then(|d| d.memory_info()).map(|m| m.free_bytes);
         match after {
             Ok(after) => {
-                println!("[ vramguard ] GPU0 driver free memory: {} bytes before the scenarios, {after} after", self.free_bytes);
+                println!(
+                    "[ vramguard ] GPU0 driver free memory: {} bytes before the scenarios, {after} after",
+                    self.free_bytes
+                );
                 let leaked = self.free_bytes.saturating_sub(after) > SLACK;
                 if leaked {
                     eprintln!("device memory leaked during the scenarios: {} bytes", self.free_bytes - after);

@@ -11,13 +11,23 @@ const SLACK: u64 = 2 << 20;
 fn unchanged(world: &mut VramWorld) {
     let before = world.last_attempt().before.free_bytes.expect("free memory read before the attempt");
     let now = world.free_bytes();
-    assert_eq!(now, before, "the refused attempt changed the driver's free memory by {} bytes", now as i64 - before as i64);
+    assert_eq!(
+        now,
+        before,
+        "the refused attempt changed the driver's free memory by {} bytes",
+        now as i64 - before as i64
+    );
 }
 
 #[then(expr = "the driver's free memory has risen by at least {size}")]
 fn risen(world: &mut VramWorld, size: Size) {
     let (before, after) = world.free_around_eviction.expect("no eviction measured");
-    assert!(after >= before + size.0, "free memory rose by {} bytes, less than {}", after as i64 - before as i64, size.0);
+    assert!(
+        after >= before + size.0,
+        "free memory rose by {} bytes, less than {}",
+        after as i64 - before as i64,
+        size.0
+    );
 }
 
 #[then("the driver's free memory is back to where it was when the worker started")]

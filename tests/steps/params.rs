@@ -28,7 +28,8 @@ impl FromStr for Size {
         let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
         let whole: u64 = whole.parse().map_err(|e| format!("{text:?}: {e}"))?;
         let denominator = 10u64.pow(fraction.len() as u32);
-        let numerator: u64 = if fraction.is_empty() { 0 } else { fraction.parse().map_err(|e| format!("{text:?}: {e}"))? };
+        let numerator: u64 =
+            if fraction.is_empty() { 0 } else { fraction.parse().map_err(|e| format!("{text:?}: {e}"))? };
         if (numerator * scale) % denominator != 0 {
             return Err(format!("{text:?} is not a whole number of bytes"));
         }

@@ -153,7 +153,12 @@ impl VramWorld {
         self.slots = None;
         self.allocator = None;
         if let Some(tracker) = self.tracker.take() {
-            assert_eq!(tracker.total_bytes(), 0, "the scenario left memory tracked: {}", tracker.report().unwrap_or_default());
+            assert_eq!(
+                tracker.total_bytes(),
+                0,
+                "the scenario left memory tracked: {}",
+                tracker.report().unwrap_or_default()
+            );
             assert_eq!(tracker.drop_failures(), 0, "frees failed during the scenario");
         }
     }

@@ -32,7 +32,8 @@ impl HttpResponse {
     }
 
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
     }
 }
 
@@ -113,7 +114,11 @@ pub fn parse_one(raw: &[u8], head_request: bool) -> Option<(HttpResponse, usize)
         headers.push((name.trim().to_owned(), value.trim().to_owned()));
     }
     let mut response = HttpResponse { version, status, reason, headers, body: Vec::new() };
-    let length = if head_request { Some(0) } else { response.header("Content-Length").map(|v| v.parse::<usize>().ok()).unwrap_or(None) };
+    let length = if head_request {
+        Some(0)
+    } else {
+        response.header("Content-Length").map(|v| v.parse::<usize>().ok()).unwrap_or(None)
+    };
     let body_end = match length {
         Some(len) => head_end.checked_add(len).filter(|&end| end <= raw.len())?,
         None => raw.len(),
@@ -241,7 +246,13 @@ impl Abuse {
 }
 
 /// Keeps `count` connections open that sent `opening` and nothing more.
-fn hold(addr: SocketAddr, count: usize, opening: &[u8], stop: &std::sync::atomic::AtomicBool, held: &std::sync::atomic::AtomicUsize) {
+fn hold(
+    addr: SocketAddr,
+    count: usize,
+    opening: &[u8],
+    stop: &std::sync::atomic::AtomicBool,
+    held: &std::sync::atomic::AtomicUsize,
+) {
     use std::sync::atomic::Ordering;
     let mut open: Vec<TcpStream> = Vec::with_capacity(count);
     while !stop.load(Ordering::SeqCst) {
@@ -269,7 +280,12 @@ fn still_open(stream: &TcpStream) -> bool {
 }
 
 /// One keep-alive scraper: `GET /metrics` back to back, reconnecting when closed.
-fn scrape(addr: SocketAddr, stop: &std::sync::atomic::AtomicBool, answered: &std::sync::atomic::AtomicU64, failed: &std::sync::atomic::AtomicU64) {
+fn scrape(
+    addr: SocketAddr,
+    stop: &std::sync::atomic::AtomicBool,
+    answered: &std::sync::atomic::AtomicU64,
+    failed: &std::sync::atomic::AtomicU64,
+) {
     use std::sync::atomic::Ordering;
     while !stop.load(Ordering::SeqCst) {
         let Ok(mut connection) = Connection::open(addr) else {
@@ -278,7 +294,9 @@ fn scrape(addr: SocketAddr, stop: &std::sync::atomic::AtomicBool, answered: &std
             continue;
         };
         while !stop.load(Ordering::SeqCst) {
-            let response = connection.send(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").and_then(|()| connection.read_response(false));
+            let response = connection
+                .send(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+                .and_then(|()| connection.read_response(false));
             match response {
                 Ok(r) if r.status == 200 => answered.fetch_add(1, Ordering::SeqCst),
                 _ => {

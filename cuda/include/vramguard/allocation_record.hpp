@@ -16,9 +16,9 @@ struct AllocationRecord {
   VramPurpose purpose = VramPurpose::Unknown;
   AllocationKind kind = AllocationKind::Device;
   int device = 0;
-  bool owned = false;  // allocated by vramguard, so vramguard frees it
+  bool owned = false;                     // allocated by vramguard, so vramguard frees it
   std::uint64_t recorded_at_unix_ns = 0;  // to the coarse clock's few milliseconds
-  std::uint64_t order = 0;  // a monotonic tick count: records list oldest first by it
+  std::uint64_t order = 0;                // a monotonic tick count: records list oldest first by it
   std::string description;
 };
 

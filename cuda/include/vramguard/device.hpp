@@ -18,12 +18,12 @@ struct DeviceInfo {
   std::string name;
   int compute_major = 0;
   int compute_minor = 0;
-  bool integrated = false;               // shares physical memory with the host
+  bool integrated = false;  // shares physical memory with the host
   bool managed_memory = false;
   bool concurrent_managed_access = false;
-  bool pageable_memory_access = false;   // unified with host memory (HMM / ATS)
+  bool pageable_memory_access = false;  // unified with host memory (HMM / ATS)
   bool memory_pools = false;
-  std::string pci_bus_id;                // "0000:1B:00.0": how NVML and nvidia-smi name this GPU
+  std::string pci_bus_id;  // "0000:1B:00.0": how NVML and nvidia-smi name this GPU
   MemoryInfo memory;
 };
 

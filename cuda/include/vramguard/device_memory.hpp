@@ -4,8 +4,8 @@
 //
 // Freeing and GPU work still using the memory (the destructor, reset, and vg_free): kinds Device
 // and Managed are freed with cudaFree, which "may perform implicit synchronization" (the runtime
-// promises no more): complete or synchronise work that uses the memory first. Kind Pool is freed with
-// cudaFreeAsync on the legacy default stream of the tracker's device, so the pool may hand the
+// promises no more): complete or synchronise work that uses the memory first. Kind Pool is freed
+// with cudaFreeAsync on the legacy default stream of the tracker's device, so the pool may hand the
 // memory out again once the work queued on that stream before the free is done. The legacy
 // stream first waits for the earlier work of every blocking stream of the context (cudaStreamCreate
 // streams and the per-thread default streams), so a kernel on one of those that still uses the

@@ -12,7 +12,8 @@ namespace vramguard {
 // A failed precondition or bookkeeping error (bad size, unknown pointer, ...).
 class Error : public std::runtime_error {
  public:
-  Error(vg_status status, const std::string& message) : std::runtime_error(message), status_(status) {}
+  Error(vg_status status, const std::string& message)
+      : std::runtime_error(message), status_(status) {}
   vg_status status() const noexcept { return status_; }
 
  private:

@@ -16,7 +16,12 @@
 namespace vramguard {
 
 enum class MemoryType { Unregistered = 0, Host = 1, Device = 2, Managed = 3 };
-enum class ViolationReason { NotDeviceMemory = 0, HostPointer = 1, WrongDevice = 2, QueryFailed = 3 };
+enum class ViolationReason {
+  NotDeviceMemory = 0,
+  HostPointer = 1,
+  WrongDevice = 2,
+  QueryFailed = 3
+};
 
 const char* to_string(MemoryType type) noexcept;
 const char* to_string(ViolationReason reason) noexcept;

@@ -26,6 +26,8 @@ const char* to_string(VramPurpose purpose) noexcept;
 const char* to_string(AllocationKind kind) noexcept;
 
 constexpr bool is_valid_purpose(int value) noexcept { return value >= 0 && value < kPurposeCount; }
-constexpr bool is_valid_kind(int value) noexcept { return value >= 0 && value < kAllocationKindCount; }
+constexpr bool is_valid_kind(int value) noexcept {
+  return value >= 0 && value < kAllocationKindCount;
+}
 
 }  // namespace vramguard

@@ -37,8 +37,8 @@ inline constexpr std::uint64_t kMaxAllocationBytes = 1ull << 48;
 // Outcome of removing a record.
 enum class Removal {
   Removed,
-  Unknown,           // not tracked: nothing changed, counted in unknown_deallocations (T2)
-  OwnershipMismatch, // record_deallocation on an owned allocation, or take_owned on a recorded one
+  Unknown,            // not tracked: nothing changed, counted in unknown_deallocations (T2)
+  OwnershipMismatch,  // record_deallocation on an owned allocation, or take_owned on a recorded one
 };
 
 // What a residency sweep needs of a record: copied under the shard lock, queried outside it.

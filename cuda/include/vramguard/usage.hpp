@@ -18,7 +18,9 @@ struct UsageStats {
   std::uint64_t lifetime_allocations = 0;
   std::uint64_t unknown_deallocations = 0;
 
-  std::uint64_t bytes(VramPurpose purpose) const { return purpose_bytes[static_cast<int>(purpose)]; }
+  std::uint64_t bytes(VramPurpose purpose) const {
+    return purpose_bytes[static_cast<int>(purpose)];
+  }
 };
 
 }  // namespace vramguard
