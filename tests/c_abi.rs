@@ -74,6 +74,8 @@ fn last_error() -> String {
     unsafe { CStr::from_ptr(sys::vg_last_error()) }.to_string_lossy().into_owned()
 }
 
+/// One named C ABI call of a bad-input case.
+type Call = Box<dyn FnMut() -> vg_status>;
 #[test]
 fn null_tracker_handle() {
     let f = Fixture::new();
@@ -82,7 +84,7 @@ fn null_tracker_handle() {
     let mut usage = vg_usage::default();
     let mut ptr: *mut c_void = null_mut();
     let mut residency = sys::vg_residency::default();
-    let cases: Vec<(&str, Box<dyn FnMut() -> vg_status>)> = vec![
+    let cases: Vec<(&str, Call)> = vec![
         ("destroy", Box::new(move || unsafe { sys::vg_tracker_destroy(null_t) })),
         ("device", Box::new(move || unsafe { sys::vg_tracker_device(null_t, &mut dev) })),
         ("record", Box::new(move || unsafe { sys::vg_record(null_t, fake(9), 1, WEIGHTS, DEVICE, null(), &mut id) })),

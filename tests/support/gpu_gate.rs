@@ -39,7 +39,7 @@ pub fn without_gpu(name: &str, body: fn() -> Result<(), Failed>) -> Trial {
 #[macro_export]
 macro_rules! ensure {
     ($cond:expr, $($msg:tt)+) => {
-        if !$cond {
+        if !{ $cond } {
             return Err(format!("{}:{}: {}", file!(), line!(), format!($($msg)+)).into());
         }
     };
