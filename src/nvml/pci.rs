@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use super::error::NvmlUnavailable;
+use super::NvmlUnavailable;
 
 /// `domain:bus:device.function`, parsed from either CUDA's "0000:1B:00.0" or NVML's
 /// "00000000:1B:00.0" so that the two compare equal.

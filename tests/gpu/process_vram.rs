@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use libtest_mimic::{Failed, Trial};
-use vramguard::nvml::{in_own_pid_namespace, process_vram, Nvml, PciBusId, ProcessVram, NVML_VALUE_NOT_AVAILABLE};
+use vramguard::nvml::{in_own_pid_namespace, process_vram, Nvml, PciBusId, ProcessVram, UsedGpuMemory};
 use vramguard::{Device, Purpose};
 
 use crate::ensure;
@@ -36,18 +36,28 @@ fn pci_bus_id_is_well_formed() -> Result<(), Failed> {
     Ok(())
 }
 
-/// The PCI id and the struct layout work even where our PID is hidden: NVML knows the GPU, and
-/// every entry it lists has a plausible figure.
+/// The PCI bus id match works even where our PID is hidden: the GPU NVML finds at CUDA's bus id
+/// reports that same bus id, NVML's process list can be read on it, and every entry it lists has a
+/// plausible figure.
 fn nvml_finds_the_cuda_device() -> Result<(), Failed> {
     let device = Device::new(0)?;
     let _context = device.tracker()?.allocate(1 << 20, Purpose::IntermediateBuffers, "context")?;
     let info = device.info()?;
     let nvml = Nvml::load()?;
+    let nvml_bus_id = nvml.device(&info.pci_bus_id)?.pci_info()?.bus_id;
+    ensure!(
+        PciBusId::parse(&nvml_bus_id)? == PciBusId::parse(&info.pci_bus_id)?,
+        "NVML's GPU at CUDA's {} is at {nvml_bus_id}",
+        info.pci_bus_id
+    );
     let list = nvml.processes(&info.pci_bus_id)?;
-    println!("[ vramguard ] NVML lists on {}: {list:?} (our pid {})", info.pci_bus_id, std::process::id());
+    println!("[ vramguard ] NVML lists on {nvml_bus_id}: {list:?} (our pid {})", std::process::id());
     for entry in &list {
-        let used = entry.used_gpu_memory;
-        ensure!(used == NVML_VALUE_NOT_AVAILABLE || used <= info.memory.total_bytes, "implausible entry {entry:?}");
+        let plausible = match entry.used_gpu_memory {
+            UsedGpuMemory::Unavailable => true,
+            UsedGpuMemory::Used(bytes) => bytes <= info.memory.total_bytes,
+        };
+        ensure!(plausible, "implausible entry {entry:?}");
     }
     Ok(())
 }
