@@ -3,7 +3,8 @@
 use std::ffi::c_void;
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use vramguard::slots::{fit_plan, Embedder, ModelSlotManager, MODEL_SIZES};
+use vramguard::slots::presets::{Embedder, MODEL_SIZES};
+use vramguard::slots::{fit_plan, ModelSlotManager};
 use vramguard::{AllocationKind, Budget, MemoryPressure, Purpose, Tracker};
 
 fn fake(i: usize) -> *const c_void {
@@ -17,7 +18,7 @@ fn tracker(c: &mut Criterion) {
         b.iter(|| {
             i += 1;
             tracker.record(fake(i), 4096, Purpose::KVCache, AllocationKind::Device, "").unwrap();
-            tracker.deallocate(fake(i)).unwrap();
+            tracker.forget(fake(i)).unwrap();
         })
     });
     for j in 0..1_000_000 {

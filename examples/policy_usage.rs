@@ -4,15 +4,17 @@ use std::sync::Arc;
 
 use vramguard::monitor::{GpuMonitor, MonitorConfig};
 use vramguard::reservation::{MemoryGuard, MemoryLimits};
-use vramguard::slots::{DeviceBacking, Embedder, ModelSlotManager, MODEL_BUDGET_BYTES, MODEL_SIZES};
+use vramguard::slots::presets::{self, Embedder, MODEL_SIZES};
+use vramguard::slots::{DeviceBacking, ModelSlotManager, SlotConfig};
 use vramguard::{AllocationKind, Budget, BudgetedAllocator, Device, Error, Purpose};
 
 fn run() -> vramguard::Result<()> {
     let tracker = Device::new(0)?.tracker()?;
 
-    // Model weights: the 13 embedders as slots of real device memory within 8 GiB.
+    // Model weights: seed 000's preset, the 13 embedders as slots of real device memory in 8 GiB.
     let backing = DeviceBacking { tracker: tracker.clone(), kind: AllocationKind::Device };
-    let slots = ModelSlotManager::on_device(backing, MODEL_BUDGET_BYTES);
+    let config = SlotConfig { backing: Some(backing), ..presets::seed000().slot_config() };
+    let slots = ModelSlotManager::with_config(config);
     for (embedder, bytes) in MODEL_SIZES {
         slots.allocate_slot(embedder, bytes)?;
         // Upload the weights through the slot (`copy_from_host`), then declare them loaded: their

@@ -4,9 +4,10 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::error::{Error, OomSource, Result};
+use crate::error::{Error, OomSource, OutOfMemory, Result};
 use crate::pressure::{utilization_percent, MemoryPressure, PressureThresholds};
 use crate::purpose::Purpose;
+use crate::usage::{PurposeUsage, Usage};
 
 struct BudgetInner {
     limit: u64,
@@ -40,6 +41,17 @@ pub struct Refusal {
 impl Refusal {
     pub fn available(&self) -> u64 {
         self.limit.saturating_sub(self.used)
+    }
+
+    /// This refusal as the out-of-memory error of a request for `requested` bytes on `device` (-1
+    /// when no device backs the budget), with `usage` as the breakdown by purpose: what was
+    /// available, the limit that refused and what it held. The one place a refusal becomes an
+    /// error, for every budget's user.
+    pub fn out_of_memory(&self, device: i32, requested: u64, usage: Usage) -> OutOfMemory {
+        OutOfMemory::new(device, self.source, requested, usage)
+            .with_available(Some(self.available()))
+            .with_budget(self.limit)
+            .with_allocated(self.used)
     }
 }
 
@@ -120,6 +132,15 @@ impl Budget {
 
     pub fn used_by(&self, purpose: Purpose) -> u64 {
         self.inner.purpose_used[purpose.index()].load(Ordering::Acquire)
+    }
+
+    /// The bytes charged now, in all and by purpose (no counts: a budget counts bytes only).
+    pub fn usage(&self) -> Usage {
+        Usage {
+            total_bytes: self.used(),
+            by_purpose: Purpose::ALL.map(|p| PurposeUsage { bytes: self.used_by(p), ..PurposeUsage::default() }),
+            ..Usage::default()
+        }
     }
 
     pub fn thresholds(&self) -> PressureThresholds {

@@ -5,7 +5,7 @@ use std::ops::Deref;
 
 use crate::budget::{Budget, BudgetCharge};
 use crate::buffer::DeviceBuffer;
-use crate::error::{Error, OutOfMemory, Result};
+use crate::error::{Error, Result};
 use crate::purpose::{AllocationKind, Purpose};
 use crate::tracker::Tracker;
 
@@ -49,35 +49,15 @@ impl BudgetedAllocator {
         kind: AllocationKind,
         description: &str,
     ) -> Result<BudgetedBuffer> {
-        // Everything the core would reject is refused before the budget is touched.
-        if bytes == 0 || bytes > crate::sys::VG_MAX_ALLOCATION_BYTES {
-            return Err(Error::InvalidSize(format!("cannot allocate {bytes} bytes: 1 byte to 256 TiB")));
-        }
-        crate::tracker::description_cstring(description)?;
-        if description.len() > crate::sys::VG_MAX_DESCRIPTION_BYTES as usize {
-            return Err(Error::DescriptionTooLong(format!("{} bytes; at most 255", description.len())));
-        }
-        if kind == AllocationKind::Adopted {
-            return Err(Error::InvalidArgument("kind Adopted is recorded with adopt(), not allocated".into()));
-        }
-        let charge = self.budget.reserve(bytes, purpose).map_err(|refusal| {
-            Error::OutOfMemory(Box::new(OutOfMemory {
-                device: self.tracker.device() as i32,
-                source: refusal.source,
-                requested: bytes,
-                available: Some(refusal.available()),
-                budget: Some(refusal.limit),
-                allocated: refusal.used,
-                loaded_models: None,
-                usage: self.tracker.usage(),
-                cause: String::new(),
-            }))
-        })?;
+        // Everything the core would refuse is refused (by the core) before the budget is touched.
+        crate::tracker::check_allocation(bytes, purpose, kind, description)?;
+        let device = self.tracker.device() as i32;
+        let charge = self
+            .budget
+            .reserve(bytes, purpose)
+            .map_err(|refusal| refusal.out_of_memory(device, bytes, self.tracker.usage()))?;
         let buffer = self.tracker.allocate_kind(bytes, purpose, kind, description).map_err(|error| match error {
-            Error::OutOfMemory(mut oom) => {
-                oom.budget = Some(self.budget.limit());
-                Error::OutOfMemory(oom)
-            }
+            Error::OutOfMemory(oom) => (*oom).with_budget(self.budget.limit()).into(),
             other => other,
         })?; // on failure the charge drops here: rolled back
         charge.commit();

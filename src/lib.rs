@@ -15,11 +15,25 @@
 //! assert_eq!(tracker.total_bytes(), 0);
 //! # Ok(()) }
 //! ```
+//!
+//! # One concept, one name per layer
+//!
+//! | concept | C++ core (`cuda/include/vramguard/`) | C ABI (`vramguard.h`) | Rust |
+//! |---|---|---|---|
+//! | the records of one device's allocations | `VramTracker` | `vg_tracker*` (owns a `VramTracker`) | [`Tracker`] (shares one `vg_tracker`, kept alive by its buffers) |
+//! | an owned allocation | `DeviceMemory` | `vg_alloc` / `vg_free` | [`DeviceBuffer`] |
+//! | forgetting a pointer someone else frees | `VramTracker::record_deallocation` | `vg_forget` | [`Tracker::forget`] |
+//! | is the memory in device memory? | `ResidencyCheck` | `vg_verify`, `vg_check_pointer` | [`Tracker::verify`], [`check_pointer`] |
+//!
+//! "Health" is only the Rust service above them: [`health::HealthMonitor`] runs the residency
+//! check periodically and [`server::HealthServer`] serves `/health`. The requirement ids in
+//! comments (T1, H2, ERR3, ...) are defined in `docs/requirements.md`.
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod budget;
 mod budgeted_allocator;
 mod buffer;
+mod callbacks;
 mod checksum;
 pub mod cli;
 mod device;
@@ -30,6 +44,7 @@ pub mod health;
 pub mod monitor;
 pub mod nvml;
 mod out_of_memory;
+mod periodic;
 mod pressure;
 mod purpose;
 pub mod reservation;
@@ -47,7 +62,8 @@ pub use buffer::DeviceBuffer;
 pub use checksum::{host_checksum, Checksum, DEFAULT_CHECKSUM_DEADLINE};
 pub use device::{device_count, Device, DeviceInfo, MemoryInfo};
 pub use error::{Error, LoadedModels, OomSource, OutOfMemory, Result};
-pub use pressure::{utilization_percent, MemoryPressure, PressureThresholds};
+pub use periodic::PeriodicTask;
+pub use pressure::{utilization_percent, Level, MemoryPressure, PressureThresholds, Thresholds};
 pub use purpose::{AllocationKind, Purpose, PurposeSet};
 pub use residency::{check_pointer, MemoryType, PointerCheck, ResidencyReport, Violation, ViolationReason};
 pub use tracker::{Allocation, Tracker};

@@ -1,4 +1,4 @@
-//! E1: what an out-of-memory error carries — what was asked, what was free, the budget, what is
+//! ERR1: what an out-of-memory error carries — what was asked, what was free, the budget, what is
 //! held and by which purpose, how many models are loaded — and how it reads to an operator.
 use std::fmt;
 
@@ -48,19 +48,58 @@ pub struct OutOfMemory {
 }
 
 impl OutOfMemory {
-    /// A device allocation failure: available is the driver's free memory.
-    pub fn device(device: i32, requested: u64, available: Option<u64>, usage: Usage, cause: String) -> OutOfMemory {
+    /// The one constructor: `requested` bytes on `device` (-1 for a budget no device backs)
+    /// refused by `source`, with what the tracker (or the budget) holds by purpose. `allocated`
+    /// starts as `usage.total_bytes`; nothing else is known until the `with_*` methods say so.
+    ///
+    /// A budget's refusal becomes one through [`Refusal::out_of_memory`](crate::Refusal::out_of_memory),
+    /// a device's through [`OutOfMemory::device`].
+    pub fn new(device: i32, source: OomSource, requested: u64, usage: Usage) -> OutOfMemory {
         OutOfMemory {
             device,
-            source: OomSource::Device,
+            source,
             requested,
-            available,
+            available: None,
             budget: None,
             allocated: usage.total_bytes,
             loaded_models: None,
             usage,
-            cause,
+            cause: String::new(),
         }
+    }
+
+    /// A device allocation failure: available is the driver's free memory.
+    pub fn device(device: i32, requested: u64, available: Option<u64>, usage: Usage, cause: String) -> OutOfMemory {
+        OutOfMemory::new(device, OomSource::Device, requested, usage).with_available(available).with_cause(cause)
+    }
+
+    /// Bytes left under the budget, or the driver's free memory.
+    pub fn with_available(mut self, available: Option<u64>) -> OutOfMemory {
+        self.available = available;
+        self
+    }
+
+    /// The budget that refused, or that was in force when the device refused.
+    pub fn with_budget(mut self, budget: u64) -> OutOfMemory {
+        self.budget = Some(budget);
+        self
+    }
+
+    /// Bytes allocated against the limit that refused, when that is not the tracker's total.
+    pub fn with_allocated(mut self, allocated: u64) -> OutOfMemory {
+        self.allocated = allocated;
+        self
+    }
+
+    pub fn with_loaded_models(mut self, loaded_models: LoadedModels) -> OutOfMemory {
+        self.loaded_models = Some(loaded_models);
+        self
+    }
+
+    /// What failed, in words: the driver's message, or the operation that asked.
+    pub fn with_cause(mut self, cause: impl Into<String>) -> OutOfMemory {
+        self.cause = cause.into();
+        self
     }
 
     pub fn suggestion(&self) -> &'static str {
@@ -89,6 +128,12 @@ impl OutOfMemory {
             "cause": self.cause,
             "suggestion": self.suggestion(),
         })
+    }
+}
+
+impl From<OutOfMemory> for crate::error::Error {
+    fn from(oom: OutOfMemory) -> Self {
+        crate::error::Error::OutOfMemory(Box::new(oom))
     }
 }
 

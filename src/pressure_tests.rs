@@ -58,3 +58,40 @@ fn configurable_thresholds_are_validated() {
         assert_eq!(error.code(), "VRAM-E007", "{m} {h} {c}");
     }
 }
+
+#[test]
+fn alert_levels_are_the_same_ladder_with_two_thresholds() {
+    let t = AlertThresholds::default();
+    assert_eq!((t.warning_percent(), t.critical_percent()), (80.0, 90.0));
+    assert_eq!(t.level_of(799, 1000), AlertLevel::Normal);
+    assert_eq!(t.level_of(800, 1000), AlertLevel::Warning);
+    assert_eq!(t.level_of(900, 1000), AlertLevel::Critical);
+    assert_eq!(t.level_of(0, 0), AlertLevel::Critical);
+    assert_eq!(t.level(f64::NAN), AlertLevel::Critical);
+    assert_eq!(t.below_critical_bytes(1001), 900);
+    assert_eq!(t.percents(), [80.0, 90.0]);
+    for (w, c) in [(80.0, 80.0), (0.0, 90.0), (80.0, 100.5), (f64::NAN, 90.0), (80.0, f64::INFINITY)] {
+        assert_eq!(AlertThresholds::new(w, c).unwrap_err().code(), "VRAM-E007", "{w} {c}");
+    }
+}
+
+#[test]
+fn thresholds_serialise_under_their_names() {
+    let alert = serde_json::to_value(AlertThresholds::default()).unwrap();
+    assert_eq!(alert, serde_json::json!({ "warning_percent": 80.0, "critical_percent": 90.0 }));
+    let pressure = serde_json::to_value(PressureThresholds::default()).unwrap();
+    assert_eq!(pressure, serde_json::json!({ "medium": 50.0, "high": 80.0, "critical": 95.0 }));
+    assert_eq!(format!("{:?}", AlertThresholds::default()), r#"{"warning_percent": 80.0, "critical_percent": 90.0}"#);
+}
+
+#[test]
+fn one_threshold_reached_exceeded_and_the_bytes_below_it() {
+    let ninety = Threshold::new(90.0);
+    assert!(!ninety.reached_by(899, 1000) && ninety.reached_by(900, 1000));
+    assert!(!ninety.exceeded_by(900, 1000) && ninety.exceeded_by(901, 1000));
+    assert!(ninety.reached_by(0, 0) && ninety.exceeded_by(0, 0), "an unknown capacity is never safe");
+    assert_eq!((ninety.bytes_below(1000), ninety.bytes_below(0)), (899, 0));
+    // Exact at the byte: 90 % of u64::MAX is not a whole number.
+    let below = ninety.bytes_below(u64::MAX);
+    assert!(!ninety.reached_by(below, u64::MAX) && ninety.reached_by(below + 1, u64::MAX));
+}

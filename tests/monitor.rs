@@ -592,9 +592,9 @@ fn dump_file_written_atomically_and_parses() {
 /// R5, defect: the temporary file had a predictable name (`.vramguard-dump-<ms>-<pid>-<n>.json.tmp`)
 /// and was opened with `File::create`, which follows a symbolic link planted there (truncating
 /// and writing its target) and writes into a file planted there (which its planter can read).
-/// Every such name for a few hundred milliseconds is planted — links to a file that must not
-/// change, then regular files — and the dump is written inside that window: each time it must
-/// still land, owner-only, beside them.
+/// Every such name for a second is planted (wide enough that a loaded machine still writes the
+/// dump inside it) — links to a file that must not change, then regular files — and the dump is
+/// written inside that window: each time it must still land, owner-only, beside them.
 #[test]
 fn a_dump_never_writes_through_a_planted_link_or_into_a_planted_file() {
     use std::os::unix::fs::PermissionsExt;
@@ -637,7 +637,7 @@ fn a_dump_never_writes_through_a_planted_link_or_into_a_planted_file() {
 /// Sequence numbers planted per millisecond: more dumps than this test binary writes before the
 /// last one of this test (about seven).
 const OLD_SEQUENCES: usize = 10;
-const PLANTED_MILLIS: u128 = 200;
+const PLANTED_MILLIS: u128 = 1_000;
 
 /// In a new directory, plants the old temporary names of sequence 0..10, and the final name, for
 /// each millisecond of a window a little ahead — symbolic links to `victim`, or regular files —

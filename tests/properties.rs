@@ -78,7 +78,7 @@ fn apply(tracker: &Tracker, model: &mut Model, op: &Op) -> Result<(), TestCaseEr
             }
         }
         Op::Deallocate { slot } => {
-            let result = tracker.deallocate(address(slot));
+            let result = tracker.forget(address(slot));
             if model.live.remove(&slot).is_some() {
                 prop_assert!(result.is_ok(), "{result:?}");
             } else {

@@ -5,9 +5,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use vramguard::monitor::Unloader;
+use vramguard::slots::presets::{self, Embedder, MODEL_SIZES};
 use vramguard::slots::{
-    DeviceBacking, Embedder, EvictionReason, ManualClock, ModelSlotManager, SlotConfig, DEFAULT_UNLOAD_MIN_RESIDENCY,
-    MODEL_BUDGET_BYTES, MODEL_SIZES,
+    DeviceBacking, EvictionReason, ManualClock, ModelSlotManager, SlotConfig, DEFAULT_UNLOAD_MIN_RESIDENCY,
 };
 use vramguard::{AllocationKind, Error, MemoryPressure, OomSource, Tracker};
 
@@ -79,7 +79,8 @@ fn lru_order_is_defined_even_when_the_clock_stands_still() {
 #[test]
 fn manual_test_1_all_thirteen_embedders_fit_in_8_gib() {
     let manager = ModelSlotManager::new();
-    assert_eq!(manager.budget(), MODEL_BUDGET_BYTES);
+    let seed000 = presets::seed000();
+    assert_eq!(manager.budget(), seed000.budget_bytes);
     for (embedder, size) in MODEL_SIZES {
         manager.allocate_slot(embedder, size).unwrap();
         println!(
@@ -92,7 +93,8 @@ fn manual_test_1_all_thirteen_embedders_fit_in_8_gib() {
     assert_eq!(manager.loaded_count(), 13);
     assert_eq!(manager.allocated(), 1_600_000_000);
     assert_eq!(manager.allocated(), Embedder::preset_total_bytes());
-    assert!(manager.allocated() < MODEL_BUDGET_BYTES);
+    assert_eq!(manager.allocated(), seed000.model_bytes());
+    assert!(manager.allocated() < seed000.budget_bytes);
     assert_eq!(manager.pressure_level(), MemoryPressure::Low);
     assert!(Embedder::all().all(|e| manager.has_slot(&e)));
 }
@@ -123,7 +125,7 @@ fn pressure_levels_follow_allocations_at_each_boundary() {
 
 #[test]
 fn out_of_memory_message_has_the_seed_fields() {
-    let manager = ModelSlotManager::with_budget(MODEL_BUDGET_BYTES);
+    let manager = ModelSlotManager::with_config(presets::seed000().slot_config());
     for (embedder, _) in MODEL_SIZES.iter().take(12) {
         manager.allocate_slot(*embedder, 700_000_000).unwrap();
     }
@@ -384,4 +386,23 @@ fn a_manager_gives_back_only_memory_on_its_own_device() {
     let on_63 = ModelSlotManager::<String>::on_device(backing, 1000);
     assert_eq!((on_63.reclaimable_bytes(0), on_63.reclaimable_bytes(63)), (Some(0), Some(0)));
     assert_eq!(bookkeeping.loaded_count(), 1);
+}
+
+/// The library assumes no application: a default configuration has no budget of its own and
+/// expects no number of slots. Seed 000's 13 embedders and 8 GiB are a named preset.
+#[test]
+fn the_default_config_assumes_no_application_and_seed000_is_a_preset() {
+    let config = SlotConfig::default();
+    assert_eq!((config.budget_bytes, config.expected_slots), (u64::MAX, 0));
+    let manager = ModelSlotManager::<String>::with_config(SlotConfig::default());
+    manager.allocate_slot("huge".into(), 64 << 40).unwrap(); // bookkeeping only: no budget refuses it
+    assert_eq!(manager.pressure_level(), MemoryPressure::Low);
+
+    let seed000 = presets::seed000();
+    assert_eq!((seed000.name, seed000.slots.len(), seed000.budget_bytes), ("seed000", 13, 8 << 30));
+    assert_eq!((seed000.model_bytes(), seed000.slots[0].name.as_str()), (1_600_000_000, "E1 Semantic"));
+    let names: Vec<String> = Embedder::all().map(|e| e.to_string()).collect();
+    assert_eq!(seed000.slots.iter().map(|s| s.name.clone()).collect::<Vec<_>>(), names);
+    let config = seed000.slot_config();
+    assert_eq!((config.budget_bytes, config.expected_slots), (8 << 30, 13));
 }

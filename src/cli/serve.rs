@@ -32,10 +32,11 @@ pub struct ServeArgs {
     /// frees waiting) the process exits 1 at once and the driver reclaims its memory.
     #[arg(long, default_value = "20s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
-    /// Budget of the model slots, e.g. 8GiB (default 8 GiB).
+    /// Budget of the model slots, e.g. 8GiB (default: seed 000's preset, 8 GiB).
     #[arg(long, value_parser = parse_bytes)]
     pub budget: Option<u64>,
-    /// TOML file of [[slot]] entries (name, bytes, purpose, pinned); default: the 13 embedders.
+    /// TOML file of [[slot]] entries (name, bytes, purpose, pinned); default: seed 000's preset,
+    /// the 13 embedders.
     #[arg(long)]
     pub workload: Option<PathBuf>,
     /// CUDA device ordinal.
@@ -51,13 +52,14 @@ pub struct ServeArgs {
 /// the workload's errors, VRAM-E007 for a configuration out of range (checked before the device
 /// is opened).
 pub fn run(args: &ServeArgs) -> Result<()> {
+    let preset = crate::slots::presets::seed000();
     let workload = match &args.workload {
         Some(path) => Workload::load(path)?,
-        None => Workload::embedders(),
+        None => Workload::from_preset(&preset),
     };
     let config = ServiceConfig {
         device: args.device,
-        budget_bytes: args.budget.unwrap_or(crate::slots::MODEL_BUDGET_BYTES),
+        budget_bytes: args.budget.unwrap_or(preset.budget_bytes),
         health: HealthConfig {
             interval: args.interval,
             check_deadline: args.check_deadline,

@@ -3,13 +3,11 @@
 mod config;
 mod monitor;
 mod report;
-mod runner;
 mod slot_view;
 
 pub use config::{HealthConfig, MAX_CHECK_INTERVAL, MIN_CHECK_INTERVAL};
-pub use monitor::{HealthMonitor, ProcessVramProbe};
+pub use monitor::{HealthHandle, HealthMonitor, ProcessVramProbe};
 pub use report::{
     BudgetReport, DeviceReport, HealthCounters, HealthReport, HealthSource, HealthStatus, SlotReport, ViolationReport,
 };
-pub use runner::HealthHandle;
 pub use slot_view::SlotView;

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::device::Device;
 use crate::error::{Error, Result};
+use crate::periodic::PeriodicTask;
 use crate::purpose::Purpose;
 use crate::residency::ResidencyReport;
 use crate::tracker::Tracker;
@@ -31,6 +32,9 @@ struct Cached {
     report: HealthReport,
     checked_at: Option<Instant>,
 }
+
+/// The health monitor's background checks ([`HealthMonitor::start`]): dropping it stops them.
+pub type HealthHandle = PeriodicTask;
 
 /// Checks residency and keeps the latest [`HealthReport`]. Share it in an `Arc`; run it in the
 /// background with [`HealthMonitor::start`].
@@ -144,10 +148,19 @@ impl HealthMonitor {
         report
     }
 
-    /// From now on a verdict is owed: called when background checks start, so that a monitor
-    /// built long before is not stale at once.
-    pub(crate) fn owe_verdict_from_now(&self) {
+    /// Starts periodic checks on a background thread, the first at once. A verdict is owed from
+    /// now on (a monitor built long before is not stale at once). Dropping the handle stops the
+    /// checks and joins the thread — but never waits on a check stuck in a hung device longer than
+    /// the check's deadline and a grace second: then the thread is left to finish on its own, and
+    /// the drop returns.
+    pub fn start(self: &Arc<Self>) -> Result<HealthHandle> {
         *lock(&self.owed_since) = Instant::now();
+        let monitor = Arc::clone(self);
+        let join_within = self.config.check_deadline + Duration::from_secs(1);
+        PeriodicTask::start("vramguard-health", self.config.interval, join_within, move || {
+            // A panic in a check is contained by the task: it must not kill the health thread.
+            monitor.check_now();
+        })
     }
 
     fn build_report(

@@ -1,5 +1,11 @@
-//! What the health report shows of the model slots, without the health module knowing their key
-//! type: a slot manager implements this.
+//! What the health report shows of the model slots, without the health service knowing their key
+//! type: [`SlotView`]. The slot manager's adapter is here too, beside the trait, so that the slots
+//! depend on no health service: the manager as the report sees it — budget, pressure, loaded
+//! slots, counters, and the slots whose weights changed since they were loaded (I1).
+use std::time::Duration;
+
+use crate::slots::{ModelSlotManager, SlotKey};
+
 use super::report::{BudgetReport, SlotReport, ViolationReport};
 
 pub trait SlotView: Send + Sync {
@@ -11,7 +17,63 @@ pub trait SlotView: Send + Sync {
     fn ooms(&self) -> u64;
     /// I1: slots whose memory changed since it was loaded, checked within `deadline` (the time
     /// the health check has left).
-    fn integrity_violations(&self, _deadline: std::time::Duration) -> Vec<ViolationReport> {
+    fn integrity_violations(&self, _deadline: Duration) -> Vec<ViolationReport> {
         Vec::new()
+    }
+}
+
+impl<K: SlotKey> SlotView for ModelSlotManager<K> {
+    fn budget_report(&self) -> BudgetReport {
+        let pressure = self.pressure_level();
+        BudgetReport {
+            limit_bytes: self.budget(),
+            allocated_bytes: self.allocated(),
+            available_bytes: self.available(),
+            pressure: pressure.to_string(),
+            pressure_level: pressure.as_index(),
+        }
+    }
+
+    fn slot_reports(&self) -> Vec<SlotReport> {
+        let now = self.config().clock.now();
+        self.slots()
+            .into_iter()
+            .map(|s| SlotReport {
+                name: s.key.to_string(),
+                size_bytes: s.size_bytes,
+                pinned: s.pinned,
+                users: s.users,
+                idle_secs: now.saturating_sub(s.last_accessed).as_secs_f64(),
+            })
+            .collect()
+    }
+
+    fn expected_slots(&self) -> usize {
+        self.config().expected_slots
+    }
+
+    fn evictions(&self) -> u64 {
+        self.stats().evictions
+    }
+
+    fn ooms(&self) -> u64 {
+        self.stats().ooms
+    }
+
+    fn integrity_violations(&self, deadline: Duration) -> Vec<ViolationReport> {
+        self.verify_integrity_within(deadline)
+            .into_iter()
+            .map(|v| ViolationReport {
+                description: v.key.to_string(),
+                purpose: "ModelWeights".into(),
+                kind: self.backing().map_or("Device".into(), |b| b.kind.to_string()),
+                bytes: v.size_bytes,
+                reason: match &v.actual {
+                    Ok(actual) => format!("checksum {actual}, expected {} since load", v.expected),
+                    Err(error) => format!("checksum could not be computed: {error}"),
+                },
+                error_kind: "integrity_violation".into(),
+            })
+            .collect()
     }
 }

@@ -2,9 +2,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::level::AlertThresholds;
 use crate::error::{Error, Result};
 use crate::health::MIN_CHECK_INTERVAL;
+use crate::pressure::AlertThresholds;
 
 /// A [`super::GpuMonitor`]'s settings. `Default` gives 5 s, 80 % / 90 %, 100 entries, no dumps.
 #[derive(Debug, Clone, PartialEq)]

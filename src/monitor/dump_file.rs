@@ -13,7 +13,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
-use super::gpu_monitor::GpuMonitor;
 use super::lock;
 use crate::error::{Error, Result};
 
@@ -28,14 +27,8 @@ const TEMPORARY_ATTEMPTS: u32 = 16;
 /// Final names tried (`…-1.json`, `…-2.json`, …) before giving up.
 const FINAL_ATTEMPTS: u32 = 10_000;
 
-impl GpuMonitor {
-    /// Writes [`GpuMonitor::dump_json`] to `dir/vramguard-dump-<unix_ms>-<pid>.json` (mode 0600)
-    /// and returns the path. An I/O failure is [`Error::Io`] (VRAM-E017) naming the directory.
-    pub fn write_dump(&self, dir: &Path) -> Result<PathBuf> {
-        write_json(dir, &self.dump_json())
-    }
-}
-
+/// Writes `value` to `dir/vramguard-dump-<unix_ms>-<pid>.json` (mode 0600) as described above,
+/// and returns the path. An I/O failure is [`Error::Io`] (VRAM-E017) naming the directory.
 pub(super) fn write_json(dir: &Path, value: &Value) -> Result<PathBuf> {
     let io_error =
         |what: &str, error: std::io::Error| Error::Io(format!("cannot {what} a dump in {}: {error}", dir.display()));

@@ -3,6 +3,7 @@
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::pressure::{AlertLevel, AlertThresholds, Threshold};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MemoryLimits {
@@ -41,12 +42,19 @@ impl MemoryLimits {
         }
         Ok(())
     }
+
+    /// The warning and critical thresholds as the crate's one level type, after [`validate`](Self::validate).
+    pub(crate) fn thresholds(&self) -> Result<AlertThresholds> {
+        self.validate()?;
+        AlertThresholds::new(self.warning_threshold * 100.0, self.critical_threshold * 100.0)
+    }
+
+    /// The cleanup threshold (valid once [`validate`](Self::validate) passed).
+    pub(crate) fn cleanup(&self) -> Threshold {
+        Threshold::new(self.cleanup_threshold * 100.0)
+    }
 }
 
-/// Where reservations stand against the limits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-pub enum ReservationLevel {
-    Normal,
-    Warning,
-    Critical,
-}
+/// Where reservations stand against the limits: the monitor's levels, Normal, Warning and
+/// Critical, decided the same way (exactly, from the bytes charged and the budget).
+pub type ReservationLevel = AlertLevel;

@@ -10,7 +10,7 @@ use crate::error::Result;
 use crate::health::{HealthConfig, HealthHandle, HealthMonitor};
 use crate::purpose::{AllocationKind, Purpose};
 use crate::server::{HealthServer, ServerConfig};
-use crate::slots::{DeviceBacking, ModelSlotManager, SlotConfig};
+use crate::slots::{presets, DeviceBacking, ModelSlotManager, SlotConfig};
 use crate::tracker::Tracker;
 
 use super::workload::Workload;
@@ -18,21 +18,23 @@ use super::workload::Workload;
 #[derive(Debug, Clone)]
 pub struct ServiceConfig {
     pub device: u32,
-    /// Budget of the model slots (bytes); default: seed 000's 8 GiB.
+    /// Budget of the model slots (bytes); default: seed 000's preset, 8 GiB.
     pub budget_bytes: u64,
     pub health: HealthConfig,
     pub server: ServerConfig,
     pub workload: Workload,
 }
 
+/// Seed 000's preset ([`presets::seed000`]): its 13 embedders within its 8 GiB, on GPU 0.
 impl Default for ServiceConfig {
     fn default() -> Self {
+        let preset = presets::seed000();
         ServiceConfig {
             device: 0,
-            budget_bytes: crate::slots::MODEL_BUDGET_BYTES,
+            budget_bytes: preset.budget_bytes,
             health: HealthConfig::default(),
             server: ServerConfig::default(),
-            workload: Workload::embedders(),
+            workload: Workload::from_preset(&preset),
         }
     }
 }

@@ -1,5 +1,5 @@
-//! What `vramguard serve` loads: by default the 13 embedders of seed 000 at their sizes, or a TOML
-//! file naming slots, sizes, purposes and pins:
+//! What `vramguard serve` loads: by default seed 000's preset (its 13 embedders at their sizes), or
+//! a TOML file naming slots, sizes, purposes and pins:
 //!
 //! ```toml
 //! [[slot]]
@@ -15,8 +15,8 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
-use crate::purpose::Purpose;
-use crate::slots::MODEL_SIZES;
+use crate::purpose::{AllocationKind, Purpose};
+use crate::slots::presets::{self, Preset};
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -41,13 +41,19 @@ pub struct Workload {
 }
 
 impl Workload {
-    /// Seed 000's 13 embedders, E1–E13, as model-weight slots.
+    /// Seed 000's 13 embedders, E1–E13, as model-weight slots ([`presets::seed000`]).
     pub fn embedders() -> Workload {
-        let slots = MODEL_SIZES
+        Workload::from_preset(&presets::seed000())
+    }
+
+    /// A preset's slots as unpinned model-weight slots, in its order.
+    pub fn from_preset(preset: &Preset) -> Workload {
+        let slots = preset
+            .slots
             .iter()
-            .map(|(e, bytes)| WorkloadSlot {
-                name: e.to_string(),
-                bytes: *bytes,
+            .map(|slot| WorkloadSlot {
+                name: slot.name.clone(),
+                bytes: slot.bytes,
                 purpose: Purpose::ModelWeights,
                 pinned: false,
             })
@@ -78,12 +84,9 @@ impl Workload {
         let mut names = std::collections::HashSet::new();
         for slot in &self.slots {
             validate_name(&slot.name)?;
-            if slot.bytes == 0 || slot.bytes > crate::sys::VG_MAX_ALLOCATION_BYTES {
-                return Err(Error::InvalidSize(format!(
-                    "workload slot {:?} has {} bytes; a slot holds 1 byte to 256 TiB",
-                    slot.name, slot.bytes
-                )));
-            }
+            // The name is the allocation's description: its length and the size are the core's
+            // to judge, asked without a device.
+            crate::tracker::check_allocation(slot.bytes, slot.purpose, AllocationKind::Device, &slot.name)?;
             if slot.pinned && slot.purpose != Purpose::ModelWeights {
                 return Err(Error::InvalidArgument(format!(
                     "workload slot {:?} is pinned but its purpose is {}; only ModelWeights slots can be pinned",
@@ -110,22 +113,12 @@ impl Workload {
     }
 }
 
-/// The longest slot name: the tracker's limit on an allocation's description, which the name is.
-const MAX_SLOT_NAME_BYTES: usize = crate::sys::VG_MAX_DESCRIPTION_BYTES as usize;
-
 fn validate_name(name: &str) -> Result<()> {
     if name.is_empty() {
         return Err(Error::InvalidArgument("a workload slot has an empty name".to_string()));
     }
     if name.contains('\0') {
         return Err(Error::InvalidArgument(format!("workload slot name {name:?} contains a NUL byte")));
-    }
-    if name.len() > MAX_SLOT_NAME_BYTES {
-        let start: String = name.chars().take(32).collect();
-        return Err(Error::DescriptionTooLong(format!(
-            "workload slot name {start:?}… is {} bytes; at most {MAX_SLOT_NAME_BYTES}",
-            name.len()
-        )));
     }
     Ok(())
 }

@@ -9,9 +9,6 @@ use crate::tracker::Tracker;
 
 use super::clock::{Clock, MonotonicClock};
 
-/// Seed 000: 8 GiB for the 13 models.
-pub const MODEL_BUDGET_BYTES: u64 = 8 * 1024 * 1024 * 1024;
-
 /// The default of [`SlotConfig::unload_min_residency`]: 30 s, six checks of the GPU monitor at
 /// its default 5 s interval.
 pub const DEFAULT_UNLOAD_MIN_RESIDENCY: Duration = Duration::from_secs(30);
@@ -23,8 +20,13 @@ pub struct DeviceBacking {
     pub kind: AllocationKind,
 }
 
+/// How a slot manager behaves. `Default` assumes no application: no budget of its own
+/// (`budget_bytes` is `u64::MAX`, so that only the device refuses a load) and no expected number
+/// of slots (0: reports say "Loaded Models: k/k"). Set `budget_bytes`, or start from a preset's
+/// [`slot_config`](super::presets::Preset::slot_config), for a workload with a budget.
 #[derive(Debug, Clone)]
 pub struct SlotConfig {
+    /// The bytes all slots together may hold; `u64::MAX` by default (no budget).
     pub budget_bytes: u64,
     pub thresholds: PressureThresholds,
     /// L4: a slot loaded more recently than this is never evicted (no load/evict loops). 0 by
@@ -35,9 +37,10 @@ pub struct SlotConfig {
     /// Critical by other processes cannot make the worker reload and unload its models at every
     /// check. [`DEFAULT_UNLOAD_MIN_RESIDENCY`] (30 s) by default; `Duration::ZERO` turns it off.
     pub unload_min_residency: Duration,
-    /// E4: retries of a device allocation that failed with out-of-memory, each after an eviction.
+    /// ERR4: retries of a device allocation that failed with out-of-memory, each after an eviction.
     pub max_oom_retries: u32,
-    /// How many slots the workload has (13 for the embedders): the "n" of "Loaded Models: k/n".
+    /// How many slots the workload has (13 for seed 000's embedders): the "n" of "Loaded Models:
+    /// k/n". 0 by default: none announced, the loaded count stands in.
     pub expected_slots: usize,
     pub clock: Arc<dyn Clock>,
     pub backing: Option<DeviceBacking>,
@@ -46,12 +49,12 @@ pub struct SlotConfig {
 impl Default for SlotConfig {
     fn default() -> Self {
         SlotConfig {
-            budget_bytes: MODEL_BUDGET_BYTES,
+            budget_bytes: u64::MAX,
             thresholds: PressureThresholds::default(),
             min_residency: Duration::ZERO,
             unload_min_residency: DEFAULT_UNLOAD_MIN_RESIDENCY,
             max_oom_retries: 3,
-            expected_slots: super::Embedder::COUNT,
+            expected_slots: 0,
             clock: Arc::new(MonotonicClock::default()),
             backing: None,
         }

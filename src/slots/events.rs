@@ -7,7 +7,7 @@ use serde::Serialize;
 pub enum EvictionReason {
     /// L2: the load would have crossed Critical pressure or the budget.
     Pressure,
-    /// E4: the device itself ran out of memory.
+    /// ERR4: the device itself ran out of memory.
     DeviceOutOfMemory,
     /// An unloader (the GPU monitor at critical) asked for memory back.
     Unload,

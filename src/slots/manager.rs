@@ -2,25 +2,22 @@
 //! minimum residency, retry after device out-of-memory. Thread-safe: one short lock guards the slot
 //! table; device allocation, checksums, eviction callbacks and frees all happen outside it.
 use std::collections::{HashMap, HashSet};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use crate::budget::{Budget, Refusal};
-use crate::error::{Error, LoadedModels, OomSource, OutOfMemory, Result};
+use crate::callbacks::Callbacks;
+use crate::error::{Error, LoadedModels, OomSource, Result};
 use crate::pressure::MemoryPressure;
 use crate::purpose::Purpose;
 use crate::usage::Usage;
 
-use super::config::{DeviceBacking, SlotConfig, MODEL_BUDGET_BYTES};
+use super::config::{DeviceBacking, SlotConfig};
 use super::events::{Eviction, EvictionReason, IntegrityViolation, LoadOutcome, SlotStats};
 use super::fit_plan;
-use super::slot::{device_checksum, ChecksumFn, Holds, ModelSlot, Reader, SlotEntry, SlotKey, SlotMemory};
-use super::slot_use::SlotUse;
-
-type EvictionCallback<K> = Arc<dyn Fn(&Eviction<K>) + Send + Sync>;
-type OomCallback = Arc<dyn Fn(&Error) + Send + Sync>;
+use super::presets;
+use super::slot::{device_checksum, ChecksumFn, Holds, ModelSlot, Reader, SlotKey, SlotMemory, SlotUse};
 
 struct State<K> {
     slots: HashMap<K, SlotEntry>,
@@ -34,7 +31,6 @@ struct Counters {
     evictions: AtomicU64,
     oom_retries: AtomicU64,
     ooms: AtomicU64,
-    callback_panics: AtomicU64,
 }
 
 struct Shared<K> {
@@ -43,8 +39,8 @@ struct Shared<K> {
     state: Mutex<State<K>>,
     /// Shared with every use guard and integrity reader of this manager's slot memory.
     holds: Arc<Holds>,
-    on_evict: RwLock<Vec<EvictionCallback<K>>>,
-    on_oom: RwLock<Vec<OomCallback>>,
+    on_evict: Callbacks<Eviction<K>>,
+    on_oom: Callbacks<Error>,
     counters: Counters,
 }
 
@@ -76,21 +72,26 @@ impl<K: SlotKey> Default for ModelSlotManager<K> {
 }
 
 impl<K: SlotKey> ModelSlotManager<K> {
-    /// Bookkeeping only, with seed 000's 8 GiB budget ([`MODEL_BUDGET_BYTES`]).
+    /// Seed 000's bookkeeping manager: its preset's 8 GiB budget and 13 expected slots
+    /// ([`presets::seed000`]). Any other workload starts from [`with_config`](Self::with_config).
     pub fn new() -> Self {
-        Self::with_budget(MODEL_BUDGET_BYTES)
+        Self::with_config(presets::seed000().slot_config())
     }
 
-    /// Bookkeeping only, with `budget` bytes (0 refuses every slot).
+    /// Bookkeeping only, with `budget` bytes (0 refuses every slot); otherwise seed 000's preset
+    /// as [`new`](Self::new) (its 13 slots are the ones reports expect).
     pub fn with_budget(budget: u64) -> Self {
-        Self::with_config(SlotConfig { budget_bytes: budget, ..SlotConfig::default() })
+        Self::with_config(SlotConfig { budget_bytes: budget, ..presets::seed000().slot_config() })
     }
 
-    /// Slots that own real device memory of `kind`, allocated through `backing.tracker`.
+    /// Slots that own real device memory of `kind`, allocated through `backing.tracker`, within
+    /// `budget` bytes; otherwise seed 000's preset as [`new`](Self::new).
     pub fn on_device(backing: DeviceBacking, budget: u64) -> Self {
-        Self::with_config(SlotConfig { budget_bytes: budget, backing: Some(backing), ..SlotConfig::default() })
+        let preset = presets::seed000().slot_config();
+        Self::with_config(SlotConfig { budget_bytes: budget, backing: Some(backing), ..preset })
     }
 
+    /// The manager `config` describes: the one constructor the others call.
     pub fn with_config(config: SlotConfig) -> Self {
         Self::with_checksum(config, Arc::new(device_checksum))
     }
@@ -108,8 +109,8 @@ impl<K: SlotKey> ModelSlotManager<K> {
                 budget,
                 state: Mutex::new(State { slots: HashMap::new(), loading: HashSet::new(), next_seq: 0 }),
                 holds: Arc::new(Holds::new(checksum)),
-                on_evict: RwLock::new(Vec::new()),
-                on_oom: RwLock::new(Vec::new()),
+                on_evict: Callbacks::new(),
+                on_oom: Callbacks::new(),
                 counters: Counters::default(),
             }),
         }
@@ -127,7 +128,7 @@ impl<K: SlotKey> ModelSlotManager<K> {
 
     /// Loads a slot, evicting idle least-recently-used slots by fit plan when the load would cross
     /// Critical pressure or the budget (L2), and retrying up to `max_oom_retries` times after
-    /// evicting when the device itself is out of memory (E4). When no plan can make room, it fails
+    /// evicting when the device itself is out of memory (ERR4). When no plan can make room, it fails
     /// at once and evicts nothing.
     pub fn load_slot(&self, key: K, size_bytes: u64) -> Result<LoadOutcome<K>> {
         let result = self.load_with_eviction(&key, size_bytes);
@@ -276,20 +277,7 @@ impl<K: SlotKey> ModelSlotManager<K> {
             .into_iter()
             .filter_map(|(key, memory, size_bytes)| {
                 let reader = Reader::new(memory.upgrade()?, Arc::clone(&self.shared.holds));
-                let memory = reader.memory();
-                let reference = memory.reference();
-                let expected = reference.checksum?;
-                if memory.is_retired() {
-                    return None;
-                }
-                let left = until.saturating_duration_since(std::time::Instant::now());
-                if left.is_zero() {
-                    return None;
-                }
-                let actual = (self.shared.holds.checksum)(memory, left)?;
-                if memory.reference().generation != reference.generation || memory.is_retired() {
-                    return None; // declared loaded anew, or evicted, while it was read
-                }
+                let (expected, actual) = reader.check(until.saturating_duration_since(std::time::Instant::now()))?;
                 match actual {
                     Ok(actual) if actual == expected => None,
                     actual => Some(IntegrityViolation {
@@ -418,15 +406,12 @@ impl<K: SlotKey> ModelSlotManager<K> {
             }
             removed
         };
-        let callbacks = self.shared.on_evict.read().unwrap_or_else(|p| p.into_inner()).clone();
         let mut evicted = Vec::with_capacity(removed.len());
         for (key, entry) in removed {
             let eviction = Eviction { key: key.clone(), size_bytes: entry.size_bytes, reason };
             let device = self.shared.config.backing.as_ref().map(|b| b.tracker.device());
             crate::events::slot_evicted(device, &key.to_string(), entry.size_bytes, reason.as_str());
-            for callback in &callbacks {
-                self.contain(|| callback(&eviction));
-            }
+            self.shared.on_evict.fire(&eviction);
             // Frees the device memory, then returns the bytes to the budget — after an integrity
             // check reading this slot right now is done with it.
             self.shared.holds.free(entry.memory);
@@ -438,8 +423,8 @@ impl<K: SlotKey> ModelSlotManager<K> {
 
     /// Evicts idle least-recently-used slots until at least `bytes` are freed (by fit plan), or
     /// every idle slot when no plan frees that much: the caller asked for this memory back. (The
-    /// GPU monitor's unload at Critical is bounded instead: see [`SlotConfig::unload_min_residency`]
-    /// and the [`Unloader`](crate::monitor::Unloader) implementation.) Returns the evicted keys.
+    /// GPU monitor's unload at Critical is bounded instead, all or nothing: see
+    /// [`SlotConfig::unload_min_residency`].) Returns the evicted keys.
     pub fn evict_lru(&self, bytes: u64) -> Vec<K> {
         let victims = self.plan_eviction(bytes).unwrap_or_else(|| self.idle_keys());
         self.evict(&victims, EvictionReason::Unload)
@@ -448,12 +433,12 @@ impl<K: SlotKey> ModelSlotManager<K> {
     /// Called with each slot about to be evicted, before its memory is freed. A panic in the
     /// callback is contained and counted.
     pub fn on_evict(&self, callback: impl Fn(&Eviction<K>) + Send + Sync + 'static) {
-        self.shared.on_evict.write().unwrap_or_else(|p| p.into_inner()).push(Arc::new(callback));
+        self.shared.on_evict.add(callback);
     }
 
     /// Called with every out-of-memory error a load returns (for post-mortem dumps).
     pub fn on_oom(&self, callback: impl Fn(&Error) + Send + Sync + 'static) {
-        self.shared.on_oom.write().unwrap_or_else(|p| p.into_inner()).push(Arc::new(callback));
+        self.shared.on_oom.add(callback);
     }
 
     pub fn pressure_level(&self) -> MemoryPressure {
@@ -504,7 +489,7 @@ impl<K: SlotKey> ModelSlotManager<K> {
             evictions: c.evictions.load(Ordering::Relaxed),
             oom_retries: c.oom_retries.load(Ordering::Relaxed),
             ooms: c.ooms.load(Ordering::Relaxed),
-            callback_panics: c.callback_panics.load(Ordering::Relaxed),
+            callback_panics: self.shared.on_evict.panics() + self.shared.on_oom.panics(),
         }
     }
 
@@ -527,12 +512,6 @@ impl<K: SlotKey> ModelSlotManager<K> {
         check_new_in(&self.state(), key, size_bytes)
     }
 
-    fn contain(&self, call: impl FnOnce()) {
-        if catch_unwind(AssertUnwindSafe(call)).is_err() {
-            self.shared.counters.callback_panics.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
     fn note_failure(&self, error: &Error) {
         if !matches!(error, Error::OutOfMemory(_)) {
             return;
@@ -540,10 +519,7 @@ impl<K: SlotKey> ModelSlotManager<K> {
         if matches!(error, Error::OutOfMemory(oom) if oom.source != OomSource::Device) {
             self.shared.counters.ooms.fetch_add(1, Ordering::Relaxed);
         }
-        let hooks = self.shared.on_oom.read().unwrap_or_else(|p| p.into_inner()).clone();
-        for hook in &hooks {
-            self.contain(|| hook(error));
-        }
+        self.shared.on_oom.fire(error);
     }
 
     fn loaded_models(&self, loaded: usize) -> LoadedModels {
@@ -568,27 +544,53 @@ impl<K: SlotKey> ModelSlotManager<K> {
     }
 
     fn budget_oom(&self, requested: u64, refusal: Refusal, loaded: usize) -> Error {
-        Error::OutOfMemory(Box::new(OutOfMemory {
-            device: self.device(),
-            source: refusal.source,
-            requested,
-            available: Some(refusal.available()),
-            budget: Some(refusal.limit),
-            allocated: refusal.used,
-            loaded_models: Some(self.loaded_models(loaded)),
-            usage: self.usage_for_error(loaded),
-            cause: String::new(),
-        }))
+        let usage = self.usage_for_error(loaded);
+        refusal.out_of_memory(self.device(), requested, usage).with_loaded_models(self.loaded_models(loaded)).into()
     }
 
     fn enrich_device_oom(&self, error: Error, loaded: usize) -> Error {
         match error {
-            Error::OutOfMemory(mut oom) => {
-                oom.budget = Some(self.budget());
-                oom.loaded_models = Some(self.loaded_models(loaded));
-                Error::OutOfMemory(oom)
+            Error::OutOfMemory(oom) => {
+                (*oom).with_budget(self.budget()).with_loaded_models(self.loaded_models(loaded)).into()
             }
             other => other,
+        }
+    }
+}
+
+/// The table entry of a loaded slot.
+#[derive(Debug)]
+struct SlotEntry {
+    size_bytes: u64,
+    loaded_at: Duration,
+    last_accessed: Duration,
+    /// Tie-break for equal clock readings: a later access has a larger sequence number.
+    access_seq: u64,
+    pinned: bool,
+    memory: Arc<SlotMemory>,
+}
+
+impl SlotEntry {
+    /// Live use guards: the explicit count, never the `Arc`'s strong count (which also counts
+    /// the integrity pass's transient readers).
+    fn users(&self) -> usize {
+        self.memory.users()
+    }
+
+    fn lru_key(&self) -> (Duration, u64) {
+        (self.last_accessed, self.access_seq)
+    }
+
+    fn info<K: Clone>(&self, key: &K) -> ModelSlot<K> {
+        ModelSlot {
+            key: key.clone(),
+            size_bytes: self.size_bytes,
+            loaded_at: self.loaded_at,
+            last_accessed: self.last_accessed,
+            loaded: true,
+            pinned: self.pinned,
+            users: self.users(),
+            on_device: self.memory.on_device(),
         }
     }
 }

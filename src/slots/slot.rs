@@ -1,4 +1,13 @@
-//! One model slot: its bookkeeping, and the device memory it owns.
+//! One model slot: its key, the copy callers read, and the memory it owns with everything that
+//! holds that memory — the slot table, [`SlotUse`] guards, and the integrity pass's transient
+//! readers. Memory in use is never freed under its user: it goes, and its bytes return to the
+//! budget, when the last holder lets go.
+//!
+//! A slot in use: while a [`SlotUse`] guard lives, the slot is not idle, is never chosen for
+//! eviction, and its memory stays allocated even if the slot is deallocated meanwhile. The guard
+//! is also the handle through which its holder declares the slot's bytes loaded (I1): the
+//! integrity reference is taken from, and stored into, the very memory the guard holds.
+use std::ffi::c_void;
 use std::fmt::{Debug, Display};
 use std::hash::Hash;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -9,7 +18,9 @@ use serde::Serialize;
 
 use crate::budget::BudgetCharge;
 use crate::buffer::DeviceBuffer;
-use crate::checksum::Checksum;
+use crate::checksum::{Checksum, DEFAULT_CHECKSUM_DEADLINE};
+use crate::error::{check, Result};
+use crate::sys;
 
 /// What names a slot: an [`Embedder`](super::Embedder), a `String`, or any such key.
 pub trait SlotKey: Clone + Eq + Hash + Debug + Display + Send + Sync + 'static {}
@@ -26,7 +37,7 @@ pub struct ModelSlot<K> {
     pub last_accessed: Duration,
     pub loaded: bool,
     pub pinned: bool,
-    /// Live [`SlotUse`](super::SlotUse) guards.
+    /// Live [`SlotUse`] guards.
     pub users: usize,
     /// Whether real device memory backs the slot.
     pub on_device: bool,
@@ -41,16 +52,16 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// that a check that read one reference and finds another after its checksum knows the bytes
 /// were declared anew meanwhile, and compares nothing.
 #[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Reference {
-    pub(crate) checksum: Option<Checksum>,
-    pub(crate) generation: u64,
+struct Reference {
+    checksum: Option<Checksum>,
+    generation: u64,
 }
 
 /// The memory of a slot: device memory (when backed) and its budget charge. Shared with the
 /// slot's use guards, so that memory in use is never freed under its user: it goes, and its bytes
 /// return to the budget, when the last holder drops it.
 ///
-/// Two kinds of holder share it besides the table: [`SlotUse`](super::SlotUse) guards, counted
+/// Two kinds of holder share it besides the table: [`SlotUse`] guards, counted
 /// in `users` (a slot with users is busy and never evicted), and transient readers (the integrity
 /// pass, see [`Reader`]), which are not users: a slot being checksummed is still idle, and an
 /// eviction of it waits the one checksum for the reader to let go (see [`Holds::free`]).
@@ -58,13 +69,13 @@ pub(crate) struct Reference {
 #[derive(Debug)]
 pub(crate) struct SlotMemory {
     // Field order is drop order: the memory is freed before its budget is released.
-    pub(crate) buffer: Option<DeviceBuffer>,
-    pub(crate) _charge: BudgetCharge,
+    buffer: Option<DeviceBuffer>,
+    _charge: BudgetCharge,
     /// Live `SlotUse` guards of this memory.
     users: AtomicUsize,
     /// Set when the slot left the table (evicted or deallocated): readers skip it.
     retired: AtomicBool,
-    /// No reference until a holder declares the bytes loaded ([`SlotUse::mark_loaded`](super::SlotUse::mark_loaded)).
+    /// No reference until a holder declares the bytes loaded ([`SlotUse::mark_loaded`]).
     reference: Mutex<Reference>,
 }
 
@@ -79,33 +90,30 @@ impl SlotMemory {
         }
     }
 
+    /// Live [`SlotUse`] guards: the explicit count, never the `Arc`'s strong count (which also
+    /// counts the integrity pass's transient readers).
     pub(crate) fn users(&self) -> usize {
         self.users.load(Ordering::SeqCst)
     }
 
-    /// Called under the table lock only, by `use_slot`: no user appears once the slot has left
-    /// the table.
-    pub(crate) fn add_user(&self) {
-        self.users.fetch_add(1, Ordering::SeqCst);
+    /// Whether real device memory backs the slot.
+    pub(crate) fn on_device(&self) -> bool {
+        self.buffer.is_some()
     }
 
-    pub(crate) fn remove_user(&self) {
-        self.users.fetch_sub(1, Ordering::SeqCst);
-    }
-
-    pub(crate) fn retire(&self) {
+    fn retire(&self) {
         self.retired.store(true, Ordering::SeqCst);
     }
 
-    pub(crate) fn is_retired(&self) -> bool {
+    fn is_retired(&self) -> bool {
         self.retired.load(Ordering::SeqCst)
     }
 
-    pub(crate) fn reference(&self) -> Reference {
+    fn reference(&self) -> Reference {
         *lock(&self.reference)
     }
 
-    pub(crate) fn set_reference(&self, checksum: Checksum) {
+    fn set_reference(&self, checksum: Checksum) {
         let mut reference = lock(&self.reference);
         reference.checksum = Some(checksum);
         reference.generation += 1;
@@ -132,7 +140,7 @@ pub(crate) fn device_checksum(
 pub(crate) struct Holds {
     lock: Mutex<()>,
     let_go: Condvar,
-    pub(crate) checksum: ChecksumFn,
+    checksum: ChecksumFn,
 }
 
 impl Debug for Holds {
@@ -147,7 +155,7 @@ impl Holds {
     }
 
     /// Called by a holder after it dropped its handle of some slot memory.
-    pub(crate) fn notify(&self) {
+    fn notify(&self) {
         let _guard = lock(&self.lock);
         self.let_go.notify_all();
     }
@@ -155,7 +163,7 @@ impl Holds {
     /// Frees a slot's memory that has left the table, now: waits until no reader holds it
     /// (an integrity pass in the middle of its checksum, one slot's checksum at most), so that
     /// the memory and its budget come back before an eviction returns. Memory that still has
-    /// users is not waited for: it goes when its last [`SlotUse`](super::SlotUse) drops.
+    /// users is not waited for: it goes when its last [`SlotUse`] drops.
     pub(crate) fn free(&self, memory: Arc<SlotMemory>) {
         memory.retire();
         let mut guard = lock(&self.lock);
@@ -181,8 +189,21 @@ impl Reader {
         Reader { memory: Some(memory), holds }
     }
 
-    pub(crate) fn memory(&self) -> &SlotMemory {
-        self.memory.as_ref().expect("present until drop")
+    /// I1: the slot's integrity reference and its checksum now, computed within `left`; `None`
+    /// when there is nothing to compare — no reference declared yet, no device memory, no time
+    /// left, or the slot was evicted or declared loaded anew while it was read.
+    pub(crate) fn check(&self, left: Duration) -> Option<(Checksum, Result<Checksum>)> {
+        let memory = self.memory.as_ref().expect("present until drop");
+        let reference = memory.reference();
+        let expected = reference.checksum?;
+        if memory.is_retired() || left.is_zero() {
+            return None;
+        }
+        let actual = (self.holds.checksum)(memory, left)?;
+        if memory.reference().generation != reference.generation || memory.is_retired() {
+            return None; // declared loaded anew, or evicted, while it was read
+        }
+        Some((expected, actual))
     }
 }
 
@@ -193,39 +214,117 @@ impl Drop for Reader {
     }
 }
 
-/// The table entry.
-#[derive(Debug)]
-pub(crate) struct SlotEntry {
-    pub(crate) size_bytes: u64,
-    pub(crate) loaded_at: Duration,
-    pub(crate) last_accessed: Duration,
-    /// Tie-break for equal clock readings: a later access has a larger sequence number.
-    pub(crate) access_seq: u64,
-    pub(crate) pinned: bool,
-    pub(crate) memory: Arc<SlotMemory>,
+/// A slot held in use ([`ModelSlotManager::use_slot`](super::ModelSlotManager::use_slot)): busy,
+/// never evicted, its memory kept, until the guard drops; the handle that uploads into the slot
+/// and declares it loaded.
+#[must_use = "the slot counts as in use only while the guard lives"]
+pub struct SlotUse<K> {
+    key: K,
+    size_bytes: u64,
+    /// `Some` until drop.
+    memory: Option<Arc<SlotMemory>>,
+    holds: Arc<Holds>,
 }
 
-impl SlotEntry {
-    /// Live use guards: the explicit count, never the `Arc`'s strong count (which also counts
-    /// the integrity pass's transient readers).
-    pub(crate) fn users(&self) -> usize {
-        self.memory.users()
+impl<K: std::fmt::Debug> std::fmt::Debug for SlotUse<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SlotUse")
+            .field("key", &self.key)
+            .field("size_bytes", &self.size_bytes)
+            .field("buffer", &self.buffer())
+            .finish()
+    }
+}
+
+impl<K> SlotUse<K> {
+    /// Counts a user of `memory`. Called under the slot table's lock only, on an entry in the
+    /// table: no user appears once the slot has left it.
+    pub(crate) fn new(key: K, size_bytes: u64, memory: &Arc<SlotMemory>, holds: &Arc<Holds>) -> SlotUse<K> {
+        memory.users.fetch_add(1, Ordering::SeqCst);
+        SlotUse { key, size_bytes, memory: Some(Arc::clone(memory)), holds: Arc::clone(holds) }
     }
 
-    pub(crate) fn lru_key(&self) -> (Duration, u64) {
-        (self.last_accessed, self.access_seq)
+    fn memory(&self) -> &SlotMemory {
+        self.memory.as_ref().expect("present until drop")
     }
 
-    pub(crate) fn info<K: Clone>(&self, key: &K) -> ModelSlot<K> {
-        ModelSlot {
-            key: key.clone(),
-            size_bytes: self.size_bytes,
-            loaded_at: self.loaded_at,
-            last_accessed: self.last_accessed,
-            loaded: true,
-            pinned: self.pinned,
-            users: self.users(),
-            on_device: self.memory.buffer.is_some(),
+    pub fn key(&self) -> &K {
+        &self.key
+    }
+
+    pub fn size_bytes(&self) -> u64 {
+        self.size_bytes
+    }
+
+    /// The slot's device memory, when a device backs the manager.
+    pub fn buffer(&self) -> Option<&DeviceBuffer> {
+        self.memory.as_ref().and_then(|memory| memory.buffer.as_ref())
+    }
+
+    /// The device address, when a device backs the manager.
+    pub fn device_ptr(&self) -> Option<*mut c_void> {
+        self.buffer().map(DeviceBuffer::as_ptr)
+    }
+
+    /// Copies `data` into the slot's device memory at byte `offset` (uploading weights). A
+    /// range past the slot is VRAM-E008; a slot without device memory is VRAM-E007. Holders
+    /// that write the same bytes at once race, as with any shared device memory.
+    pub fn copy_from_host(&self, offset: u64, data: &[u8]) -> Result<()> {
+        let buffer = self.buffer().ok_or_else(|| {
+            crate::Error::InvalidArgument("the slot has no device memory (a bookkeeping-only manager)".into())
+        })?;
+        // SAFETY: data is a valid host slice; the core checks offset + len against the tracked
+        // allocation, which stays allocated while this guard holds it.
+        check(unsafe {
+            sys::vg_copy_to_device(
+                buffer.tracker_raw(),
+                buffer.as_ptr(),
+                offset,
+                data.as_ptr().cast(),
+                data.len() as u64,
+            )
+        })
+    }
+
+    /// I1: declares the slot's bytes loaded. The checksum of its memory as it is now becomes the
+    /// slot's integrity reference, which every later integrity pass compares against; before the
+    /// first call the slot has no reference and the pass skips it. Call it after the weights are
+    /// uploaded, and again after rewriting them. The checksum runs on the memory this guard holds,
+    /// outside the slot table's lock, and the reference is stored into that same slot — never
+    /// into another one loaded under the same key meanwhile.
+    ///
+    /// Returns the reference, or `None` when no device backs the slot (nothing to checksum).
+    /// A failed checksum leaves the reference as it was.
+    pub fn mark_loaded(&self) -> Result<Option<Checksum>> {
+        let memory = self.memory();
+        match (self.holds.checksum)(memory, DEFAULT_CHECKSUM_DEADLINE) {
+            None => Ok(None),
+            Some(sum) => {
+                let sum = sum?;
+                memory.set_reference(sum);
+                Ok(Some(sum))
+            }
         }
+    }
+
+    /// Which slot memory this guard holds (the unit tests' fake device keys its contents by it).
+    #[cfg(test)]
+    pub(crate) fn memory_id(&self) -> usize {
+        self.memory() as *const SlotMemory as usize
+    }
+
+    /// The integrity reference declared with [`mark_loaded`](Self::mark_loaded), if any.
+    pub fn integrity_reference(&self) -> Option<Checksum> {
+        self.memory().reference().checksum
+    }
+}
+
+impl<K> Drop for SlotUse<K> {
+    fn drop(&mut self) {
+        if let Some(memory) = self.memory.take() {
+            memory.users.fetch_sub(1, Ordering::SeqCst);
+            drop(memory); // the last holder of a deallocated slot frees its memory here
+        }
+        self.holds.notify(); // an eviction may wait for this guard's handle to go
     }
 }

@@ -238,7 +238,7 @@ fn allocating_kind_adopted_is_e007_before_the_device_is_touched() {
 #[test]
 fn deallocating_null_is_e007_and_counts_nothing() {
     let t = tracker();
-    rejects(&t, "VRAM-E007", "deallocate(null)", |t| t.deallocate(null()));
+    rejects(&t, "VRAM-E007", "deallocate(null)", |t| t.forget(null()));
 }
 
 /// T2: an unknown pointer changes nothing but the `unknown_deallocations` counter.
@@ -246,7 +246,7 @@ fn deallocating_null_is_e007_and_counts_nothing() {
 fn deallocating_an_unknown_pointer_is_e004_and_only_counts_it() {
     let t = tracker();
     let (usage, records) = state(&t);
-    assert_eq!(code(t.deallocate(fake(9))), "VRAM-E004");
+    assert_eq!(code(t.forget(fake(9))), "VRAM-E004");
     let expected = Usage { unknown_deallocations: usage.unknown_deallocations + 1, ..usage };
     assert_eq!(state(&t), (expected, records));
 }
@@ -256,19 +256,19 @@ fn deallocating_inside_a_tracked_range_is_e004() {
     let t = tracker();
     let inside = (fake(1) as usize + 16) as *const c_void;
     let (usage, records) = state(&t);
-    assert_eq!(code(t.deallocate(inside)), "VRAM-E004", "only the start address names an allocation");
+    assert_eq!(code(t.forget(inside)), "VRAM-E004", "only the start address names an allocation");
     assert_eq!(state(&t), (Usage { unknown_deallocations: usage.unknown_deallocations + 1, ..usage }, records));
 }
 
 #[test]
 fn deallocating_twice_is_e004_the_second_time() {
     let t = tracker();
-    t.deallocate(fake(1)).unwrap();
-    t.deallocate(fake(2)).unwrap();
+    t.forget(fake(1)).unwrap();
+    t.forget(fake(2)).unwrap();
     let (usage, records) = state(&t);
     assert_eq!((usage.total_bytes, usage.allocation_count, records.len()), (0, 0, 0));
     for ptr in [fake(1), fake(2)] {
-        assert_eq!(code(t.deallocate(ptr)), "VRAM-E004");
+        assert_eq!(code(t.forget(ptr)), "VRAM-E004");
     }
     assert_eq!(state(&t), (Usage { unknown_deallocations: usage.unknown_deallocations + 2, ..usage }, records));
 }
@@ -287,7 +287,7 @@ fn deallocating_or_recording_an_owned_buffer_is_refused_on_a_gpu_host() {
     let t = tracker();
     let buffer = t.allocate(4096, Purpose::ModelWeights, "owned").unwrap();
     let ptr = buffer.as_ptr() as *const c_void;
-    rejects(&t, "VRAM-E006", "deallocate an owned pointer", |t| t.deallocate(ptr));
+    rejects(&t, "VRAM-E006", "deallocate an owned pointer", |t| t.forget(ptr));
     rejects(&t, "VRAM-E005", "record an owned pointer", |t| record(t, ptr, 4096, "again"));
     rejects(&t, "VRAM-E005", "adopt an owned pointer", |t| t.adopt(ptr, 4096, Purpose::KVCache, "again"));
     drop(buffer);

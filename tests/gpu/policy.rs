@@ -7,9 +7,8 @@ use std::time::Duration;
 
 use libtest_mimic::{Failed, Trial};
 use vramguard::monitor::{AlertLevel, GpuMonitor, MonitorConfig};
-use vramguard::slots::{
-    DeviceBacking, Embedder, EvictionReason, ManualClock, ModelSlotManager, SlotConfig, MODEL_SIZES,
-};
+use vramguard::slots::presets::{self, Embedder, MODEL_SIZES};
+use vramguard::slots::{DeviceBacking, EvictionReason, ManualClock, ModelSlotManager, SlotConfig};
 use vramguard::{AllocationKind, Budget, BudgetedAllocator, Device, Error, OomSource, Purpose, PurposeSet, Tracker};
 
 use crate::ensure;
@@ -103,13 +102,13 @@ fn sixteen_threads_against_a_small_budget() -> Result<(), Failed> {
 fn preset_embedders_on_the_device() -> Result<(), Failed> {
     let tracker = tracker()?;
     let backing = DeviceBacking { tracker: tracker.clone(), kind: AllocationKind::Device };
-    let manager = ModelSlotManager::on_device(backing, vramguard::slots::MODEL_BUDGET_BYTES);
+    let manager = ModelSlotManager::<Embedder>::on_device(backing, presets::seed000().budget_bytes);
     for (embedder, size) in MODEL_SIZES {
         manager.allocate_slot(embedder, size)?;
     }
     ensure!(manager.loaded_count() == 13, "loaded {}", manager.loaded_count());
     ensure!(
-        tracker.bytes_for(Purpose::ModelWeights) == Embedder::preset_total_bytes(),
+        tracker.bytes_for(Purpose::ModelWeights) == presets::seed000().model_bytes(),
         "tracked {}",
         tracker.bytes_for(Purpose::ModelWeights)
     );

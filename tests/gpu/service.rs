@@ -7,7 +7,7 @@ use libtest_mimic::{Failed, Trial};
 use vramguard::health::HealthConfig;
 use vramguard::server::ServerConfig;
 use vramguard::service::{Service, ServiceConfig};
-use vramguard::slots::Embedder;
+use vramguard::slots::presets;
 use vramguard::{AllocationKind, Purpose};
 
 use crate::ensure;
@@ -56,9 +56,9 @@ fn preset_is_healthy_and_resident() -> Result<(), Failed> {
     let service = start()?;
     let health = wait_for(&service, "/health", 200)?.json();
     ensure!(health["status"] == "healthy" && health["resident"] == true, "{health}");
-    ensure!(health["vram_bytes_used"].as_u64().unwrap_or(0) >= Embedder::preset_total_bytes(), "{health}");
+    ensure!(health["vram_bytes_used"].as_u64().unwrap_or(0) >= presets::seed000().model_bytes(), "{health}");
     ensure!(health["slots"].as_array().map(Vec::len) == Some(13), "{health}");
-    ensure!(health["device"]["used_bytes"].as_u64().unwrap_or(0) >= Embedder::preset_total_bytes(), "{health}");
+    ensure!(health["device"]["used_bytes"].as_u64().unwrap_or(0) >= presets::seed000().model_bytes(), "{health}");
     ensure!(wait_for(&service, "/health/ready", 200)?.json()["ready"] == true, "not ready");
     ensure!(http_client::get(service.local_addr(), "/health/live").status == 200, "not live");
     Ok(())
@@ -175,7 +175,7 @@ fn serve_binary_stops_cleanly_on(signal: i32) -> Result<(), Failed> {
     );
     ensure!(logs.lines().all(|l| l.starts_with('{')), "not JSON lines:\n{logs}");
     ensure!(
-        free_serving + Embedder::preset_total_bytes() <= free_before,
+        free_serving + presets::seed000().model_bytes() <= free_before,
         "the child held less than its slots: {free_before} -> {free_serving}"
     );
     ensure!(
