@@ -4,7 +4,7 @@
 
 #include "vramguard/device_memory.hpp"
 #include "vramguard/error.hpp"
-#include "vramguard/health.hpp"
+#include "vramguard/residency_check.hpp"
 
 int main() {
   using namespace vramguard;
@@ -15,8 +15,8 @@ int main() {
     weights.copy_from_host(host.data(), host.size());
     DeviceMemory kv(16 << 20, &tracker, VramPurpose::KVCache, "kv cache");
 
-    const ResidencyReport report = Health::check_residency(tracker);
-    std::printf("%s", Health::format(report).c_str());
+    const ResidencyReport report = ResidencyCheck::check_residency(tracker);
+    std::printf("%s", ResidencyCheck::format(report).c_str());
     std::printf("weights: %zu bytes, total: %zu bytes\n",
                 tracker.usage_by_purpose(VramPurpose::ModelWeights), tracker.total_usage());
     return report.resident ? 0 : 1;

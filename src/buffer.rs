@@ -4,7 +4,7 @@ use std::ffi::c_void;
 use std::sync::Arc;
 
 use crate::device::memory_info;
-use crate::error::{check, Error, OutOfMemory, Result};
+use crate::error::{check, last_error_message, Error, OutOfMemory, Result};
 use crate::purpose::{AllocationKind, Purpose};
 use crate::sys;
 use crate::tracker::{description_cstring, Tracker, TrackerInner};
@@ -85,10 +85,9 @@ impl DeviceBuffer {
             sys::vg_alloc(inner.raw(), bytes, purpose.to_raw(), kind.to_raw(), text, &mut ptr)
         })?;
         if status == sys::VG_ERR_OUT_OF_MEMORY {
-            let cause = match Error::from_status(status) {
-                Error::Cuda(message) => message, // the CUDA call and error name, without a second code
-                other => other.to_string(),
-            };
+            // The first layer that sees the device's refusal with the figures to explain it: it
+            // becomes an out-of-memory error here, with the CUDA call that failed as its cause.
+            let cause = last_error_message();
             let available = memory_info(tracker.device()).ok().map(|m| m.free_bytes);
             crate::events::vram_oom(tracker.device(), bytes, available);
             let oom = OutOfMemory::device(tracker.device() as i32, bytes, available, tracker.usage(), cause);

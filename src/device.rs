@@ -1,4 +1,4 @@
-//! GPUs: how many, what they are, how much memory they have free. No GPU is an error (E5), never
+//! GPUs: how many, what they are, how much memory they have free. No GPU is an error (ERR5), never
 //! a fallback to the CPU.
 use std::ffi::CStr;
 

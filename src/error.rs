@@ -1,4 +1,4 @@
-//! Errors with stable codes (E1, E2): each says what happened, carries the figures that matter,
+//! Errors with stable codes (ERR1, ERR2): each says what happened, carries the figures that matter,
 //! and tells the operator what to do next.
 use std::ffi::CStr;
 
@@ -156,7 +156,7 @@ impl Error {
         }
     }
 
-    /// E2: the error as JSON: code, kind, message, recoverable, remediation, and the figures.
+    /// ERR2: the error as JSON: code, kind, message, recoverable, remediation, and the figures.
     pub fn to_json(&self) -> serde_json::Value {
         let details = match self {
             Error::OutOfMemory(oom) => oom.json_details(),
@@ -176,10 +176,11 @@ impl Error {
     }
 
     /// Maps a C ABI status to its error, with this thread's last-error message.
+    /// `VG_ERR_OUT_OF_MEMORY` comes only from `vg_alloc`, whose one caller
+    /// (`DeviceBuffer::new`) turns it into [`Error::OutOfMemory`] with the figures before it
+    /// gets here; should it arrive here, it is the CUDA error it was.
     pub(crate) fn from_status(status: sys::vg_status) -> Error {
-        // SAFETY: vg_last_error never returns NULL and the string lives until the next call on
-        // this thread; it is copied at once.
-        let message = unsafe { CStr::from_ptr(sys::vg_last_error()) }.to_string_lossy().into_owned();
+        let message = last_error_message();
         match status {
             sys::VG_ERR_NO_DEVICE => Error::NoDevice(message),
             sys::VG_ERR_INVALID_SIZE => Error::InvalidSize(message),
@@ -198,6 +199,13 @@ impl Error {
             _ => Error::Internal(format!("status {status}: {message}")),
         }
     }
+}
+
+/// This thread's last C ABI error message (the failing call and its CUDA error, if any).
+pub(crate) fn last_error_message() -> String {
+    // SAFETY: vg_last_error never returns NULL and the string lives until the next call on this
+    // thread; it is copied at once.
+    unsafe { CStr::from_ptr(sys::vg_last_error()) }.to_string_lossy().into_owned()
 }
 
 /// Turns a C ABI status into a `Result`.

@@ -1,4 +1,4 @@
-//! E1/E2: stable, unique codes; a message that leads with its code; a remediation for each.
+//! ERR1/ERR2: stable, unique codes; a message that leads with its code; a remediation for each.
 use super::*;
 
 fn one_of_each() -> Vec<Error> {

@@ -72,6 +72,15 @@ pub(crate) fn description_cstring(description: &str) -> Result<CString> {
     CString::new(description).map_err(|_| Error::InvalidArgument("description contains a NUL byte".to_string()))
 }
 
+/// What [`Tracker::allocate_kind`] would refuse in these arguments, asked of the core (which owns
+/// those checks) without a tracker or a device: for layers that must refuse before doing
+/// something of their own (a budget charge, a whole workload).
+pub(crate) fn check_allocation(bytes: u64, purpose: Purpose, kind: AllocationKind, description: &str) -> Result<()> {
+    let description = description_cstring(description)?;
+    // SAFETY: a NUL-terminated description; the call reads nothing else.
+    check(unsafe { sys::vg_check_allocation(bytes, purpose.to_raw(), kind.to_raw(), description.as_ptr()) })
+}
+
 /// Calls a C function that copies text into a caller buffer, growing the buffer until it fits.
 pub(crate) fn read_text(mut call: impl FnMut(*mut libc::c_char, u64, &mut u64) -> sys::vg_status) -> Result<String> {
     let mut needed = 0u64;
@@ -156,12 +165,21 @@ impl Tracker {
         Ok(id)
     }
 
-    /// Forgets a recorded or adopted pointer. An unknown pointer is [`Error::UnknownPointer`]
-    /// and changes nothing but the `unknown_deallocations` counter (T2).
+    /// Forgets the record of a recorded or adopted pointer; frees nothing (its owner frees it,
+    /// before or after). An unknown pointer is [`Error::UnknownPointer`] and changes nothing but
+    /// the `unknown_deallocations` counter. vramguard's own allocations are freed by dropping
+    /// them: forgetting one is [`Error::Ownership`].
     #[allow(clippy::not_unsafe_ptr_arg_deref)] // the pointer is only recorded, never dereferenced
-    pub fn deallocate(&self, ptr: *const c_void) -> Result<()> {
+    pub fn forget(&self, ptr: *const c_void) -> Result<()> {
         // SAFETY: the tracker is live.
-        check(unsafe { sys::vg_deallocate(self.inner.raw(), ptr) })
+        check(unsafe { sys::vg_forget(self.inner.raw(), ptr) })
+    }
+
+    /// The old name of [`forget`](Self::forget): it never freed anything.
+    #[deprecated(since = "0.2.0", note = "use `forget`: this forgets a record, it frees nothing")]
+    #[allow(clippy::not_unsafe_ptr_arg_deref)]
+    pub fn deallocate(&self, ptr: *const c_void) -> Result<()> {
+        self.forget(ptr)
     }
 
     /// All counters at once: one consistent read of every counter (counts are summed over the

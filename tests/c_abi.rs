@@ -1,4 +1,4 @@
-//! E3 at the C ABI: one test per class of bad input. Each call returns its documented status,
+//! ERR3 at the C ABI: one test per class of bad input. Each call returns its documented status,
 //! leaves a message in `vg_last_error`, and changes nothing in the tracker. None needs a GPU:
 //! arguments are validated before the device is touched.
 use std::ffi::{c_void, CStr};
@@ -339,4 +339,27 @@ fn every_status_has_a_name() {
     assert_eq!(unique.len(), names.len());
     assert_eq!(status_name(17), "VG_STATUS_UNKNOWN");
     assert_eq!(unsafe { CStr::from_ptr(sys::vg_status_name(-1)) }.to_str().unwrap(), "VG_STATUS_UNKNOWN");
+}
+
+/// vg_check_allocation answers what vg_alloc would, in the same order, with no tracker and no
+/// device (this machine may have none): the one place those arguments are judged.
+#[test]
+fn check_allocation_judges_the_arguments_of_vg_alloc_without_a_device() {
+    let short = std::ffi::CString::new("kv").unwrap();
+    let long = std::ffi::CString::new("x".repeat(sys::VG_MAX_DESCRIPTION_BYTES as usize + 1)).unwrap();
+    let (weights, device) = (sys::VG_PURPOSE_MODEL_WEIGHTS as i32, sys::VG_KIND_DEVICE as i32);
+    let check = |bytes: u64, purpose: i32, kind: i32, description: *const libc::c_char| {
+        // SAFETY: description is NULL or NUL-terminated; nothing else is read.
+        unsafe { sys::vg_check_allocation(bytes, purpose, kind, description) }
+    };
+    assert_eq!(check(64, weights, device, short.as_ptr()), sys::VG_OK);
+    assert_eq!(check(64, weights, device, null()), sys::VG_OK, "no description is an empty one");
+    assert_eq!(check(0, weights, device, short.as_ptr()), sys::VG_ERR_INVALID_SIZE);
+    assert_eq!(check(sys::VG_MAX_ALLOCATION_BYTES + 1, weights, device, short.as_ptr()), sys::VG_ERR_INVALID_SIZE);
+    assert_eq!(check(64, weights, device, long.as_ptr()), sys::VG_ERR_DESCRIPTION_TOO_LONG);
+    assert_eq!(check(64, 9, device, short.as_ptr()), sys::VG_ERR_INVALID_ENUM);
+    assert_eq!(check(64, weights, 9, short.as_ptr()), sys::VG_ERR_INVALID_ENUM);
+    assert_eq!(check(64, weights, sys::VG_KIND_ADOPTED as i32, short.as_ptr()), sys::VG_ERR_INVALID_ENUM);
+    // The order vg_alloc answers in: a bad size before an unallocatable kind.
+    assert_eq!(check(0, weights, sys::VG_KIND_ADOPTED as i32, short.as_ptr()), sys::VG_ERR_INVALID_SIZE);
 }

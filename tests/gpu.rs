@@ -1,4 +1,4 @@
-//! Device tests of the safe crate (M2, M3, H1–H3, E1, E5), run through libtest-mimic so that a
+//! Device tests of the safe crate (M2, M3, H1–H3, ERR1, ERR5), run through libtest-mimic so that a
 //! missing GPU is reported per test at run time. GPU trials run one at a time: several of them
 //! compare the driver's free-memory figure before and after.
 #[path = "gpu/allocation.rs"]

@@ -11,8 +11,8 @@
 #include "bench.hpp"
 #include "timing.hpp"
 #include "vramguard/device_memory.hpp"
-#include "vramguard/health.hpp"
 #include "vramguard/memory_pool.hpp"
+#include "vramguard/residency_check.hpp"
 
 namespace bench {
 namespace {
@@ -101,7 +101,7 @@ void residency_benchmarks(int device) {
     }
     raw.push_back(now_seconds() - start);
     start = now_seconds();
-    const auto report = vramguard::Health::check_residency(tracker);
+    const auto report = vramguard::ResidencyCheck::check_residency(tracker);
     ours.push_back(now_seconds() - start);
     if (!report.resident || resident != kLive) std::printf("unexpected: not all resident\n");
   }
@@ -125,7 +125,7 @@ void residency_benchmarks(int device) {
   std::thread sweeper([&] {
     cudaSetDevice(device);
     while (!stop.load()) {
-      vramguard::Health::check_residency(tracker);
+      vramguard::ResidencyCheck::check_residency(tracker);
       sweeps.fetch_add(1);
     }
   });

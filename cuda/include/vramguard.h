@@ -181,7 +181,11 @@ vg_status vg_record(vg_tracker* tracker, const void* ptr, uint64_t bytes, int32_
 /* Records a pointer made by another allocator (a framework's tensor) as kind VG_KIND_ADOPTED. */
 vg_status vg_adopt(vg_tracker* tracker, const void* ptr, uint64_t bytes, int32_t purpose,
                    const char* description, uint64_t* out_id);
-/* Forgets a recorded or adopted pointer. Unknown pointers change nothing and are counted. */
+/* Forgets the record of a recorded or adopted pointer; frees nothing. Unknown pointers change
+ * nothing and are counted; vramguard's own allocations -> VG_ERR_OWNERSHIP (free them with
+ * vg_free). */
+vg_status vg_forget(vg_tracker* tracker, const void* ptr);
+/* The old name of vg_forget, kept for existing callers. */
 vg_status vg_deallocate(vg_tracker* tracker, const void* ptr);
 
 /* Reads -------------------------------------------------------------------------------------- */
@@ -199,6 +203,14 @@ vg_status vg_report(const vg_tracker* tracker, char* out, uint64_t capacity, uin
 /* Allocation --------------------------------------------------------------------------------- */
 vg_status vg_alloc(vg_tracker* tracker, uint64_t bytes, int32_t purpose, int32_t kind,
                    const char* description, void** out_ptr);
+/* Answers what vg_alloc would answer for these arguments, without a tracker and without touching
+ * any device: VG_OK, or the status of the first argument vg_alloc would refuse (purpose or kind
+ * out of range -> VG_ERR_INVALID_ENUM, zero bytes or over VG_MAX_ALLOCATION_BYTES ->
+ * VG_ERR_INVALID_SIZE, a description over VG_MAX_DESCRIPTION_BYTES ->
+ * VG_ERR_DESCRIPTION_TOO_LONG, kind VG_KIND_ADOPTED -> VG_ERR_INVALID_ENUM). For callers that
+ * must refuse bad arguments before something of their own (a budget charge, a whole workload). */
+vg_status vg_check_allocation(uint64_t bytes, int32_t purpose, int32_t kind,
+                              const char* description);
 /* Frees and un-records an allocation made by vg_alloc. A second free is VG_ERR_UNKNOWN_POINTER.
  * A copy or checksum of the same allocation running on another thread is waited for first, so
  * that it never lands in a later allocation at the same address.

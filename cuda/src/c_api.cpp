@@ -1,5 +1,5 @@
 // The C ABI: validates every argument, maps every C++ failure to a vg_status and a thread-local
-// message, and lets no exception escape (E3).
+// message, and lets no exception escape (ERR3).
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -16,9 +16,9 @@
 #include "vramguard/device.hpp"
 #include "vramguard/device_memory.hpp"
 #include "vramguard/error.hpp"
-#include "vramguard/health.hpp"
 #include "vramguard/memory_pool.hpp"
 #include "vramguard/record_pin.hpp"
+#include "vramguard/residency_check.hpp"
 #include "vramguard/tracker.hpp"
 
 struct vg_tracker {
@@ -136,7 +136,7 @@ void removal_to_status(vramguard::Removal removal, const char* wrong_owner_messa
 }
 
 // The pinned record of a copy's tracked side: throws unless it is tracked and
-// [offset, offset + bytes) lies inside it. While the pin lives, vg_free and vg_deallocate of it
+// [offset, offset + bytes) lies inside it. While the pin lives, vg_free and vg_forget of it
 // wait, so the copy lands in the allocation it named, never in a later one at the same address.
 void require_copy_target(const vramguard::RecordPin& target, uint64_t offset, uint64_t bytes) {
   if (!target) throw Error(VG_ERR_UNKNOWN_POINTER, "copy target is not a tracked allocation");
@@ -260,7 +260,7 @@ vg_status vg_adopt(vg_tracker* tracker, const void* ptr, uint64_t bytes, int32_t
   });
 }
 
-vg_status vg_deallocate(vg_tracker* tracker, const void* ptr) {
+vg_status vg_forget(vg_tracker* tracker, const void* ptr) {
   return guarded(__func__, [&] {
     require(tracker, "tracker");
     require(ptr, "ptr");
@@ -268,6 +268,8 @@ vg_status vg_deallocate(vg_tracker* tracker, const void* ptr) {
                       "pointer was allocated by vramguard: release it with vg_free");
   });
 }
+
+vg_status vg_deallocate(vg_tracker* tracker, const void* ptr) { return vg_forget(tracker, ptr); }
 
 vg_status vg_usage_get(const vg_tracker* tracker, vg_usage* out_usage) {
   return guarded(__func__, [&] {
@@ -349,6 +351,19 @@ vg_status vg_report(const vg_tracker* tracker, char* out, uint64_t capacity, uin
   });
 }
 
+vg_status vg_check_allocation(uint64_t bytes, int32_t purpose, int32_t kind,
+                              const char* description) {
+  return guarded(__func__, [&] {
+    (void)to_purpose(purpose);
+    const auto alloc_kind = to_kind(kind);
+    vramguard::VramTracker::validate(reinterpret_cast<const void*>(1), bytes,
+                                     description_of(description));
+    if (alloc_kind == vramguard::AllocationKind::Adopted) {
+      throw Error(VG_ERR_INVALID_ENUM, "kind Adopted is recorded with adopt(), not allocated");
+    }
+  });
+}
+
 vg_status vg_alloc(vg_tracker* tracker, uint64_t bytes, int32_t purpose, int32_t kind,
                    const char* description, void** out_ptr) {
   return guarded(__func__, [&] {
@@ -356,9 +371,12 @@ vg_status vg_alloc(vg_tracker* tracker, uint64_t bytes, int32_t purpose, int32_t
     require(out_ptr, "out_ptr");
     const auto alloc_kind = to_kind(kind);
     const auto alloc_purpose = to_purpose(purpose);
-    // Every argument is checked before the pool (and so the device) is touched.
-    vramguard::VramTracker::validate(reinterpret_cast<const void*>(1), bytes,
-                                     description_of(description));
+    // Sizes and descriptions are DeviceMemory's to check, before it touches the device; the pool
+    // is made on first use only for a Pool allocation whose arguments are otherwise valid.
+    if (alloc_kind == vramguard::AllocationKind::Pool) {
+      vramguard::VramTracker::validate(reinterpret_cast<const void*>(1), bytes,
+                                       description_of(description));
+    }
     vramguard::MemoryPool* pool =
         alloc_kind == vramguard::AllocationKind::Pool ? tracker->memory_pool() : nullptr;
     vramguard::DeviceMemory memory(bytes, &tracker->tracker, alloc_purpose,
@@ -407,7 +425,7 @@ vg_status vg_check_pointer(int32_t device, const void* ptr, vg_pointer_check* ou
   return guarded(__func__, [&] {
     require(out_check, "out_check");
     vramguard::require_valid_device(device);
-    const auto observed = vramguard::Health::inspect_pointer(ptr, device);
+    const auto observed = vramguard::ResidencyCheck::inspect_pointer(ptr, device);
     vg_pointer_check check{};
     check.resident = observed.resident;
     check.memory_type = static_cast<int32_t>(observed.type);
@@ -424,7 +442,7 @@ vg_status vg_verify(vg_tracker* tracker, uint32_t purpose_mask, vg_residency* ou
     require(tracker, "tracker");
     require(out_residency, "out_residency");
     if (capacity > 0) require(violations, "violations");
-    const auto report = vramguard::Health::check_residency(tracker->tracker, purpose_mask);
+    const auto report = vramguard::ResidencyCheck::check_residency(tracker->tracker, purpose_mask);
     vg_residency residency{};
     residency.resident = report.resident;
     residency.device = report.device;
@@ -458,7 +476,8 @@ vg_status vg_residency_report(vg_tracker* tracker, char* out, uint64_t capacity,
                               uint64_t* out_needed) {
   return guarded(__func__, [&] {
     require(tracker, "tracker");
-    copy_text(vramguard::Health::residency_report(tracker->tracker), out, capacity, out_needed);
+    copy_text(vramguard::ResidencyCheck::residency_report(tracker->tracker), out, capacity,
+              out_needed);
   });
 }
 

@@ -17,6 +17,9 @@ DeviceMemory::DeviceMemory(std::size_t bytes, VramTracker* tracker, VramPurpose 
   if (tracker == nullptr) throw Error(VG_ERR_NULL_ARGUMENT, "DeviceMemory needs a tracker");
   if (!is_valid_purpose(static_cast<int>(purpose)))
     throw Error(VG_ERR_INVALID_ENUM, "invalid purpose");
+  // Reject bad arguments before touching the device: a failure allocates nothing. Sizes and
+  // descriptions first, then what kind of memory (the order vg_alloc has always answered in).
+  VramTracker::validate(reinterpret_cast<const void*>(1), bytes, description);
   if (!is_valid_kind(static_cast<int>(kind)) || kind == AllocationKind::Adopted) {
     throw Error(VG_ERR_INVALID_ENUM, "kind Adopted is recorded with adopt(), not allocated");
   }
@@ -26,12 +29,11 @@ DeviceMemory::DeviceMemory(std::size_t bytes, VramTracker* tracker, VramPurpose 
   if (kind == AllocationKind::Pool && pool != nullptr && pool->device() != tracker->device()) {
     throw Error(VG_ERR_INVALID_DEVICE, "the pool belongs to another device than the tracker");
   }
-  // Reject bad arguments before touching the device: a failure allocates nothing.
-  VramTracker::validate(reinterpret_cast<const void*>(1), bytes, description);
   detail::ScopedDevice scope(tracker->device());
   void* ptr = detail::raw_allocate(kind, bytes, pool);
   try {
-    tracker->record_owned_allocation(ptr, bytes, purpose, description, kind);
+    // Every argument was validated above, before the device was touched.
+    tracker->insert_validated(ptr, bytes, purpose, description, kind, /*owned=*/true);
   } catch (...) {
     (void)detail::raw_free(kind, ptr);
     throw;

@@ -12,7 +12,6 @@ void* raw_allocate(AllocationKind kind, std::size_t bytes, MemoryPool* pool) {
   switch (kind) {
     case AllocationKind::Device: VG_CUDA_CHECK(cudaMalloc(&ptr, bytes)); break;
     case AllocationKind::Pool:
-      if (pool == nullptr) throw Error(VG_ERR_NULL_ARGUMENT, "kind Pool needs a MemoryPool");
       // The legacy default stream orders the allocation before any later cudaMemcpy.
       VG_CUDA_CHECK(cudaMallocFromPoolAsync(&ptr, bytes, static_cast<cudaMemPool_t>(pool->handle()),
                                             nullptr));

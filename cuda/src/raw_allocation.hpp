@@ -8,7 +8,8 @@
 
 namespace vramguard::detail {
 
-// Throws CudaError (or Error for kind Adopted / a missing pool). Caller has made `device` current.
+// Throws CudaError. Caller (DeviceMemory) has validated the arguments, passed a pool for kind Pool,
+// and made `device` current.
 void* raw_allocate(AllocationKind kind, std::size_t bytes, MemoryPool* pool);
 // Returns the CUDA error code (0 on success); never throws.
 int raw_free(AllocationKind kind, void* ptr) noexcept;

@@ -1,4 +1,4 @@
-#include "vramguard/health.hpp"
+#include "vramguard/residency_check.hpp"
 
 #include <cuda_runtime_api.h>
 
@@ -72,7 +72,7 @@ PointerResidency inspect_in_scope(const void* ptr, int expected_device) {
 
 }  // namespace
 
-PointerResidency Health::inspect_pointer(const void* ptr, int expected_device) {
+PointerResidency ResidencyCheck::inspect_pointer(const void* ptr, int expected_device) {
   if (ptr == nullptr) return PointerResidency{};  // never resident; no device touched
   // The query runs in the expected device's context, so that it makes none on another GPU.
   require_valid_device(expected_device);
@@ -80,15 +80,15 @@ PointerResidency Health::inspect_pointer(const void* ptr, int expected_device) {
   return inspect_in_scope(ptr, expected_device);
 }
 
-bool Health::check_pointer_residency(const void* ptr, int expected_device) {
+bool ResidencyCheck::check_pointer_residency(const void* ptr, int expected_device) {
   return inspect_pointer(ptr, expected_device).resident;
 }
 
-bool Health::check_pointer_residency(const void* ptr) {
+bool ResidencyCheck::check_pointer_residency(const void* ptr) {
   return check_pointer_residency(ptr, detail::current_device());
 }
 
-ResidencyReport Health::check_residency(const VramTracker& tracker, unsigned purpose_mask) {
+ResidencyReport ResidencyCheck::check_residency(const VramTracker& tracker, unsigned purpose_mask) {
   if (purpose_mask == 0 || (purpose_mask & ~kAllPurposes) != 0) {
     throw Error(VG_ERR_INVALID_ENUM,
                 "purpose mask " + std::to_string(purpose_mask) + " is invalid");
@@ -114,13 +114,15 @@ ResidencyReport Health::check_residency(const VramTracker& tracker, unsigned pur
   return report;
 }
 
-bool Health::check_vram_residency(const VramTracker& tracker) {
+bool ResidencyCheck::check_vram_residency(const VramTracker& tracker) {
   return check_residency(tracker).resident;
 }
 
-std::uint64_t Health::device_used_bytes(int device) { return memory_info(device).used_bytes(); }
+std::uint64_t ResidencyCheck::device_used_bytes(int device) {
+  return memory_info(device).used_bytes();
+}
 
-std::string Health::format(const ResidencyReport& report) {
+std::string ResidencyCheck::format(const ResidencyReport& report) {
   auto mib = [](std::uint64_t bytes) { return static_cast<double>(bytes) / (1024.0 * 1024.0); };
   std::ostringstream out;
   out << std::fixed << std::setprecision(2);
@@ -143,7 +145,7 @@ std::string Health::format(const ResidencyReport& report) {
   return out.str();
 }
 
-std::string Health::residency_report(const VramTracker& tracker) {
+std::string ResidencyCheck::residency_report(const VramTracker& tracker) {
   return format(check_residency(tracker));
 }
 

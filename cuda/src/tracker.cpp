@@ -114,6 +114,12 @@ std::uint64_t VramTracker::insert(const void* ptr, std::size_t bytes, VramPurpos
   if (!is_valid_kind(static_cast<int>(kind))) {
     throw Error(VG_ERR_INVALID_ENUM, "invalid kind " + std::to_string(static_cast<int>(kind)));
   }
+  return insert_validated(ptr, bytes, purpose, description, kind, owned);
+}
+
+std::uint64_t VramTracker::insert_validated(const void* ptr, std::size_t bytes, VramPurpose purpose,
+                                            std::string_view description, AllocationKind kind,
+                                            bool owned) {
   const std::uint64_t hash = RecordTable::hash_of(reinterpret_cast<std::uintptr_t>(ptr));
   Shard& shard = shard_for(hash);
   const auto shard_index = static_cast<std::uint64_t>(&shard - shards_.data());

@@ -1,4 +1,4 @@
-// The C ABI (E3): every bad input answered by its documented status with state unchanged, and
+// The C ABI (ERR3): every bad input answered by its documented status with state unchanged, and
 // the allocation/copy/residency paths through real device memory.
 #include <cuda_runtime_api.h>
 #include <gtest/gtest.h>

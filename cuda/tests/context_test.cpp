@@ -26,8 +26,8 @@
 #include "vramguard/device.hpp"
 #include "vramguard/device_memory.hpp"
 #include "vramguard/error.hpp"
-#include "vramguard/health.hpp"
 #include "vramguard/memory_pool.hpp"
+#include "vramguard/residency_check.hpp"
 
 extern char** environ;
 
@@ -144,10 +144,10 @@ bool exercise(int device, CUcontext expected, const Report& report) {
       still("device_checksum");
       vramguard::read_only_sweep(memory.get(), kMiB, device);
       still("read_only_sweep");
-      (void)vramguard::Health::check_residency(cpp_tracker);
-      still("Health::check_residency");
-      (void)vramguard::Health::inspect_pointer(memory.get(), device);
-      still("Health::inspect_pointer");
+      (void)vramguard::ResidencyCheck::check_residency(cpp_tracker);
+      still("ResidencyCheck::check_residency");
+      (void)vramguard::ResidencyCheck::inspect_pointer(memory.get(), device);
+      still("ResidencyCheck::inspect_pointer");
       (void)vramguard::memory_info(device);
       still("memory_info");
       (void)vramguard::device_info(device);

@@ -10,7 +10,7 @@
 
 #include "gpu_gate.hpp"
 #include "vramguard/error.hpp"
-#include "vramguard/health.hpp"
+#include "vramguard/residency_check.hpp"
 
 using namespace vramguard;
 

@@ -1,4 +1,4 @@
-// CudaError and the status of each CUDA error (E3, R3): the sticky errors, which leave the
+// CudaError and the status of each CUDA error (ERR3, R3): the sticky errors, which leave the
 // context corrupt, map to VG_ERR_CUDA_STICKY; the others keep their statuses. No GPU needed.
 #include "vramguard/error.hpp"
 

@@ -1,6 +1,6 @@
-// Health (H1-H3) on memory the product allocated: device memory is resident; the RAM-fallback
-// kinds (Managed, PinnedHost) are detected as violations.
-#include "vramguard/health.hpp"
+// The residency check (H1-H3) on memory the product allocated: device memory is resident; the
+// RAM-fallback kinds (Managed, PinnedHost) are detected as violations.
+#include "vramguard/residency_check.hpp"
 
 #include <cuda_runtime_api.h>
 #include <gtest/gtest.h>
@@ -18,98 +18,99 @@ namespace {
 constexpr std::size_t kMiB = 1ull << 20;
 }
 
-TEST(Health, DevicePointerIsResident) {
+TEST(ResidencyCheck, DevicePointerIsResident) {
   VG_REQUIRE_GPU();
   VramTracker tracker;
   DeviceMemory memory(kMiB, &tracker, VramPurpose::ModelWeights);
-  EXPECT_TRUE(Health::check_pointer_residency(memory.get()));
-  const auto observed = Health::inspect_pointer(memory.get(), 0);
+  EXPECT_TRUE(ResidencyCheck::check_pointer_residency(memory.get()));
+  const auto observed = ResidencyCheck::inspect_pointer(memory.get(), 0);
   EXPECT_EQ(observed.type, MemoryType::Device);
   EXPECT_FALSE(observed.has_host_pointer);
   // An interior pointer of the block is device memory too.
-  EXPECT_TRUE(Health::check_pointer_residency(static_cast<char*>(memory.get()) + 4096, 0));
+  EXPECT_TRUE(ResidencyCheck::check_pointer_residency(static_cast<char*>(memory.get()) + 4096, 0));
 }
 
-TEST(Health, PoolPointerIsResident) {
+TEST(ResidencyCheck, PoolPointerIsResident) {
   VG_REQUIRE_GPU();
   VramTracker tracker;
   MemoryPool pool(0);
   DeviceMemory memory(kMiB, &tracker, VramPurpose::KVCache, "pool", AllocationKind::Pool, &pool);
-  EXPECT_TRUE(Health::check_pointer_residency(memory.get(), 0));
+  EXPECT_TRUE(ResidencyCheck::check_pointer_residency(memory.get(), 0));
 }
 
-TEST(Health, PinnedHostPointerIsNotResident) {
+TEST(ResidencyCheck, PinnedHostPointerIsNotResident) {
   VG_REQUIRE_GPU();
   VramTracker tracker;
   DeviceMemory memory(kMiB, &tracker, VramPurpose::ModelWeights, "pinned",
                       AllocationKind::PinnedHost);
-  const auto observed = Health::inspect_pointer(memory.get(), 0);
+  const auto observed = ResidencyCheck::inspect_pointer(memory.get(), 0);
   EXPECT_FALSE(observed.resident);
   EXPECT_EQ(observed.type, MemoryType::Host);
   EXPECT_EQ(observed.reason, ViolationReason::NotDeviceMemory);
 }
 
-TEST(Health, PageableHostAndNullPointersAreNotResident) {
+TEST(ResidencyCheck, PageableHostAndNullPointersAreNotResident) {
   VG_REQUIRE_GPU();
   auto pageable = std::make_unique<char[]>(4096);
   int on_stack = 0;
-  EXPECT_FALSE(Health::check_pointer_residency(pageable.get(), 0));
-  EXPECT_FALSE(Health::check_pointer_residency(&on_stack, 0));
-  EXPECT_FALSE(Health::check_pointer_residency(nullptr, 0));
-  EXPECT_EQ(Health::inspect_pointer(pageable.get(), 0).type, MemoryType::Unregistered);
+  EXPECT_FALSE(ResidencyCheck::check_pointer_residency(pageable.get(), 0));
+  EXPECT_FALSE(ResidencyCheck::check_pointer_residency(&on_stack, 0));
+  EXPECT_FALSE(ResidencyCheck::check_pointer_residency(nullptr, 0));
+  EXPECT_EQ(ResidencyCheck::inspect_pointer(pageable.get(), 0).type, MemoryType::Unregistered);
 }
 
-TEST(Health, ManagedMemoryIsDetectedAsFallback) {
+TEST(ResidencyCheck, ManagedMemoryIsDetectedAsFallback) {
   VG_REQUIRE_GPU();
   VramTracker tracker;
   DeviceMemory weights(kMiB, &tracker, VramPurpose::ModelWeights, "real weights");
   DeviceMemory fallback(kMiB, &tracker, VramPurpose::ModelWeights, "fallen back",
                         AllocationKind::Managed);
-  const auto report = Health::check_residency(tracker);
+  const auto report = ResidencyCheck::check_residency(tracker);
   EXPECT_FALSE(report.resident);
   EXPECT_EQ(report.checked, 2u);
   ASSERT_EQ(report.violations.size(), 1u);
   EXPECT_EQ(report.violations[0].allocation.description, "fallen back");
   EXPECT_EQ(report.violations[0].allocation.kind, AllocationKind::Managed);
   EXPECT_EQ(report.violations[0].observed.type, MemoryType::Managed);
-  EXPECT_FALSE(Health::check_vram_residency(tracker));
+  EXPECT_FALSE(ResidencyCheck::check_vram_residency(tracker));
 }
 
-TEST(Health, AllDeviceAllocationsAreResident) {
+TEST(ResidencyCheck, AllDeviceAllocationsAreResident) {
   VG_REQUIRE_GPU();
   VramTracker tracker;
   MemoryPool pool(0);
   DeviceMemory weights(8 * kMiB, &tracker, VramPurpose::ModelWeights);
   DeviceMemory kv(4 * kMiB, &tracker, VramPurpose::KVCache, "kv", AllocationKind::Pool, &pool);
-  const auto report = Health::check_residency(tracker);
+  const auto report = ResidencyCheck::check_residency(tracker);
   EXPECT_TRUE(report.resident);
   EXPECT_EQ(report.checked, 2u);
   EXPECT_EQ(report.tracked_bytes, 12 * kMiB);
 }
 
-TEST(Health, PurposeMaskLimitsTheCheck) {
+TEST(ResidencyCheck, PurposeMaskLimitsTheCheck) {
   VG_REQUIRE_GPU();
   VramTracker tracker;
   DeviceMemory staging(kMiB, &tracker, VramPurpose::IntermediateBuffers, "staging",
                        AllocationKind::PinnedHost);
-  EXPECT_TRUE(Health::check_residency(tracker, purpose_bit(VramPurpose::ModelWeights)).resident);
-  EXPECT_FALSE(Health::check_residency(tracker).resident);
+  EXPECT_TRUE(
+      ResidencyCheck::check_residency(tracker, purpose_bit(VramPurpose::ModelWeights)).resident);
+  EXPECT_FALSE(ResidencyCheck::check_residency(tracker).resident);
 }
 
-TEST(Health, DeviceUsedVramIsPositive) {
+TEST(ResidencyCheck, DeviceUsedVramIsPositive) {
   VG_REQUIRE_GPU();
   VramTracker tracker;
   DeviceMemory memory(64 * kMiB, &tracker, VramPurpose::ModelWeights);
-  EXPECT_GE(Health::device_used_bytes(0), 64 * kMiB);
+  EXPECT_GE(ResidencyCheck::device_used_bytes(0), 64 * kMiB);
 }
 
-TEST(Health, ReportNamesEachViolation) {
+TEST(ResidencyCheck, ReportNamesEachViolation) {
   VG_REQUIRE_GPU();
   VramTracker tracker;
   DeviceMemory ok(kMiB, &tracker, VramPurpose::ModelWeights, "resident weights");
   DeviceMemory bad(kMiB, &tracker, VramPurpose::ModelWeights, "pinned weights",
                    AllocationKind::PinnedHost);
-  const std::string report = Health::residency_report(tracker);
+  const std::string report = ResidencyCheck::residency_report(tracker);
   EXPECT_NE(report.find("Status: VIOLATION"), std::string::npos) << report;
   EXPECT_NE(report.find("\"pinned weights\""), std::string::npos) << report;
   EXPECT_NE(report.find("kind PinnedHost"), std::string::npos) << report;
@@ -117,7 +118,7 @@ TEST(Health, ReportNamesEachViolation) {
   EXPECT_NE(report.find("Device VRAM used:"), std::string::npos);
 }
 
-TEST(Health, AdoptedForeignDevicePointerIsChecked) {
+TEST(ResidencyCheck, AdoptedForeignDevicePointerIsChecked) {
   VG_REQUIRE_GPU();
   VramTracker tracker;
   // The "framework" here is another tracker's DeviceMemory: a pointer vramguard did not make for
@@ -125,16 +126,16 @@ TEST(Health, AdoptedForeignDevicePointerIsChecked) {
   VramTracker framework;
   DeviceMemory tensor(kMiB, &framework, VramPurpose::Unknown);
   tracker.adopt(tensor.get(), kMiB, VramPurpose::ModelWeights, "adopted tensor");
-  EXPECT_TRUE(Health::check_residency(tracker).resident);
+  EXPECT_TRUE(ResidencyCheck::check_residency(tracker).resident);
   tracker.record_deallocation(tensor.get());
 }
 
-TEST(Health, NoGpuCheckIsAnErrorNotAPass) {
+TEST(ResidencyCheck, NoGpuCheckIsAnErrorNotAPass) {
   if (vramguard::testing::gpu_available())
     GTEST_SKIP() << "checks the no-GPU error path; this host has a GPU";
   VramTracker tracker;
   try {
-    (void)Health::check_residency(tracker);
+    (void)ResidencyCheck::check_residency(tracker);
     FAIL() << "a residency check without a GPU must fail";
   } catch (const Error& e) {
     EXPECT_EQ(e.status(), VG_ERR_NO_DEVICE);

@@ -1,4 +1,4 @@
-//! E5 on a machine without a GPU: every entry point answers the coded no-device error, never a
+//! ERR5 on a machine without a GPU: every entry point answers the coded no-device error, never a
 //! panic and never a CPU fallback.
 use libtest_mimic::{Failed, Trial};
 use vramguard::{Device, Error, Purpose, Tracker};

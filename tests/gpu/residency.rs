@@ -91,8 +91,8 @@ fn adopted_pointer_is_checked() -> Result<(), Failed> {
     tracker.adopt(host.as_ptr().cast(), 4096, Purpose::ModelWeights, "adopted host vector")?;
     let report = tracker.verify_all()?;
     ensure!(!report.resident && report.violations[0].description == "adopted host vector", "{report:?}");
-    tracker.deallocate(host.as_ptr().cast())?;
-    tracker.deallocate(tensor.as_ptr())?;
+    tracker.forget(host.as_ptr().cast())?;
+    tracker.forget(tensor.as_ptr())?;
     Ok(())
 }
 

@@ -53,7 +53,7 @@ struct ResidencyReport {
   MemoryInfo memory;  // device-used = total - free
 };
 
-class Health {
+class ResidencyCheck {
  public:
   // H1. A null pointer is never resident. Throws Error(VG_ERR_INVALID_DEVICE) for a device that
   // does not exist, CudaError when there is no driver/GPU or the context is lost (sticky).

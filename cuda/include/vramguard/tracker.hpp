@@ -130,8 +130,14 @@ class VramTracker {
   };
   static constexpr std::size_t kShardCount = 64;
 
+  // Validates every argument, then inserts.
   std::uint64_t insert(const void* ptr, std::size_t bytes, VramPurpose purpose,
                        std::string_view description, AllocationKind kind, bool owned);
+  // Inserts arguments the caller has validated (DeviceMemory does, before the device is touched,
+  // so that its one allocation path checks each argument once).
+  std::uint64_t insert_validated(const void* ptr, std::size_t bytes, VramPurpose purpose,
+                                 std::string_view description, AllocationKind kind, bool owned);
+  friend class DeviceMemory;
   Removal remove(const void* ptr, bool owned, AllocationRecord* out) noexcept;
   static bool is_pinned(const Shard& shard, std::uintptr_t key) noexcept;
   Shard& shard_for(std::uint64_t hash) const noexcept { return shards_[hash >> 58]; }  // top 6 bits
