@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
-# Fuzzes the C ABI for SECONDS (default 300): sequences of tracker operations checked against a
-# model (fuzz/fuzz_targets/tracker_ops.rs, logic in fuzz/src/ops.rs). Whatever it finds (crash,
-# leak, timeout, out-of-memory) is minimized and copied into tests/fuzz_regressions/, where
-# `cargo test --test fuzz_regressions` replays it from then on.
-# Usage: scripts/fuzz.sh [SECONDS] [LIBFUZZER_FLAG...]   e.g. scripts/fuzz.sh 600 -max_len=2048
+# Runs one cargo-fuzz target for SECONDS (default 300):
+# - tracker_ops (the default): sequences of tracker operations through the C ABI checked against a
+#   model (fuzz/fuzz_targets/tracker_ops.rs, logic in fuzz/src/ops.rs); reproducers go to
+#   tests/fuzz_regressions/, replayed by `cargo test --test fuzz_regressions`.
+# - weights_header: safetensors headers through weights::validate_header_bytes, every acceptance
+#   checked against the reference reader (fuzz/fuzz_targets/weights_header.rs, logic in
+#   fuzz/src/weights_header.rs); no file, no GPU; reproducers go to
+#   tests/fuzz_regressions/weights_header/, replayed by `cargo test --test weights`.
+# Whatever it finds (crash, leak, timeout, out-of-memory) is minimized and copied there.
+# Usage: scripts/fuzz.sh [TARGET] [SECONDS] [LIBFUZZER_FLAG...]
+#   e.g. scripts/fuzz.sh 600 -max_len=2048;  scripts/fuzz.sh weights_header 300
 #
 # What works on this machine, and why:
 # - cargo-fuzz needs nightly -Z flags; only stable is installed, so RUSTC_BOOTSTRAP=1 lets stable
@@ -20,9 +26,14 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
+target=tracker_ops
+regressions=tests/fuzz_regressions
+case "${1:-}" in
+  tracker_ops) shift ;;
+  weights_header) target=weights_header regressions=tests/fuzz_regressions/weights_header && shift ;;
+esac
 seconds="${1:-300}"
 shift $(($# > 0 ? 1 : 0))
-target=tracker_ops
 export RUSTC_BOOTSTRAP=1
 
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
@@ -44,13 +55,15 @@ build+=(--debug-assertions)
 
 corpus="fuzz/corpus/$target"
 artifacts="fuzz/artifacts/$target"
-mkdir -p "$corpus" "$artifacts" tests/fuzz_regressions
+mkdir -p "$corpus" "$artifacts" "$regressions"
 cargo fuzz build "${build[@]}" "$target"
 
 # The committed reproducers and seeds start the corpus; new inputs go to fuzz/corpus only.
+# (libFuzzer reads corpus folders recursively, so tracker_ops also starts from weights_header's
+# inputs: harmless, every input is a valid op sequence.)
 before="$(ls "$artifacts")"
 set +e
-cargo fuzz run "${build[@]}" "$target" "$corpus" tests/fuzz_regressions -- \
+cargo fuzz run "${build[@]}" "$target" "$corpus" "$regressions" -- \
   -max_total_time="$seconds" -print_final_stats=1 "$@" 2>&1 | tee fuzz/fuzz-run.log
 status=${PIPESTATUS[0]}
 set -e
@@ -66,8 +79,8 @@ for artifact in "$artifacts"/crash-* "$artifacts"/leak-* "$artifacts"/timeout-* 
     minimized="$(ls -t "$artifacts"/minimized-from-* 2>/dev/null | head -1)"
     [ -n "$minimized" ] && artifact="$minimized"
   fi
-  cp "$artifact" "tests/fuzz_regressions/$name"
-  echo "fuzz: reproducer tests/fuzz_regressions/$name"
+  cp "$artifact" "$regressions/$name"
+  echo "fuzz: reproducer $regressions/$name"
 done
 echo "fuzz: ran ${seconds}s; $found new reproducer(s); libFuzzer exit $status (log: fuzz/fuzz-run.log)"
 exit "$status"

@@ -57,6 +57,16 @@ pub enum Error {
     /// the deadline.
     #[error("[VRAM-E019] timed out: {0}")]
     Timeout(String),
+    /// A model weights file that is not a well-formed safetensors file, or exceeds the
+    /// `weights::WeightLimits`: `tensor` is the first offending tensor's name, escaped and cut
+    /// (`None` when the problem is the file's), `reason` what is wrong.
+    #[error("[VRAM-E020] invalid weights file {file:?}{}: {reason}", tensor_clause(.tensor))]
+    InvalidWeights { file: String, tensor: Option<String>, reason: String },
+}
+
+/// `, tensor "NAME"` for a message, or nothing.
+fn tensor_clause(tensor: &Option<String>) -> String {
+    tensor.as_ref().map_or(String::new(), |name| format!(", tensor \"{name}\""))
 }
 
 impl Error {
@@ -82,6 +92,7 @@ impl Error {
             Error::Io(_) => "VRAM-E017",
             Error::CudaSticky(_) => "VRAM-E018",
             Error::Timeout(_) => "VRAM-E019",
+            Error::InvalidWeights { .. } => "VRAM-E020",
         }
     }
 
@@ -116,12 +127,17 @@ impl Error {
             Error::SlotBusy(_) => {
                 "Wait until the slot is idle (no use guard, not pinned, past its minimum residency), or unpin it."
             }
-            Error::Io(_) => "Check that the directory exists, is writable and has space.",
+            Error::Io(_) => {
+                "Check the file, directory or address in the message: that it exists, that this process may read or write it, and that the disk has space."
+            }
             Error::CudaSticky(_) => {
                 "Restart the process (the orchestrator does so when /health/live fails); if it recurs, check the GPU with `nvidia-smi -q` (ECC, Xid errors)."
             }
             Error::Timeout(_) => {
                 "Check whether another kernel holds the GPU (`nvidia-smi`); raise the deadline if the device is only busy."
+            }
+            Error::InvalidWeights { .. } => {
+                "Replace the weights file named in the message (re-export or re-download it: the tensor named is the first that fails), or raise the WeightLimits bound it exceeds."
             }
         }
     }
@@ -153,6 +169,7 @@ impl Error {
             Error::Io(_) => "io",
             Error::CudaSticky(_) => "cuda_sticky",
             Error::Timeout(_) => "timeout",
+            Error::InvalidWeights { .. } => "invalid_weights",
         }
     }
 
@@ -162,6 +179,9 @@ impl Error {
             Error::OutOfMemory(oom) => oom.json_details(),
             Error::OperationTooLarge { operation, requested, limit } => serde_json::json!({
                 "operation": operation, "requested_bytes": requested, "limit_bytes": limit,
+            }),
+            Error::InvalidWeights { file, tensor, reason } => serde_json::json!({
+                "file": file, "tensor": tensor, "reason": reason,
             }),
             _ => serde_json::Value::Null,
         };

@@ -36,13 +36,18 @@ fn one_of_each() -> Vec<Error> {
         Error::Io("cannot write a dump in /nonexistent".into()),
         Error::CudaSticky("cudaErrorIllegalAddress".into()),
         Error::Timeout("checksum not done after 30 s".into()),
+        Error::InvalidWeights {
+            file: "/models/e1.safetensors".into(),
+            tensor: Some("layer.0.weight".into()),
+            reason: "starts at data offset 2, not a multiple of F32's 4-byte size".into(),
+        },
     ]
 }
 
 #[test]
 fn codes_are_unique_and_numbered_in_order() {
     let codes: Vec<&str> = one_of_each().iter().map(Error::code).collect();
-    let expected: Vec<String> = (1..=19).map(|n| format!("VRAM-E{n:03}")).collect();
+    let expected: Vec<String> = (1..=20).map(|n| format!("VRAM-E{n:03}")).collect();
     assert_eq!(codes, expected);
 }
 
@@ -92,6 +97,23 @@ fn json_form_has_code_recoverability_and_figures() {
     assert_eq!(details["source"], "budget");
     let too_large = one_of_each()[12].to_json();
     assert_eq!(too_large["details"]["limit_bytes"], 512u64 << 20);
+    let weights = one_of_each()[19].to_json();
+    assert_eq!(weights["details"]["file"], "/models/e1.safetensors");
+    assert_eq!(weights["details"]["tensor"], "layer.0.weight");
+    assert_eq!(weights["kind"], "invalid_weights");
+    assert_eq!(weights["recoverable"], true);
+}
+
+#[test]
+fn invalid_weights_names_the_file_and_the_tensor() {
+    let text = one_of_each()[19].to_string();
+    assert_eq!(
+        text,
+        "[VRAM-E020] invalid weights file \"/models/e1.safetensors\", tensor \"layer.0.weight\": starts at data offset 2, \
+         not a multiple of F32's 4-byte size"
+    );
+    let whole_file = Error::InvalidWeights { file: "w.safetensors".into(), tensor: None, reason: "truncated".into() };
+    assert_eq!(whole_file.to_string(), "[VRAM-E020] invalid weights file \"w.safetensors\": truncated");
 }
 
 #[test]

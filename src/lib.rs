@@ -55,6 +55,7 @@ pub mod slots;
 pub mod sys;
 mod tracker;
 mod usage;
+pub mod weights;
 
 pub use budget::{Budget, BudgetBuilder, BudgetCharge, Refusal};
 pub use budgeted_allocator::{BudgetedAllocator, BudgetedBuffer};
