@@ -354,13 +354,11 @@ vg_status vg_report(const vg_tracker* tracker, char* out, uint64_t capacity, uin
 vg_status vg_check_allocation(uint64_t bytes, int32_t purpose, int32_t kind,
                               const char* description) {
   return guarded(__func__, [&] {
-    (void)to_purpose(purpose);
+    // Enum ranges first, in vg_alloc's order, then what DeviceMemory refuses.
     const auto alloc_kind = to_kind(kind);
-    vramguard::VramTracker::validate(reinterpret_cast<const void*>(1), bytes,
-                                     description_of(description));
-    if (alloc_kind == vramguard::AllocationKind::Adopted) {
-      throw Error(VG_ERR_INVALID_ENUM, "kind Adopted is recorded with adopt(), not allocated");
-    }
+    const auto alloc_purpose = to_purpose(purpose);
+    vramguard::DeviceMemory::validate(bytes, alloc_purpose, description_of(description),
+                                      alloc_kind);
   });
 }
 
@@ -371,11 +369,11 @@ vg_status vg_alloc(vg_tracker* tracker, uint64_t bytes, int32_t purpose, int32_t
     require(out_ptr, "out_ptr");
     const auto alloc_kind = to_kind(kind);
     const auto alloc_purpose = to_purpose(purpose);
-    // Sizes and descriptions are DeviceMemory's to check, before it touches the device; the pool
-    // is made on first use only for a Pool allocation whose arguments are otherwise valid.
+    // The arguments are DeviceMemory's to check, before it touches the device; the pool is made
+    // on first use, so a Pool allocation asks the same check first, to make no pool for a refusal.
     if (alloc_kind == vramguard::AllocationKind::Pool) {
-      vramguard::VramTracker::validate(reinterpret_cast<const void*>(1), bytes,
-                                       description_of(description));
+      vramguard::DeviceMemory::validate(bytes, alloc_purpose, description_of(description),
+                                        alloc_kind);
     }
     vramguard::MemoryPool* pool =
         alloc_kind == vramguard::AllocationKind::Pool ? tracker->memory_pool() : nullptr;

@@ -15,14 +15,8 @@ DeviceMemory::DeviceMemory(std::size_t bytes, VramTracker* tracker, VramPurpose 
                            std::string_view description, AllocationKind kind, MemoryPool* pool)
     : purpose_(purpose), kind_(kind) {
   if (tracker == nullptr) throw Error(VG_ERR_NULL_ARGUMENT, "DeviceMemory needs a tracker");
-  if (!is_valid_purpose(static_cast<int>(purpose)))
-    throw Error(VG_ERR_INVALID_ENUM, "invalid purpose");
-  // Reject bad arguments before touching the device: a failure allocates nothing. Sizes and
-  // descriptions first, then what kind of memory (the order vg_alloc has always answered in).
-  VramTracker::validate(reinterpret_cast<const void*>(1), bytes, description);
-  if (!is_valid_kind(static_cast<int>(kind)) || kind == AllocationKind::Adopted) {
-    throw Error(VG_ERR_INVALID_ENUM, "kind Adopted is recorded with adopt(), not allocated");
-  }
+  // Reject bad arguments before touching the device: a failure allocates nothing.
+  validate(bytes, purpose, description, kind);
   if (kind == AllocationKind::Pool && pool == nullptr) {
     throw Error(VG_ERR_NULL_ARGUMENT, "kind Pool needs a MemoryPool");
   }
@@ -41,6 +35,18 @@ DeviceMemory::DeviceMemory(std::size_t bytes, VramTracker* tracker, VramPurpose 
   tracker_ = tracker;
   ptr_ = ptr;
   bytes_ = bytes;
+}
+
+void DeviceMemory::validate(std::size_t bytes, VramPurpose purpose, std::string_view description,
+                            AllocationKind kind) {
+  if (!is_valid_purpose(static_cast<int>(purpose))) {
+    throw Error(VG_ERR_INVALID_ENUM, "invalid purpose");
+  }
+  // Sizes and descriptions before the kind: the order vg_alloc has always answered in.
+  VramTracker::validate(reinterpret_cast<const void*>(1), bytes, description);
+  if (!is_valid_kind(static_cast<int>(kind)) || kind == AllocationKind::Adopted) {
+    throw Error(VG_ERR_INVALID_ENUM, "kind Adopted is recorded with adopt(), not allocated");
+  }
 }
 
 DeviceMemory::DeviceMemory(DeviceMemory&& other) noexcept

@@ -33,6 +33,12 @@ class DeviceMemory {
                MemoryPool* pool = nullptr);
   ~DeviceMemory() noexcept { reset(); }
 
+  // What the constructor refuses in its arguments before it touches anything, in its order:
+  // purpose out of range, then zero or oversized bytes or an over-long description, then a kind
+  // out of range or Adopted. Throws Error; needs no tracker and no device.
+  static void validate(std::size_t bytes, VramPurpose purpose, std::string_view description,
+                       AllocationKind kind);
+
   DeviceMemory(DeviceMemory&& other) noexcept;
   DeviceMemory& operator=(DeviceMemory&& other) noexcept;
   DeviceMemory(const DeviceMemory&) = delete;
