@@ -155,3 +155,47 @@ fn stopping_never_waits_on_a_stuck_check_past_its_deadline() {
     assert!(took < Duration::from_millis(2500), "stopping waited {took:?} on a stuck check");
     assert_eq!(monitor.report().status, HealthStatus::Unhealthy);
 }
+
+/// A slot view whose integrity pass panics.
+struct PanickingSlots;
+
+impl SlotView for PanickingSlots {
+    fn budget_report(&self) -> BudgetReport {
+        BudgetReport {
+            limit_bytes: 1,
+            allocated_bytes: 0,
+            available_bytes: 1,
+            pressure: "low".into(),
+            pressure_level: 0,
+        }
+    }
+    fn slot_reports(&self) -> Vec<SlotReport> {
+        Vec::new()
+    }
+    fn expected_slots(&self) -> usize {
+        0
+    }
+    fn evictions(&self) -> u64 {
+        0
+    }
+    fn ooms(&self) -> u64 {
+        0
+    }
+    fn integrity_violations(&self, _deadline: Duration) -> Vec<ViolationReport> {
+        panic!("integrity pass failed");
+    }
+}
+
+#[test]
+fn a_check_that_panicked_is_not_read_as_running_past_its_deadline() {
+    let config = HealthConfig { check_deadline: Duration::from_millis(50), ..HealthConfig::default() };
+    let monitor = HealthMonitor::new(Tracker::new(UNUSABLE_DEVICE).unwrap(), config)
+        .unwrap()
+        .with_slots(Arc::new(PanickingSlots));
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| monitor.check_now()));
+    assert!(panicked.is_err(), "the slot view panics");
+    std::thread::sleep(Duration::from_millis(100)); // past the deadline
+    let report = monitor.report();
+    assert_eq!(report.status, HealthStatus::Starting, "no check completed and none is running: {report:?}");
+    assert!(report.last_error.is_none(), "{:?}", report.last_error);
+}

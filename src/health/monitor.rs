@@ -110,9 +110,8 @@ impl HealthMonitor {
     /// `check_deadline` counts as failed (VRAM-E019), whatever it found: a device that slow is
     /// not serving. An unrecoverable CUDA error (VRAM-E018) ends the process's liveness.
     pub fn check_now(&self) -> HealthReport {
-        let id = self.next_check.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
-        lock(&self.in_flight).insert(id, started);
+        let _running = InFlight::enter(&self.in_flight, self.next_check.fetch_add(1, Ordering::Relaxed), started);
         let verification = self.tracker.verify(self.config.purposes);
         // I1: weights whose checksum changed since load make the worker unhealthy too.
         let left = self.config.check_deadline.saturating_sub(started.elapsed()).max(Duration::from_millis(1));
@@ -141,7 +140,6 @@ impl HealthMonitor {
             *cached = Cached { report: report.clone(), checked_at: Some(Instant::now()) };
             previous
         };
-        lock(&self.in_flight).remove(&id);
         if previous != report.status {
             crate::events::health_status(report.status == HealthStatus::Healthy, &status_reason(&report));
         }
@@ -300,6 +298,26 @@ impl HealthSource for HealthMonitor {
             report.status = HealthStatus::Stale;
         }
         report
+    }
+}
+
+/// One check's entry in `in_flight`, removed when the check ends — also if it panics, so that a
+/// check that died is not read as one still running past its deadline for ever.
+struct InFlight<'a> {
+    checks: &'a Mutex<BTreeMap<u64, Instant>>,
+    id: u64,
+}
+
+impl<'a> InFlight<'a> {
+    fn enter(checks: &'a Mutex<BTreeMap<u64, Instant>>, id: u64, started: Instant) -> InFlight<'a> {
+        lock(checks).insert(id, started);
+        InFlight { checks, id }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        lock(self.checks).remove(&self.id);
     }
 }
 
