@@ -19,7 +19,8 @@ rm -rf "$stage" && mkdir -p "$stage/bin"
 
 cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=ON "${CMAKE_CUDA_ARGS[@]}" >/dev/null
 cmake --build build-gpu -j"$(nproc)" >/dev/null
-for suite in tracker record_table device_memory residency_check c_api checksum error faults memory_pool context; do
+for suite in tracker record_table device_memory residency_check c_api checksum error faults weights_loader \
+  memory_pool context; do
   cp "build-gpu/${suite}_test" "$stage/bin/gtest_${suite}"
 done
 

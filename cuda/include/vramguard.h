@@ -38,9 +38,15 @@ typedef enum vg_status {
   VG_ERR_INTERNAL = 14,        /* an unexpected failure inside vramguard (a bug) */
   VG_ERR_TIMEOUT = 15,         /* the GPU did not finish the work before the deadline (busy or
                                   hung); nothing was waited for past it */
-  VG_ERR_CUDA_STICKY = 16      /* a CUDA error that corrupts the context (an illegal address, a
+  VG_ERR_CUDA_STICKY = 16,     /* a CUDA error that corrupts the context (an illegal address, a
                                   kernel exception, an uncorrectable ECC error, ...): every later
                                   CUDA call fails too; the process must be restarted (R3) */
+  VG_ERR_IO = 17,              /* a file could not be opened or read (the errno is named) */
+  VG_ERR_FILE_CHANGED = 18,    /* a weights file is not the one validated: its size, modification
+                                  time or inode differ, or it ended early while being read */
+  VG_ERR_WEIGHTS_CORRUPTED = 19 /* the device checksum of loaded weights differs from the bytes
+                                   read (or from the checksum expected): they did not arrive
+                                   intact */
 } vg_status;
 
 typedef enum vg_purpose {
@@ -285,6 +291,75 @@ vg_status vg_checksum_device(vg_tracker* tracker, const void* ptr, uint64_t offs
 /* The same checksum of `bytes` host bytes at ptr, computed on the CPU (ptr may be NULL when bytes
  * is 0). */
 vg_status vg_checksum_host(const void* ptr, uint64_t bytes, vg_checksum* out);
+
+/* Loading weights (W1, I1) ------------------------------------------------------------------ */
+/* A loader fills device memory with bytes read from files through pinned staging memory it
+ * allocates once (cuda/include/vramguard/weights_loader.hpp describes the pipeline). */
+typedef struct vg_loader vg_loader;
+
+typedef struct vg_loader_options {
+  uint64_t staging_bytes; /* pinned host memory, all readers together; 0: 256 MiB */
+  uint32_t readers;       /* reader threads; 0: one per hardware thread, at most 16 */
+} vg_loader_options;
+
+typedef struct vg_loader_info {
+  int32_t device;
+  uint32_t readers;
+  uint64_t chunk_bytes;   /* one staging slot; each reader has two */
+  uint64_t staging_bytes; /* pinned host bytes the loader holds */
+} vg_loader_info;
+
+/* A file as the caller validated it; any difference before or during the load is
+ * VG_ERR_FILE_CHANGED. */
+typedef struct vg_weights_file {
+  const char* path; /* NUL-terminated */
+  uint64_t size;
+  int64_t mtime_ns; /* modification time, nanoseconds since the epoch */
+  uint64_t inode;
+  uint64_t dev;
+} vg_weights_file;
+
+/* `bytes` bytes at `file_offset` of files[file] go to `device_offset` of the image (a multiple
+ * of 16). Device ranges must not overlap; a copy of 0 bytes is ignored. */
+typedef struct vg_weights_copy {
+  uint32_t file;
+  uint64_t file_offset;
+  uint64_t bytes;
+  uint64_t device_offset;
+} vg_weights_copy;
+
+#define VG_LOAD_VERIFY 1u                /* hash the bytes read on the host, compare */
+#define VG_LOAD_EXPECTED 2u              /* compare with `expected` instead of hashing */
+#define VG_LOAD_CORRUPT_FOR_TESTS 0x100u /* tests only: corrupt staging after hashing */
+
+typedef struct vg_load_result {
+  vg_checksum checksum;  /* the device checksum of the image: its integrity reference */
+  int32_t compared;      /* 1 when it was compared with the host hash or `expected` */
+  uint64_t bytes_copied; /* the copies' bytes, all files */
+  double seconds;        /* from the call to the verified image */
+} vg_load_result;
+
+/* Allocates the staging memory (pinned) and the readers' streams on `device`. options may be
+ * NULL (the defaults). Under 1 MiB per staging slot or over 64 readers -> VG_ERR_INVALID_SIZE;
+ * the host cannot pin the memory -> VG_ERR_OUT_OF_MEMORY. */
+vg_status vg_loader_create(int32_t device, const vg_loader_options* options,
+                           vg_loader** out_loader);
+vg_status vg_loader_destroy(vg_loader* loader);
+vg_status vg_loader_info_get(const vg_loader* loader, vg_loader_info* out_info);
+/* Zeroes the first image_bytes bytes of dst, copies every copy into place, and checks the device
+ * checksum of those bytes against the host hash of the bytes read (flags VG_LOAD_VERIFY) or
+ * against *expected (VG_LOAD_EXPECTED; expected may be NULL otherwise); flags 0 compares nothing.
+ * dst is an allocation of `tracker` on the loader's device (VG_ERR_UNKNOWN_POINTER otherwise,
+ * VG_ERR_INVALID_DEVICE for another device) holding at least image_bytes (VG_ERR_OUT_OF_RANGE);
+ * vg_free of it waits for the load. One load at a time per loader. Errors: VG_ERR_IO,
+ * VG_ERR_FILE_CHANGED, VG_ERR_WEIGHTS_CORRUPTED, VG_ERR_OUT_OF_RANGE (a copy outside its file
+ * or the image, or overlapping another), VG_ERR_INVALID_ENUM (a file index out of range, an
+ * unknown flag), VG_ERR_INVALID_SIZE, VG_ERR_CUDA...; on failure the image's bytes are undefined
+ * and nothing of the load is still running. */
+vg_status vg_load_weights(vg_loader* loader, vg_tracker* tracker, void* dst, uint64_t image_bytes,
+                          const vg_weights_file* files, uint64_t file_count,
+                          const vg_weights_copy* copies, uint64_t copy_count, uint32_t flags,
+                          const vg_checksum* expected, vg_load_result* out_result);
 
 #ifdef __cplusplus
 }

@@ -20,6 +20,7 @@
 #include "vramguard/record_pin.hpp"
 #include "vramguard/residency_check.hpp"
 #include "vramguard/tracker.hpp"
+#include "vramguard/weights_loader.hpp"
 
 struct vg_tracker {
   explicit vg_tracker(int device) : tracker(device) {}
@@ -168,6 +169,9 @@ const char* vg_status_name(int32_t status) {
     case VG_ERR_INTERNAL: return "VG_ERR_INTERNAL";
     case VG_ERR_TIMEOUT: return "VG_ERR_TIMEOUT";
     case VG_ERR_CUDA_STICKY: return "VG_ERR_CUDA_STICKY";
+    case VG_ERR_IO: return "VG_ERR_IO";
+    case VG_ERR_FILE_CHANGED: return "VG_ERR_FILE_CHANGED";
+    case VG_ERR_WEIGHTS_CORRUPTED: return "VG_ERR_WEIGHTS_CORRUPTED";
     default: return "VG_STATUS_UNKNOWN";
   }
 }
@@ -546,6 +550,119 @@ vg_status vg_checksum_host(const void* ptr, uint64_t bytes, vg_checksum* out) {
       throw Error(VG_ERR_INVALID_SIZE, "ptr + bytes wraps around the address space");
     }
     *out = to_vg_checksum(vramguard::host_checksum(ptr, bytes));
+  });
+}
+
+}  // extern "C"
+
+struct vg_loader {
+  vg_loader(int device, const vramguard::LoaderOptions& options) : loader(device, options) {}
+  vramguard::WeightsLoader loader;
+};
+
+namespace {
+
+constexpr uint32_t kKnownLoadFlags = VG_LOAD_VERIFY | VG_LOAD_EXPECTED | VG_LOAD_CORRUPT_FOR_TESTS;
+
+vramguard::LoadRequest load_request(void* dst, uint64_t image_bytes, const vg_weights_file* files,
+                                    uint64_t file_count, const vg_weights_copy* copies,
+                                    uint64_t copy_count, uint32_t flags,
+                                    const vg_checksum* expected) {
+  if (file_count > 0) require(files, "files");
+  if (copy_count > 0) require(copies, "copies");
+  if ((flags & ~kKnownLoadFlags) != 0) {
+    throw Error(VG_ERR_INVALID_ENUM,
+                "unknown load flags " + std::to_string(flags & ~kKnownLoadFlags));
+  }
+  vramguard::LoadRequest request;
+  request.device_ptr = dst;
+  request.image_bytes = image_bytes;
+  request.verify = (flags & VG_LOAD_VERIFY) != 0;
+  request.corrupt_staging_for_tests = (flags & VG_LOAD_CORRUPT_FOR_TESTS) != 0;
+  if ((flags & VG_LOAD_EXPECTED) != 0) {
+    require(expected, "expected");
+    request.expected = vramguard::Checksum{expected->lo, expected->hi};
+  }
+  request.files.reserve(file_count);
+  for (uint64_t f = 0; f < file_count; ++f) {
+    require(files[f].path, "files[].path");
+    request.files.push_back(vramguard::WeightsFileSpec{
+        files[f].path, files[f].size, files[f].mtime_ns, files[f].inode, files[f].dev});
+  }
+  request.copies.reserve(copy_count);
+  for (uint64_t c = 0; c < copy_count; ++c) {
+    request.copies.push_back(vramguard::WeightsCopy{copies[c].file, copies[c].file_offset,
+                                                    copies[c].bytes, copies[c].device_offset});
+  }
+  return request;
+}
+
+}  // namespace
+
+extern "C" {
+
+vg_status vg_loader_create(int32_t device, const vg_loader_options* options,
+                           vg_loader** out_loader) {
+  return guarded(__func__, [&] {
+    require(out_loader, "out_loader");
+    *out_loader = nullptr;
+    vramguard::LoaderOptions cpp_options;
+    if (options != nullptr) {
+      if (options->staging_bytes != 0) cpp_options.staging_bytes = options->staging_bytes;
+      cpp_options.readers = options->readers;
+    }
+    *out_loader = new vg_loader(device, cpp_options);
+  });
+}
+
+vg_status vg_loader_destroy(vg_loader* loader) {
+  return guarded(__func__, [&] { delete loader; });
+}
+
+vg_status vg_loader_info_get(const vg_loader* loader, vg_loader_info* out_info) {
+  return guarded(__func__, [&] {
+    require(loader, "loader");
+    require(out_info, "out_info");
+    vg_loader_info info{};
+    info.device = loader->loader.device();
+    info.readers = loader->loader.readers();
+    info.chunk_bytes = loader->loader.chunk_bytes();
+    info.staging_bytes = loader->loader.staging_bytes();
+    *out_info = info;
+  });
+}
+
+vg_status vg_load_weights(vg_loader* loader, vg_tracker* tracker, void* dst, uint64_t image_bytes,
+                          const vg_weights_file* files, uint64_t file_count,
+                          const vg_weights_copy* copies, uint64_t copy_count, uint32_t flags,
+                          const vg_checksum* expected, vg_load_result* out_result) {
+  return guarded(__func__, [&] {
+    require(loader, "loader");
+    require(tracker, "tracker");
+    require(dst, "dst");
+    require(out_result, "out_result");
+    const vramguard::LoadRequest request =
+        load_request(dst, image_bytes, files, file_count, copies, copy_count, flags, expected);
+    // The image is a tracked allocation of the loader's device, held for the load.
+    const vramguard::RecordPin target(tracker->tracker, dst);
+    if (!target) throw Error(VG_ERR_UNKNOWN_POINTER, "dst is not a tracked allocation");
+    if (target->device != loader->loader.device()) {
+      throw Error(VG_ERR_INVALID_DEVICE, "dst is on device " + std::to_string(target->device) +
+                                             ", the loader's is " +
+                                             std::to_string(loader->loader.device()));
+    }
+    if (image_bytes > target->bytes) {
+      throw Error(VG_ERR_OUT_OF_RANGE, "an image of " + std::to_string(image_bytes) +
+                                           " bytes exceeds the allocation of " +
+                                           std::to_string(target->bytes) + " bytes");
+    }
+    const vramguard::LoadResult result = loader->loader.load(request);
+    vg_load_result out{};
+    out.checksum = to_vg_checksum(result.checksum);
+    out.compared = result.compared ? 1 : 0;
+    out.bytes_copied = result.bytes_copied;
+    out.seconds = result.seconds;
+    *out_result = out;
   });
 }
 

@@ -63,6 +63,16 @@ struct Folded {
   std::uint64_t hi = 0;
 };
 
+#if !defined(__CUDACC__)
+// Host only (checksum_host.cpp). Adds the terms of `bytes` bytes at `p`, whose first byte starts
+// word `first_word` of the stream, to `lanes`; a trailing partial word is padded with zeros. The
+// lanes of a stream's pieces, each hashed at its own word position, add up to the lanes of the
+// whole stream: that is what lets several threads hash one stream.
+void add_words(const unsigned char* p, std::uint64_t bytes, std::uint64_t first_word, Lanes& lanes);
+// Adds the terms of `count` all-zero words starting at word `first_word`.
+void add_zero_words(std::uint64_t first_word, std::uint64_t count, Lanes& lanes);
+#endif
+
 // The final 128-bit value from the two lane sums and the byte length.
 VG_CHECKSUM_HD Folded finalize(std::uint64_t lane0, std::uint64_t lane1, std::uint64_t bytes) {
   const std::uint64_t s0 = lane0 + fmix64(bytes ^ kLength0);

@@ -41,25 +41,52 @@ std::string Checksum::to_hex() const {
 Checksum host_checksum(const void* data, std::size_t bytes) {
   if (data == nullptr && bytes > 0)
     throw Error(VG_ERR_NULL_ARGUMENT, "host_checksum: data is null");
-  const auto* p = static_cast<const unsigned char*>(data);
-  const std::uint64_t full_words = bytes / cs::kWordBytes;
-  std::uint64_t lane0 = 0;
-  std::uint64_t lane1 = 0;
-  for (std::uint64_t k = 0; k < full_words; ++k) {
-    const unsigned char* word = p + k * cs::kWordBytes;
-    lane0 += cs::fmix64(load_le8(word) ^ cs::key0(k));
-    lane1 += cs::fmix64(load_le8(word + 8) ^ cs::key1(k));
-  }
-  const std::size_t tail = bytes % cs::kWordBytes;
-  if (tail > 0) {
-    const unsigned char* word = p + full_words * cs::kWordBytes;
-    const std::uint64_t a = load_le(word, tail < 8 ? tail : 8);
-    const std::uint64_t b = tail > 8 ? load_le(word + 8, tail - 8) : 0;
-    lane0 += cs::fmix64(a ^ cs::key0(full_words));
-    lane1 += cs::fmix64(b ^ cs::key1(full_words));
-  }
-  const cs::Folded folded = cs::finalize(lane0, lane1, bytes);
+  cs::Lanes lanes;
+  cs::add_words(static_cast<const unsigned char*>(data), bytes, 0, lanes);
+  const cs::Folded folded = cs::finalize(lanes.lane0, lanes.lane1, bytes);
   return Checksum{folded.lo, folded.hi};
 }
+
+namespace detail::checksum {
+
+void add_words(const unsigned char* p, std::uint64_t bytes, std::uint64_t first_word,
+               Lanes& lanes) {
+  const std::uint64_t full_words = bytes / kWordBytes;
+  // Two independent sums per lane: the multiplies of neighbouring words overlap.
+  std::uint64_t a0 = 0, a1 = 0, b0 = 0, b1 = 0;
+  std::uint64_t k = 0;
+  for (; k + 2 <= full_words; k += 2) {
+    const unsigned char* word = p + k * kWordBytes;
+    const std::uint64_t w = first_word + k;
+    a0 += fmix64(load_le8(word) ^ key0(w));
+    b0 += fmix64(load_le8(word + 8) ^ key1(w));
+    a1 += fmix64(load_le8(word + 16) ^ key0(w + 1));
+    b1 += fmix64(load_le8(word + 24) ^ key1(w + 1));
+  }
+  for (; k < full_words; ++k) {
+    const unsigned char* word = p + k * kWordBytes;
+    a0 += fmix64(load_le8(word) ^ key0(first_word + k));
+    b0 += fmix64(load_le8(word + 8) ^ key1(first_word + k));
+  }
+  const std::size_t tail = bytes % kWordBytes;
+  if (tail > 0) {
+    const unsigned char* word = p + full_words * kWordBytes;
+    const std::uint64_t a = load_le(word, tail < 8 ? tail : 8);
+    const std::uint64_t b = tail > 8 ? load_le(word + 8, tail - 8) : 0;
+    a0 += fmix64(a ^ key0(first_word + full_words));
+    b0 += fmix64(b ^ key1(first_word + full_words));
+  }
+  lanes.lane0 += a0 + a1;
+  lanes.lane1 += b0 + b1;
+}
+
+void add_zero_words(std::uint64_t first_word, std::uint64_t count, Lanes& lanes) {
+  for (std::uint64_t k = first_word; k < first_word + count; ++k) {
+    lanes.lane0 += fmix64(key0(k));
+    lanes.lane1 += fmix64(key1(k));
+  }
+}
+
+}  // namespace detail::checksum
 
 }  // namespace vramguard
