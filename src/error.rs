@@ -62,6 +62,14 @@ pub enum Error {
     /// (`None` when the problem is the file's), `reason` what is wrong.
     #[error("[VRAM-E020] invalid weights file {file:?}{}: {reason}", tensor_clause(.tensor))]
     InvalidWeights { file: String, tensor: Option<String>, reason: String },
+    /// Weights that did not arrive intact: the device checksum of a slot's loaded bytes differs
+    /// from the host hash of the bytes read (or from the checksum expected). The slot was freed.
+    #[error("[VRAM-E021] weights corrupted on the way to the device: {0}")]
+    WeightsCorrupted(String),
+    /// A weights file changed between its validation and the end of its load: another size,
+    /// modification time or inode, or it ended early while being read. The slot was freed.
+    #[error("[VRAM-E022] weights file changed during the load: {0}")]
+    WeightsFileChanged(String),
 }
 
 /// `, tensor "NAME"` for a message, or nothing.
@@ -93,6 +101,8 @@ impl Error {
             Error::CudaSticky(_) => "VRAM-E018",
             Error::Timeout(_) => "VRAM-E019",
             Error::InvalidWeights { .. } => "VRAM-E020",
+            Error::WeightsCorrupted(_) => "VRAM-E021",
+            Error::WeightsFileChanged(_) => "VRAM-E022",
         }
     }
 
@@ -139,6 +149,12 @@ impl Error {
             Error::InvalidWeights { .. } => {
                 "Replace the weights file named in the message (re-export or re-download it: the tensor named is the first that fails), or raise the WeightLimits bound it exceeds."
             }
+            Error::WeightsCorrupted(_) => {
+                "Load again; if it recurs, suspect host memory or the PCIe link (check `nvidia-smi -q` for replays and the kernel log for memory errors)."
+            }
+            Error::WeightsFileChanged(_) => {
+                "Do not rewrite weights files in place while they load: write a new file and rename it over the old one, then load again."
+            }
         }
     }
 
@@ -170,6 +186,8 @@ impl Error {
             Error::CudaSticky(_) => "cuda_sticky",
             Error::Timeout(_) => "timeout",
             Error::InvalidWeights { .. } => "invalid_weights",
+            Error::WeightsCorrupted(_) => "weights_corrupted",
+            Error::WeightsFileChanged(_) => "weights_file_changed",
         }
     }
 
@@ -216,6 +234,9 @@ impl Error {
             sys::VG_ERR_CUDA | sys::VG_ERR_OUT_OF_MEMORY => Error::Cuda(message),
             sys::VG_ERR_CUDA_STICKY => Error::CudaSticky(message),
             sys::VG_ERR_TIMEOUT => Error::Timeout(message),
+            sys::VG_ERR_IO => Error::Io(message),
+            sys::VG_ERR_FILE_CHANGED => Error::WeightsFileChanged(message),
+            sys::VG_ERR_WEIGHTS_CORRUPTED => Error::WeightsCorrupted(message),
             _ => Error::Internal(format!("status {status}: {message}")),
         }
     }

@@ -41,13 +41,15 @@ fn one_of_each() -> Vec<Error> {
             tensor: Some("layer.0.weight".into()),
             reason: "starts at data offset 2, not a multiple of F32's 4-byte size".into(),
         },
+        Error::WeightsCorrupted("the weights on the device differ from the bytes read".into()),
+        Error::WeightsFileChanged("weights file \"e1.safetensors\" changed while it was loaded".into()),
     ]
 }
 
 #[test]
 fn codes_are_unique_and_numbered_in_order() {
     let codes: Vec<&str> = one_of_each().iter().map(Error::code).collect();
-    let expected: Vec<String> = (1..=20).map(|n| format!("VRAM-E{n:03}")).collect();
+    let expected: Vec<String> = (1..=22).map(|n| format!("VRAM-E{n:03}")).collect();
     assert_eq!(codes, expected);
 }
 

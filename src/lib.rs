@@ -41,6 +41,7 @@ mod error;
 pub mod events;
 pub mod format;
 pub mod health;
+pub mod loader;
 pub mod monitor;
 pub mod nvml;
 mod out_of_memory;

@@ -164,6 +164,15 @@ pub struct FileIdentity {
 }
 
 impl FileIdentity {
+    /// The modification time as nanoseconds since the Unix epoch (negative before it), as
+    /// `st_mtim` says it.
+    pub fn mtime_ns(&self) -> i64 {
+        match self.mtime.duration_since(SystemTime::UNIX_EPOCH) {
+            Ok(after) => i64::try_from(after.as_nanos()).unwrap_or(i64::MAX),
+            Err(before) => -i64::try_from(before.duration().as_nanos()).unwrap_or(i64::MAX),
+        }
+    }
+
     fn of(metadata: &std::fs::Metadata) -> FileIdentity {
         FileIdentity {
             dev: metadata.dev(),

@@ -77,8 +77,8 @@ fn healthy() -> HealthReport {
             pressure_level: 1,
         }),
         slots: vec![
-            SlotReport { name: "E1".into(), size_bytes: 2_000_000, pinned: true, users: 0, idle_secs: 3.0 },
-            SlotReport { name: "E2".into(), size_bytes: 1_000_000, pinned: false, users: 1, idle_secs: 0.0 },
+            SlotReport { name: "E1".into(), size_bytes: 2_000_000, pinned: true, users: 0, idle_secs: 3.0, weights: None },
+            SlotReport { name: "E2".into(), size_bytes: 1_000_000, pinned: false, users: 1, idle_secs: 0.0, weights: None },
         ],
         expected_slots: 2,
         counters: HealthCounters { checks_passed: 41, checks_violated: 2, checks_failed: 1, evictions: 3, ooms: 4 },

@@ -346,6 +346,9 @@ vg_status vg_loader_create(int32_t device, const vg_loader_options* options,
                            vg_loader** out_loader);
 vg_status vg_loader_destroy(vg_loader* loader);
 vg_status vg_loader_info_get(const vg_loader* loader, vg_loader_info* out_info);
+/* How far the running load is, from any thread: bytes read and queued for copying, of the bytes
+ * it copies in all (both 0 before the first load; after a load, what it reached). */
+vg_status vg_loader_progress(const vg_loader* loader, uint64_t* out_done, uint64_t* out_total);
 /* Zeroes the first image_bytes bytes of dst, copies every copy into place, and checks the device
  * checksum of those bytes against the host hash of the bytes read (flags VG_LOAD_VERIFY) or
  * against *expected (VG_LOAD_EXPECTED; expected may be NULL otherwise); flags 0 compares nothing.

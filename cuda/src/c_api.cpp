@@ -632,6 +632,17 @@ vg_status vg_loader_info_get(const vg_loader* loader, vg_loader_info* out_info) 
   });
 }
 
+vg_status vg_loader_progress(const vg_loader* loader, uint64_t* out_done, uint64_t* out_total) {
+  return guarded(__func__, [&] {
+    require(loader, "loader");
+    require(out_done, "out_done");
+    require(out_total, "out_total");
+    const vramguard::LoadProgress progress = loader->loader.progress();
+    *out_done = progress.done;
+    *out_total = progress.total;
+  });
+}
+
 vg_status vg_load_weights(vg_loader* loader, vg_tracker* tracker, void* dst, uint64_t image_bytes,
                           const vg_weights_file* files, uint64_t file_count,
                           const vg_weights_copy* copies, uint64_t copy_count, uint32_t flags,

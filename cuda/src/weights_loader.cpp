@@ -266,10 +266,12 @@ struct WeightsLoader::Impl {
   int device;
   unsigned readers;
   std::size_t chunk_bytes;
-  unsigned char* staging = nullptr;      // 2 * readers slots of chunk_bytes, pinned
-  std::vector<cudaStream_t> streams;     // one per reader, non-blocking
-  std::vector<cudaEvent_t> slot_copied;  // per slot: recorded after the copies out of it
-  std::mutex load_mutex;                 // one load at a time
+  unsigned char* staging = nullptr;              // 2 * readers slots of chunk_bytes, pinned
+  std::vector<cudaStream_t> streams;             // one per reader, non-blocking
+  std::vector<cudaEvent_t> slot_copied;          // per slot: recorded after the copies out of it
+  std::mutex load_mutex;                         // one load at a time
+  std::atomic<std::uint64_t> progress_done{0};   // bytes read and queued by the current load
+  std::atomic<std::uint64_t> progress_total{0};  // bytes the current (or last) load copies
 
   unsigned char* slot(unsigned reader, unsigned which) const {
     return staging + (std::size_t{reader} * 2 + which) * chunk_bytes;
@@ -349,6 +351,10 @@ void WeightsLoader::Impl::read_chunks(unsigned reader, LoadState& state) {
       }
       VG_CUDA_CHECK(cudaEventRecord(copied, streams[reader]));
       in_flight[turn] = true;
+      std::uint64_t queued = 0;
+      for (std::size_t p = chunk.first_piece; p < chunk.end_piece; ++p)
+        queued += state.plan.pieces[p].bytes;
+      progress_done.fetch_add(queued, std::memory_order_relaxed);
     }
     std::lock_guard<std::mutex> lock(state.mutex);
     state.lanes.lane0 += lanes.lane0;
@@ -410,6 +416,10 @@ WeightsLoader::~WeightsLoader() noexcept {
 int WeightsLoader::device() const noexcept { return impl_->device; }
 unsigned WeightsLoader::readers() const noexcept { return impl_->readers; }
 std::size_t WeightsLoader::chunk_bytes() const noexcept { return impl_->chunk_bytes; }
+LoadProgress WeightsLoader::progress() const noexcept {
+  return LoadProgress{impl_->progress_done.load(std::memory_order_relaxed),
+                      impl_->progress_total.load(std::memory_order_relaxed)};
+}
 std::size_t WeightsLoader::staging_bytes() const noexcept {
   return impl_->chunk_bytes * 2 * impl_->readers;
 }
@@ -421,6 +431,8 @@ LoadResult WeightsLoader::load(const LoadRequest& request) {
   const Plan plan = make_plan(request, impl_->chunk_bytes);
 
   std::lock_guard<std::mutex> one_load(impl_->load_mutex);
+  impl_->progress_done.store(0, std::memory_order_relaxed);
+  impl_->progress_total.store(plan.bytes_copied, std::memory_order_relaxed);
   std::vector<std::unique_ptr<FileDescriptor>> files;
   for (const WeightsFileSpec& spec : request.files) {
     files.push_back(std::make_unique<FileDescriptor>(spec));

@@ -25,6 +25,9 @@ enum Command {
     /// Load a workload of model slots, check residency periodically, and serve /health,
     /// /health/live, /health/ready and /metrics until Ctrl-C.
     Serve(cli::serve::ServeArgs),
+    /// Load safetensors files into a fresh model slot, verify them on the device, print the
+    /// tensor count, bytes, seconds and GB/s, and exit.
+    Load(cli::load::LoadArgs),
 }
 
 fn main() -> ExitCode {
@@ -38,6 +41,17 @@ fn main() -> ExitCode {
                 } else {
                     ExitCode::FAILURE
                 }
+            }
+            Err(error) => fail(&error),
+        },
+        Command::Load(load) => match cli::load::run(&load) {
+            Ok(summary) => {
+                if load.json {
+                    println!("{}", serde_json::to_string(&summary).unwrap_or_default());
+                } else {
+                    print!("{}", summary.to_text());
+                }
+                ExitCode::SUCCESS
             }
             Err(error) => fail(&error),
         },

@@ -1,5 +1,6 @@
 //! The operator commands behind the `vramguard` binary.
 pub mod check;
+pub mod load;
 pub mod serve;
 mod units;
 

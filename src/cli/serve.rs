@@ -35,7 +35,7 @@ pub struct ServeArgs {
     /// Budget of the model slots, e.g. 8GiB (default: seed 000's preset, 8 GiB).
     #[arg(long, value_parser = parse_bytes)]
     pub budget: Option<u64>,
-    /// TOML file of [[slot]] entries (name, bytes, purpose, pinned); default: seed 000's preset,
+    /// TOML file of [[slot]] entries (name, bytes or files, purpose, pinned); default: seed 000's preset,
     /// the 13 embedders.
     #[arg(long)]
     pub workload: Option<PathBuf>,

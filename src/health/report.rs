@@ -68,6 +68,25 @@ pub struct SlotReport {
     pub pinned: bool,
     pub users: usize,
     pub idle_secs: f64,
+    /// For a slot loaded from weights files: which, and how the load went.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weights: Option<SlotWeightsReport>,
+}
+
+/// The weights files of a slot and its load (W1).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SlotWeightsReport {
+    pub files: Vec<String>,
+    pub tensors: usize,
+    /// Tensor bytes loaded (without padding).
+    pub bytes: u64,
+    pub load_seconds: f64,
+    /// Tensor bytes per second of the load, 10^9 bytes.
+    pub load_gb_per_s: f64,
+    /// Whether the device's bytes were compared with the bytes read (or a known checksum).
+    pub verified: bool,
+    /// The integrity reference the periodic check compares with.
+    pub checksum: String,
 }
 
 /// Counters since the service started.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::slots::{ModelSlotManager, SlotKey};
 
-use super::report::{BudgetReport, SlotReport, ViolationReport};
+use super::report::{BudgetReport, SlotReport, SlotWeightsReport, ViolationReport};
 
 pub trait SlotView: Send + Sync {
     fn budget_report(&self) -> BudgetReport;
@@ -44,6 +44,15 @@ impl<K: SlotKey> SlotView for ModelSlotManager<K> {
                 pinned: s.pinned,
                 users: s.users,
                 idle_secs: now.saturating_sub(s.last_accessed).as_secs_f64(),
+                weights: s.weights.as_deref().map(|w| SlotWeightsReport {
+                    files: w.files.iter().map(|f| f.display().to_string()).collect(),
+                    tensors: w.tensors.len(),
+                    bytes: w.report.bytes,
+                    load_seconds: w.report.duration.as_secs_f64(),
+                    load_gb_per_s: w.report.gb_per_second(),
+                    verified: w.report.verified,
+                    checksum: w.report.checksum.to_string(),
+                }),
             })
             .collect()
     }

@@ -10,7 +10,8 @@ use crate::error::Result;
 use crate::health::{HealthConfig, HealthHandle, HealthMonitor};
 use crate::purpose::{AllocationKind, Purpose};
 use crate::server::{HealthServer, ServerConfig};
-use crate::slots::{presets, DeviceBacking, ModelSlotManager, SlotConfig};
+use crate::slots::{presets, DeviceBacking, ModelSlotManager, SlotConfig, WeightsLoadOptions};
+use crate::weights::{WeightLimits, WeightsSet};
 use crate::tracker::Tracker;
 
 use super::workload::Workload;
@@ -74,7 +75,13 @@ impl Service {
         });
         let mut buffers = Vec::new();
         for slot in &config.workload.slots {
-            if slot.purpose == Purpose::ModelWeights {
+            if !slot.files.is_empty() {
+                // The workload must fit as a whole: a later slot never evicts an earlier one.
+                let set = WeightsSet::open_all(&slot.files, &WeightLimits::default())?;
+                let options = WeightsLoadOptions { evict: false, ..WeightsLoadOptions::default() };
+                slots.load_weights_set(slot.name.clone(), &set, options)?;
+                slots.pin(&slot.name, slot.pinned)?;
+            } else if slot.purpose == Purpose::ModelWeights {
                 slots.allocate_slot(slot.name.clone(), slot.bytes)?;
                 slots.pin(&slot.name, slot.pinned)?;
                 // Nothing is uploaded into a preset slot: its bytes as allocated are the reference.

@@ -1,28 +1,42 @@
 //! What `vramguard serve` loads: by default seed 000's preset (its 13 embedders at their sizes), or
-//! a TOML file naming slots, sizes, purposes and pins:
+//! a TOML file naming slots, sizes or weights files, purposes and pins:
 //!
 //! ```toml
 //! [[slot]]
 //! name = "encoder"
-//! bytes = 200_000_000
-//! purpose = "ModelWeights"   # default; other purposes are plain tracked buffers
+//! files = ["encoder-00001-of-00002.safetensors", "encoder-00002-of-00002.safetensors"]
 //! pinned = true              # default false; ModelWeights slots only
+//!
+//! [[slot]]
+//! name = "reserve"
+//! bytes = 200_000_000        # a slot of uninitialised memory instead of files
+//! purpose = "ModelWeights"   # default; other purposes are plain tracked buffers (bytes only)
 //! ```
 //!
-//! Names are 1 to 255 bytes without NUL; [`Workload::validate`] lists every rule.
-use std::path::Path;
+//! A slot with `files` is loaded from them and verified ([`ModelSlotManager::load_weights`]);
+//! relative paths are relative to the workload file's directory. Names are 1 to 255 bytes without
+//! NUL; [`Workload::validate`] lists every rule.
+//!
+//! [`ModelSlotManager::load_weights`]: crate::slots::ModelSlotManager::load_weights
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
 use crate::purpose::{AllocationKind, Purpose};
 use crate::slots::presets::{self, Preset};
+use crate::weights::{WeightLimits, WeightsSet};
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WorkloadSlot {
     pub name: String,
+    /// The size of a slot of uninitialised memory; 0 (not given) for a slot loaded from `files`.
+    #[serde(default)]
     pub bytes: u64,
+    /// Safetensors files whose tensors fill the slot; empty for a slot of `bytes`.
+    #[serde(default)]
+    pub files: Vec<PathBuf>,
     #[serde(default = "model_weights")]
     pub purpose: Purpose,
     #[serde(default)]
@@ -54,6 +68,7 @@ impl Workload {
             .map(|slot| WorkloadSlot {
                 name: slot.name.clone(),
                 bytes: slot.bytes,
+                files: Vec::new(),
                 purpose: Purpose::ModelWeights,
                 pinned: false,
             })
@@ -68,10 +83,22 @@ impl Workload {
         Ok(workload)
     }
 
+    /// Reads and validates a workload file; relative weights paths are taken from its directory.
     pub fn load(path: &Path) -> Result<Workload> {
         let text =
             std::fs::read_to_string(path).map_err(|e| Error::Io(format!("cannot read {}: {e}", path.display())))?;
-        Workload::parse(&text)
+        let mut workload: Workload =
+            toml::from_str(&text).map_err(|e| Error::InvalidArgument(format!("workload file: {e}")))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for slot in &mut workload.slots {
+            for file in &mut slot.files {
+                if file.is_relative() {
+                    *file = base.join(&*file);
+                }
+            }
+        }
+        workload.validate()?;
+        Ok(workload)
     }
 
     /// Everything that can be known wrong without a device, so that a workload is refused whole
@@ -79,14 +106,27 @@ impl Workload {
     /// (VRAM-E007) or is over 255 bytes (VRAM-E009: it names the slot's allocation, whose
     /// description the tracker caps at that length), given twice (VRAM-E007); a size of 0 or over
     /// 256 TiB (VRAM-E003); `pinned` on a slot that is not ModelWeights (VRAM-E007: only model
-    /// slots can be pinned, and a pin silently ignored would promise what is not done).
+    /// slots can be pinned, and a pin silently ignored would promise what is not done). A slot
+    /// with `files` has no `bytes` and is ModelWeights (VRAM-E007), and each of its files is
+    /// validated as a safetensors file (VRAM-E020, VRAM-E017), headers only.
     pub fn validate(&self) -> Result<()> {
         let mut names = std::collections::HashSet::new();
         for slot in &self.slots {
             validate_name(&slot.name)?;
-            // The name is the allocation's description: its length and the size are the core's
-            // to judge, asked without a device.
-            crate::tracker::check_allocation(slot.bytes, slot.purpose, AllocationKind::Device, &slot.name)?;
+            if slot.files.is_empty() {
+                // The name is the allocation's description: its length and the size are the
+                // core's to judge, asked without a device.
+                crate::tracker::check_allocation(slot.bytes, slot.purpose, AllocationKind::Device, &slot.name)?;
+            } else {
+                if slot.bytes != 0 || slot.purpose != Purpose::ModelWeights {
+                    return Err(Error::InvalidArgument(format!(
+                        "workload slot {:?} has files: its size comes from them (no bytes), and it holds ModelWeights",
+                        slot.name
+                    )));
+                }
+                crate::tracker::check_allocation(1, slot.purpose, AllocationKind::Device, &slot.name)?;
+                WeightsSet::open_all(&slot.files, &WeightLimits::default())?;
+            }
             if slot.pinned && slot.purpose != Purpose::ModelWeights {
                 return Err(Error::InvalidArgument(format!(
                     "workload slot {:?} is pinned but its purpose is {}; only ModelWeights slots can be pinned",
@@ -100,7 +140,8 @@ impl Workload {
         Ok(())
     }
 
-    /// Bytes of ModelWeights slots.
+    /// Bytes of ModelWeights slots given by size (slots loaded from files count 0 here: their
+    /// size is known once their files are opened).
     pub fn model_bytes(&self) -> u64 {
         self.slots
             .iter()

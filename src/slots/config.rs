@@ -3,9 +3,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::loader::LoaderConfig;
 use crate::pressure::PressureThresholds;
 use crate::purpose::AllocationKind;
 use crate::tracker::Tracker;
+use crate::weights::WeightLimits;
 
 use super::clock::{Clock, MonotonicClock};
 
@@ -44,6 +46,11 @@ pub struct SlotConfig {
     pub expected_slots: usize,
     pub clock: Arc<dyn Clock>,
     pub backing: Option<DeviceBacking>,
+    /// The weights loader made on the first [`load_weights`](super::ModelSlotManager::load_weights):
+    /// its pinned staging (256 MiB by default) and readers.
+    pub loader: LoaderConfig,
+    /// How much of a weights file's header is believed (see [`WeightLimits`]).
+    pub weight_limits: WeightLimits,
 }
 
 impl Default for SlotConfig {
@@ -57,6 +64,8 @@ impl Default for SlotConfig {
             expected_slots: 0,
             clock: Arc::new(MonotonicClock::default()),
             backing: None,
+            loader: LoaderConfig::default(),
+            weight_limits: WeightLimits::default(),
         }
     }
 }

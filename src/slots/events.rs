@@ -46,6 +46,14 @@ impl<K> Default for LoadOutcome<K> {
     }
 }
 
+/// What a [`load_weights`](super::ModelSlotManager::load_weights) did: the fit it needed, and
+/// the slot's weights (tensor table, files, checksum, time).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WeightsLoaded<K> {
+    pub outcome: LoadOutcome<K>,
+    pub weights: std::sync::Arc<crate::loader::LoadedWeights>,
+}
+
 /// Counters since the manager was made.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct SlotStats {

@@ -7,6 +7,8 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use crate::budget::{Budget, Refusal};
+use crate::loader::{Verification, WeightsLoader};
+use crate::weights::WeightsSet;
 use crate::callbacks::Callbacks;
 use crate::error::{Error, LoadedModels, OomSource, Result};
 use crate::pressure::MemoryPressure;
@@ -14,10 +16,25 @@ use crate::purpose::Purpose;
 use crate::usage::Usage;
 
 use super::config::{DeviceBacking, SlotConfig};
-use super::events::{Eviction, EvictionReason, IntegrityViolation, LoadOutcome, SlotStats};
+use super::events::{Eviction, EvictionReason, IntegrityViolation, LoadOutcome, SlotStats, WeightsLoaded};
 use super::fit_plan;
 use super::presets;
 use super::slot::{device_checksum, ChecksumFn, Holds, ModelSlot, Reader, SlotKey, SlotMemory, SlotUse};
+
+/// How [`ModelSlotManager::load_weights_set`] loads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WeightsLoadOptions {
+    /// What the device's bytes are compared with (the host hash by default).
+    pub verification: Verification,
+    /// Evict idle slots by plan to make room (the default), or fail over the budget.
+    pub evict: bool,
+}
+
+impl Default for WeightsLoadOptions {
+    fn default() -> Self {
+        WeightsLoadOptions { verification: Verification::HostHash, evict: true }
+    }
+}
 
 struct State<K> {
     slots: HashMap<K, SlotEntry>,
@@ -42,6 +59,9 @@ struct Shared<K> {
     on_evict: Callbacks<Eviction<K>>,
     on_oom: Callbacks<Error>,
     counters: Counters,
+    /// Made by the first load of weights from files, kept for the manager's life (its pinned
+    /// staging is allocated once).
+    loader: Mutex<Option<Arc<WeightsLoader>>>,
 }
 
 /// Named model slots within a budget. Cloning shares the manager.
@@ -112,6 +132,7 @@ impl<K: SlotKey> ModelSlotManager<K> {
                 on_evict: Callbacks::new(),
                 on_oom: Callbacks::new(),
                 counters: Counters::default(),
+                loader: Mutex::new(None),
             }),
         }
     }
@@ -119,7 +140,7 @@ impl<K: SlotKey> ModelSlotManager<K> {
     /// Allocates a slot of `size_bytes` if it fits the budget, evicting nothing. Over budget it
     /// fails with [`Error::OutOfMemory`] and changes nothing.
     pub fn allocate_slot(&self, key: K, size_bytes: u64) -> Result<()> {
-        let result = self.try_load_once(&key, size_bytes);
+        let result = self.try_load_once(&key, size_bytes).map(drop);
         if let Err(error) = &result {
             self.note_failure(error);
         }
@@ -131,14 +152,92 @@ impl<K: SlotKey> ModelSlotManager<K> {
     /// evicting when the device itself is out of memory (ERR4). When no plan can make room, it fails
     /// at once and evicts nothing.
     pub fn load_slot(&self, key: K, size_bytes: u64) -> Result<LoadOutcome<K>> {
-        let result = self.load_with_eviction(&key, size_bytes);
+        let result = self.load_with_eviction(&key, size_bytes).map(|(outcome, _in_use)| outcome);
         if let Err(error) = &result {
             self.note_failure(error);
         }
         result
     }
 
-    fn load_with_eviction(&self, key: &K, size_bytes: u64) -> Result<LoadOutcome<K>> {
+    /// W1: loads model weights from safetensors files into a new slot `key`, verified. Every
+    /// file is validated first ([`WeightsSet::open_all`], with the config's `weight_limits`; a bad
+    /// file is `VRAM-E020` before the device is touched), then the slot is fitted as
+    /// [`load_slot`](Self::load_slot) fits one (evicting idle slots by plan; a load that cannot fit
+    /// fails at once and evicts nothing), sized to hold every tensor at a 256-byte aligned offset,
+    /// filled by the manager's [`WeightsLoader`] and verified (see [`Verification::HostHash`]).
+    /// The verified checksum becomes the slot's integrity reference; the tensor table is the
+    /// slot's ([`SlotUse::weights`], [`ModelSlot::weights`]).
+    ///
+    /// On any failure after the fit — a file that changed (`VRAM-E022`) or cannot be read
+    /// (`VRAM-E017`), corruption (`VRAM-E021`), a CUDA error — the slot is removed and its memory
+    /// and budget given back; slots evicted to make room stay evicted. A manager without device
+    /// memory (bookkeeping only) refuses with `VRAM-E007`.
+    pub fn load_weights<P: AsRef<std::path::Path>>(&self, key: K, files: &[P]) -> Result<WeightsLoaded<K>> {
+        let set = WeightsSet::open_all(files, &self.shared.config.weight_limits)?;
+        self.load_weights_set(key, &set, WeightsLoadOptions::default())
+    }
+
+    /// [`load_weights`](Self::load_weights) for files already validated, verified as
+    /// `options.verification` says (a checksum from an earlier load of the same files skips the
+    /// host hash); with `options.evict` false, a load over the budget fails as
+    /// [`allocate_slot`](Self::allocate_slot) does instead of evicting.
+    pub fn load_weights_set(&self, key: K, set: &WeightsSet, options: WeightsLoadOptions) -> Result<WeightsLoaded<K>> {
+        let result = self.load_weights_into_slot(&key, set, options);
+        if let Err(error) = &result {
+            self.note_failure(error);
+        }
+        result
+    }
+
+    fn load_weights_into_slot(&self, key: &K, set: &WeightsSet, options: WeightsLoadOptions) -> Result<WeightsLoaded<K>> {
+        let backing = self.shared.config.backing.as_ref().ok_or_else(|| {
+            Error::InvalidArgument("loading weights needs a manager whose slots own device memory (a DeviceBacking)".into())
+        })?;
+        let image_bytes = set.layout(crate::weights::SLOT_ALIGNMENT)?.total_bytes;
+        if image_bytes == 0 {
+            return Err(Error::InvalidSize(format!("slot {key}: the weights files hold no tensor bytes")));
+        }
+        let loader = self.loader_for(backing.tracker.device())?;
+        let (outcome, in_use) = if options.evict {
+            self.load_with_eviction(key, image_bytes)?
+        } else {
+            (LoadOutcome::default(), self.try_load_once(key, image_bytes)?)
+        };
+        let buffer = in_use.buffer().expect("a device-backed manager's slots have memory");
+        match loader.load(set, buffer, options.verification) {
+            Ok(weights) => {
+                let weights = Arc::new(weights);
+                in_use.set_loaded_weights(Arc::clone(&weights));
+                Ok(WeightsLoaded { outcome, weights })
+            }
+            Err(error) => {
+                drop(in_use);
+                self.deallocate_slot(key);
+                Err(error)
+            }
+        }
+    }
+
+    /// The manager's weights loader, made on first use.
+    fn loader_for(&self, device: u32) -> Result<Arc<WeightsLoader>> {
+        let mut loader = super::slot::lock(&self.shared.loader);
+        if let Some(loader) = loader.as_ref() {
+            return Ok(Arc::clone(loader));
+        }
+        let made = Arc::new(WeightsLoader::new(device, &self.shared.config.loader)?);
+        *loader = Some(Arc::clone(&made));
+        Ok(made)
+    }
+
+    /// The weights loader the first [`load_weights`](Self::load_weights) made (`None` before it):
+    /// its pinned staging, readers, and the progress of the load running now.
+    pub fn weights_loader(&self) -> Option<Arc<WeightsLoader>> {
+        super::slot::lock(&self.shared.loader).clone()
+    }
+
+    /// Loads with eviction and returns the new slot held in use, so that nothing can evict it
+    /// before its caller is done with it.
+    fn load_with_eviction(&self, key: &K, size_bytes: u64) -> Result<(LoadOutcome<K>, SlotUse<K>)> {
         self.check_new(key, size_bytes)?;
         let mut outcome = LoadOutcome::default();
         let mut budget_races = 0;
@@ -146,7 +245,7 @@ impl<K: SlotKey> ModelSlotManager<K> {
             let room = self.plan_room(size_bytes)?;
             outcome.evicted.extend(self.evict(&room, EvictionReason::Pressure));
             match self.try_load_once(key, size_bytes) {
-                Ok(()) => return Ok(outcome),
+                Ok(in_use) => return Ok((outcome, in_use)),
                 Err(Error::OutOfMemory(oom)) if oom.source == OomSource::Device => {
                     if outcome.oom_retries >= self.shared.config.max_oom_retries {
                         return Err(Error::OutOfMemory(oom));
@@ -173,8 +272,8 @@ impl<K: SlotKey> ModelSlotManager<K> {
     /// One attempt: reserve the budget, allocate device memory outside the lock, commit. The key
     /// stays in `loading` meanwhile, and leaves it however the attempt ends (see [`LoadingKey`]).
     /// The slot has no integrity reference yet: its memory holds no weights until its holder
-    /// uploads them and calls [`SlotUse::mark_loaded`].
-    fn try_load_once(&self, key: &K, size_bytes: u64) -> Result<()> {
+    /// uploads them and calls [`SlotUse::mark_loaded`]. The new slot is returned held in use.
+    fn try_load_once(&self, key: &K, size_bytes: u64) -> Result<SlotUse<K>> {
         let (charge, loading) = {
             let mut state = self.state();
             check_new_in(&state, key, size_bytes)?;
@@ -210,8 +309,9 @@ impl<K: SlotKey> ModelSlotManager<K> {
             pinned: false,
             memory: Arc::new(SlotMemory::new(buffer, charge)),
         };
+        let in_use = SlotUse::new(key.clone(), size_bytes, &entry.memory, &self.shared.holds);
         state.slots.insert(key.clone(), entry);
-        Ok(())
+        Ok(in_use)
     }
 
     /// Removes a slot and returns its size (0 when there is none). Its memory is freed now (once
@@ -591,6 +691,7 @@ impl SlotEntry {
             pinned: self.pinned,
             users: self.users(),
             on_device: self.memory.on_device(),
+            weights: self.memory.weights().cloned(),
         }
     }
 }

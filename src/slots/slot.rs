@@ -11,7 +11,7 @@ use std::ffi::c_void;
 use std::fmt::{Debug, Display};
 use std::hash::Hash;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -20,6 +20,7 @@ use crate::budget::BudgetCharge;
 use crate::buffer::DeviceBuffer;
 use crate::checksum::{Checksum, DEFAULT_CHECKSUM_DEADLINE};
 use crate::error::{check, Result};
+use crate::loader::LoadedWeights;
 use crate::sys;
 
 /// What names a slot: an [`Embedder`](super::Embedder), a `String`, or any such key.
@@ -41,6 +42,10 @@ pub struct ModelSlot<K> {
     pub users: usize,
     /// Whether real device memory backs the slot.
     pub on_device: bool,
+    /// The slot's weights, once loaded from files by
+    /// [`load_weights`](super::ModelSlotManager::load_weights): files, tensor table, load report.
+    #[serde(skip)]
+    pub weights: Option<Arc<LoadedWeights>>,
 }
 
 /// Locks, ignoring poison: every value guarded here is consistent between statements.
@@ -77,6 +82,8 @@ pub(crate) struct SlotMemory {
     retired: AtomicBool,
     /// No reference until a holder declares the bytes loaded ([`SlotUse::mark_loaded`]).
     reference: Mutex<Reference>,
+    /// Set once, when weights loaded from files are verified in this memory.
+    weights: OnceLock<Arc<LoadedWeights>>,
 }
 
 impl SlotMemory {
@@ -87,7 +94,13 @@ impl SlotMemory {
             users: AtomicUsize::new(0),
             retired: AtomicBool::new(false),
             reference: Mutex::new(Reference::default()),
+            weights: OnceLock::new(),
         }
+    }
+
+    /// The weights loaded from files into this memory, once verified.
+    pub(crate) fn weights(&self) -> Option<&Arc<LoadedWeights>> {
+        self.weights.get()
     }
 
     /// Live [`SlotUse`] guards: the explicit count, never the `Arc`'s strong count (which also
@@ -305,6 +318,21 @@ impl<K> SlotUse<K> {
                 Ok(Some(sum))
             }
         }
+    }
+
+    /// Declares weights loaded from files into this memory: their verified checksum becomes the
+    /// integrity reference, their tensor table the slot's. Once per memory: the loader fills a
+    /// fresh slot only.
+    pub(crate) fn set_loaded_weights(&self, weights: Arc<LoadedWeights>) {
+        let memory = self.memory();
+        memory.set_reference(weights.report.checksum);
+        let _ = memory.weights.set(weights);
+    }
+
+    /// The weights loaded from files into the slot ([`load_weights`](super::ModelSlotManager::load_weights)):
+    /// files, tensor table with device addresses, load report. `None` for a slot filled otherwise.
+    pub fn weights(&self) -> Option<&LoadedWeights> {
+        self.memory().weights().map(|w| &**w)
     }
 
     /// Which slot memory this guard holds (the unit tests' fake device keys its contents by it).

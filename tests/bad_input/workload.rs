@@ -174,7 +174,7 @@ fn a_pin_on_a_slot_that_is_not_model_weights_is_e007() {
 }
 
 fn workload_slot(name: &str, purpose: Purpose, pinned: bool) -> WorkloadSlot {
-    WorkloadSlot { name: name.to_string(), bytes: 1, purpose, pinned }
+    WorkloadSlot { name: name.to_string(), bytes: 1, files: Vec::new(), purpose, pinned }
 }
 
 /// A workload built in code is refused by `validate`, and by `Service::start` before the device

@@ -81,6 +81,13 @@ struct LoadResult {
   double seconds = 0;              // from the call to the verified image
 };
 
+// How far the current load is: bytes read and queued for copying, of the total to copy. Both 0
+// before the first load; after a load, what it reached.
+struct LoadProgress {
+  std::uint64_t done = 0;
+  std::uint64_t total = 0;
+};
+
 class WeightsLoader {
  public:
   // Allocates the pinned staging memory and the readers' streams and events on `device`. Throws
@@ -95,6 +102,8 @@ class WeightsLoader {
   unsigned readers() const noexcept;
   std::size_t chunk_bytes() const noexcept;    // one staging slot
   std::size_t staging_bytes() const noexcept;  // all slots: 2 * readers * chunk_bytes
+  // Readable from any thread while a load runs (for a progress bar).
+  LoadProgress progress() const noexcept;
 
   // Fills the image as described above and returns once it is verified (or has failed). One load
   // at a time per loader: concurrent calls wait. On any failure the image holds undefined bytes

@@ -1,0 +1,300 @@
+//! Uploading validated weights into device memory (W1, I1): the Rust face of the core's weights
+//! loader (`cuda/include/vramguard/weights_loader.hpp`).
+//!
+//! A [`WeightsLoader`] holds pinned staging memory (256 MiB by default, allocated once) and one
+//! CUDA stream per reader thread. [`WeightsLoader::load`] places every tensor of a
+//! [`WeightsSet`] in one device allocation at 256-byte aligned offsets
+//! ([`WeightsSet::layout`]), zeroes the padding, reads the files in parallel into staging,
+//! hashes each chunk on the host while it is in cache, copies it asynchronously, and finally
+//! compares the device checksum of the whole image with the host hash: a mismatch is
+//! [`Error::WeightsCorrupted`] (`VRAM-E021`). The verified checksum is what the slot's periodic
+//! integrity check compares against afterwards.
+//!
+//! Most callers never make a loader: [`ModelSlotManager::load_weights`](crate::slots::ModelSlotManager::load_weights)
+//! makes one per manager on first use, fits, allocates and loads a slot in one call.
+use std::path::PathBuf;
+use std::ptr::NonNull;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::buffer::DeviceBuffer;
+use crate::checksum::Checksum;
+use crate::error::{check, Error, Result};
+use crate::sys;
+use crate::weights::{Dtype, WeightsSet, SLOT_ALIGNMENT};
+
+/// How a loader is built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoaderConfig {
+    /// Pinned host memory for staging, all readers together (256 MiB by default). Each reader
+    /// has two slots of `staging_bytes / (2 × readers)` bytes, rounded down to whole MiB.
+    pub staging_bytes: u64,
+    /// Reader threads; 0 (the default): one per hardware thread, at most 16.
+    pub readers: u32,
+}
+
+/// 256 MiB: the default pinned staging of one loader.
+pub const DEFAULT_STAGING_BYTES: u64 = 256 << 20;
+
+impl Default for LoaderConfig {
+    fn default() -> Self {
+        LoaderConfig { staging_bytes: DEFAULT_STAGING_BYTES, readers: 0 }
+    }
+}
+
+/// What a load compares the device's bytes with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Verification {
+    /// Hash the bytes read on the host, compare with the device checksum (the default).
+    #[default]
+    HostHash,
+    /// Compare with a checksum known for these files (a previous verified load of the same file
+    /// identities): no host hashing.
+    Expected(Checksum),
+    /// Compare nothing; the device checksum still becomes the integrity reference.
+    Unverified,
+    /// Tests only: hash on the host, then corrupt one byte in staging before it is copied.
+    #[doc(hidden)]
+    HostHashCorruptingStagingForTests,
+}
+
+/// One tensor of a loaded slot: where it lives on the device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SlotTensor {
+    /// The name from the file (untrusted text: print it with [`crate::weights::shown_name`]).
+    pub name: String,
+    #[serde(serialize_with = "serialize_dtype")]
+    pub dtype: Dtype,
+    pub shape: Vec<u64>,
+    /// Offset in the slot's allocation (a multiple of 256).
+    pub offset: u64,
+    pub bytes: u64,
+    /// Device address of the first byte (`slot base + offset`).
+    pub device_ptr: u64,
+    /// Index of the file it came from, into [`LoadedWeights::files`].
+    pub file: usize,
+}
+
+fn serialize_dtype<S: serde::Serializer>(dtype: &Dtype, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+    serializer.collect_str(&format_args!("{dtype:?}"))
+}
+
+/// What one load did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct LoadReport {
+    /// The device checksum of the slot's image: its integrity reference.
+    pub checksum: Checksum,
+    /// Whether the checksum was compared with the host hash or an expected value.
+    pub verified: bool,
+    /// Tensor bytes copied (without padding).
+    pub bytes: u64,
+    /// The slot's image: tensors and padding.
+    pub image_bytes: u64,
+    #[serde(serialize_with = "serialize_secs")]
+    pub duration: Duration,
+}
+
+fn serialize_secs<S: serde::Serializer>(d: &Duration, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+    serializer.serialize_f64(d.as_secs_f64())
+}
+
+impl LoadReport {
+    /// Tensor bytes per second of the whole load, in GB/s (10^9 bytes).
+    pub fn gb_per_second(&self) -> f64 {
+        let secs = self.duration.as_secs_f64();
+        if secs > 0.0 {
+            self.bytes as f64 / secs / 1e9
+        } else {
+            0.0
+        }
+    }
+}
+
+/// A slot's weights once loaded: its files, its tensor table and how the load went.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LoadedWeights {
+    pub files: Vec<PathBuf>,
+    pub tensors: Vec<SlotTensor>,
+    pub report: LoadReport,
+}
+
+impl LoadedWeights {
+    /// The tensor called `name`, if the slot has it.
+    pub fn tensor(&self, name: &str) -> Option<&SlotTensor> {
+        self.tensors.iter().find(|t| t.name == name)
+    }
+}
+
+/// Pinned staging and reader streams for uploading weights to one device. Thread-safe; loads
+/// through one loader run one at a time.
+#[derive(Debug)]
+pub struct WeightsLoader {
+    raw: NonNull<sys::vg_loader>,
+    info: sys::vg_loader_info,
+}
+
+// SAFETY: the core's loader is thread-safe (a mutex serialises loads; progress is atomic), and
+// the handle is freed once, by Drop.
+unsafe impl Send for WeightsLoader {}
+unsafe impl Sync for WeightsLoader {}
+
+impl WeightsLoader {
+    /// Allocates the staging memory and streams on `device`. `VRAM-E003` for less than 1 MiB per
+    /// staging slot or over 64 readers; `VRAM-E001` without a GPU; `VRAM-E011` when the host
+    /// cannot pin the memory.
+    pub fn new(device: u32, config: &LoaderConfig) -> Result<WeightsLoader> {
+        if config.staging_bytes == 0 {
+            return Err(Error::InvalidSize("a loader's staging of 0 bytes".into()));
+        }
+        let options = sys::vg_loader_options { staging_bytes: config.staging_bytes, readers: config.readers };
+        let device = i32::try_from(device).map_err(|_| Error::InvalidDevice(format!("device {device}")))?;
+        let mut raw = std::ptr::null_mut();
+        // SAFETY: valid options and out-pointer.
+        check(unsafe { sys::vg_loader_create(device, &options, &mut raw) })?;
+        let raw = NonNull::new(raw).ok_or_else(|| Error::Internal("vg_loader_create returned NULL".into()))?;
+        let mut info = sys::vg_loader_info::default();
+        // SAFETY: a live loader and a valid out-pointer.
+        check(unsafe { sys::vg_loader_info_get(raw.as_ptr(), &mut info) })?;
+        Ok(WeightsLoader { raw, info })
+    }
+
+    pub fn device(&self) -> u32 {
+        self.info.device as u32
+    }
+
+    pub fn readers(&self) -> u32 {
+        self.info.readers
+    }
+
+    /// One staging slot (each reader has two).
+    pub fn chunk_bytes(&self) -> u64 {
+        self.info.chunk_bytes
+    }
+
+    /// The pinned host memory the loader holds.
+    pub fn staging_bytes(&self) -> u64 {
+        self.info.staging_bytes
+    }
+
+    /// Bytes read and queued by the running load, of its total (for a progress bar; any thread).
+    pub fn progress(&self) -> (u64, u64) {
+        let (mut done, mut total) = (0, 0);
+        // SAFETY: a live loader and valid out-pointers.
+        let status = unsafe { sys::vg_loader_progress(self.raw.as_ptr(), &mut done, &mut total) };
+        if status == sys::VG_OK {
+            (done, total)
+        } else {
+            (0, 0)
+        }
+    }
+
+    /// Loads every tensor of `set` into `buffer` (which must be on the loader's device and hold the
+    /// set's layout, [`WeightsSet::layout`] with [`SLOT_ALIGNMENT`]), verified as `verification`
+    /// says, and returns the slot's tensor table. Errors: `VRAM-E021` (corrupted on the way),
+    /// `VRAM-E022` (a file changed since it was validated), `VRAM-E017` (a file cannot be read),
+    /// `VRAM-E008` (the buffer is too small), `VRAM-E010` (another device). On error the
+    /// buffer's bytes are undefined; nothing of the load is still running.
+    pub fn load(&self, set: &WeightsSet, buffer: &DeviceBuffer, verification: Verification) -> Result<LoadedWeights> {
+        let layout = set.layout(SLOT_ALIGNMENT)?;
+        if layout.total_bytes == 0 {
+            return Err(Error::InvalidSize("the weights set has no tensor bytes to load".into()));
+        }
+        // Paths travel as C strings; a NUL inside one cannot name a file.
+        let paths = set
+            .files()
+            .iter()
+            .map(|f| {
+                std::ffi::CString::new(f.path().as_os_str().as_encoded_bytes()).map_err(|_| {
+                    Error::InvalidArgument(format!("weights path {:?} contains a NUL byte", f.path()))
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let files: Vec<sys::vg_weights_file> = set
+            .files()
+            .iter()
+            .zip(&paths)
+            .map(|(file, path)| {
+                let identity = file.identity();
+                sys::vg_weights_file {
+                    path: path.as_ptr(),
+                    size: identity.len,
+                    mtime_ns: identity.mtime_ns(),
+                    inode: identity.inode,
+                    dev: identity.dev,
+                }
+            })
+            .collect();
+        let copies: Vec<sys::vg_weights_copy> = layout
+            .tensors
+            .iter()
+            .map(|placed| sys::vg_weights_copy {
+                file: placed.file as u32,
+                file_offset: set.files()[placed.file].tensors()[placed.tensor].range.start,
+                bytes: placed.bytes,
+                device_offset: placed.offset,
+            })
+            .collect();
+        let (flags, expected) = match verification {
+            Verification::HostHash => (sys::VG_LOAD_VERIFY, None),
+            Verification::Expected(sum) => (sys::VG_LOAD_EXPECTED, Some(sys::vg_checksum { lo: sum.lo, hi: sum.hi })),
+            Verification::Unverified => (0, None),
+            Verification::HostHashCorruptingStagingForTests => {
+                (sys::VG_LOAD_VERIFY | sys::VG_LOAD_CORRUPT_FOR_TESTS, None)
+            }
+        };
+        let mut result = sys::vg_load_result::default();
+        // SAFETY: every pointer is valid for the call (paths outlive it, the arrays have the
+        // lengths passed), the buffer is a live tracked allocation of its tracker.
+        check(unsafe {
+            sys::vg_load_weights(
+                self.raw.as_ptr(),
+                buffer.tracker_raw(),
+                buffer.as_ptr(),
+                layout.total_bytes,
+                files.as_ptr(),
+                files.len() as u64,
+                copies.as_ptr(),
+                copies.len() as u64,
+                flags,
+                expected.as_ref().map_or(std::ptr::null(), |e| e as *const sys::vg_checksum),
+                &mut result,
+            )
+        })?;
+        let base = buffer.as_ptr() as u64;
+        let tensors = layout
+            .tensors
+            .iter()
+            .map(|placed| {
+                let info = &set.files()[placed.file].tensors()[placed.tensor];
+                SlotTensor {
+                    name: info.name.clone(),
+                    dtype: info.dtype,
+                    shape: info.shape.clone(),
+                    offset: placed.offset,
+                    bytes: placed.bytes,
+                    device_ptr: base + placed.offset,
+                    file: placed.file,
+                }
+            })
+            .collect();
+        Ok(LoadedWeights {
+            files: set.files().iter().map(|f| f.path().to_path_buf()).collect(),
+            tensors,
+            report: LoadReport {
+                checksum: Checksum::from(result.checksum),
+                verified: result.compared != 0,
+                bytes: result.bytes_copied,
+                image_bytes: layout.total_bytes,
+                duration: Duration::from_secs_f64(result.seconds.max(0.0)),
+            },
+        })
+    }
+}
+
+impl Drop for WeightsLoader {
+    fn drop(&mut self) {
+        // SAFETY: the handle is live and dropped once; the call never unwinds.
+        let _ = unsafe { sys::vg_loader_destroy(self.raw.as_ptr()) };
+    }
+}
