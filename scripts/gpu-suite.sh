@@ -42,15 +42,15 @@ for line in sys.stdin:
   case "$name" in readme | fuzz_regressions) continue ;; esac
   cp "$exe" "$stage/bin/rust_${kind}_${name}"
 done
-# The Rust GPU benchmark (run by gpu-suite/bench.sh, not by the test runner).
-cargo bench --bench gpu --no-run --message-format=json --quiet 2>/dev/null |
+# The Rust GPU benchmarks (run by gpu-suite/bench.sh, not by the test runner).
+cargo bench --bench gpu --bench weights_load --no-run --message-format=json --quiet 2>/dev/null |
   python3 -c '
 import json, sys
 for line in sys.stdin:
     m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "gpu":
-        print(m["executable"])
-' | while read -r exe; do cp "$exe" "$stage/bin/bench_gpu"; done
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] in ("gpu", "weights_load"):
+        print(m["target"]["name"], m["executable"])
+' | while read -r name exe; do cp "$exe" "$stage/bin/bench_$name"; done
 for bench in vramguard_bench vramguard_query_contention; do
   if [ -x "build-gpu/$bench" ]; then cp "build-gpu/$bench" "$stage/bin/$bench"; fi
 done

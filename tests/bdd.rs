@@ -7,6 +7,8 @@
 //! Scenarios run one at a time, because some compare the driver's free memory.
 #[path = "support/http_client.rs"]
 mod http_client;
+#[path = "support/model_files.rs"]
+mod model_files;
 mod steps;
 
 use std::path::PathBuf;

@@ -11,6 +11,8 @@ mod faults;
 mod gpu_gate;
 #[path = "support/http_client.rs"]
 mod http_client;
+#[path = "support/model_files.rs"]
+mod model_files;
 #[path = "gpu/monitor.rs"]
 mod monitor;
 #[path = "gpu/no_device.rs"]
@@ -23,6 +25,8 @@ mod process_vram;
 mod residency;
 #[path = "gpu/service.rs"]
 mod service;
+#[path = "gpu/weights.rs"]
+mod weights;
 
 use libtest_mimic::Arguments;
 
@@ -42,6 +46,7 @@ fn main() -> std::process::ExitCode {
     trials.extend(process_vram::trials());
     trials.extend(checksum::trials());
     trials.extend(faults::trials());
+    trials.extend(weights::trials());
 
     warm_up_unified_memory();
     let free_before = free_bytes_per_device();

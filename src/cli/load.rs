@@ -79,7 +79,8 @@ pub fn run(args: &LoadArgs) -> Result<LoadSummary> {
     });
     let verification = if args.unverified { Verification::Unverified } else { Verification::HostHash };
     let options = WeightsLoadOptions { verification, evict: false };
-    let loaded = with_progress(&slots, set.total_bytes(), || slots.load_weights_set("load".to_string(), &set, options))?;
+    let loaded =
+        with_progress(&slots, set.total_bytes(), || slots.load_weights_set("load".to_string(), &set, options))?;
     let report = loaded.weights.report;
     Ok(LoadSummary {
         files: args.files.iter().map(|f| f.display().to_string()).collect(),

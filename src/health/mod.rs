@@ -8,7 +8,7 @@ mod slot_view;
 pub use config::{HealthConfig, MAX_CHECK_INTERVAL, MIN_CHECK_INTERVAL};
 pub use monitor::{HealthHandle, HealthMonitor, ProcessVramProbe};
 pub use report::{
-    BudgetReport, DeviceReport, HealthCounters, HealthReport, HealthSource, HealthStatus, SlotReport, SlotWeightsReport,
-    ViolationReport,
+    BudgetReport, DeviceReport, HealthCounters, HealthReport, HealthSource, HealthStatus, SlotReport,
+    SlotWeightsReport, ViolationReport,
 };
 pub use slot_view::SlotView;

@@ -11,8 +11,8 @@ use crate::health::{HealthConfig, HealthHandle, HealthMonitor};
 use crate::purpose::{AllocationKind, Purpose};
 use crate::server::{HealthServer, ServerConfig};
 use crate::slots::{presets, DeviceBacking, ModelSlotManager, SlotConfig, WeightsLoadOptions};
-use crate::weights::{WeightLimits, WeightsSet};
 use crate::tracker::Tracker;
+use crate::weights::{WeightLimits, WeightsSet};
 
 use super::workload::Workload;
 

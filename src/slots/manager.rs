@@ -7,13 +7,13 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use crate::budget::{Budget, Refusal};
-use crate::loader::{Verification, WeightsLoader};
-use crate::weights::WeightsSet;
 use crate::callbacks::Callbacks;
 use crate::error::{Error, LoadedModels, OomSource, Result};
+use crate::loader::{Verification, WeightsLoader};
 use crate::pressure::MemoryPressure;
 use crate::purpose::Purpose;
 use crate::usage::Usage;
+use crate::weights::WeightsSet;
 
 use super::config::{DeviceBacking, SlotConfig};
 use super::events::{Eviction, EvictionReason, IntegrityViolation, LoadOutcome, SlotStats, WeightsLoaded};
@@ -189,9 +189,16 @@ impl<K: SlotKey> ModelSlotManager<K> {
         result
     }
 
-    fn load_weights_into_slot(&self, key: &K, set: &WeightsSet, options: WeightsLoadOptions) -> Result<WeightsLoaded<K>> {
+    fn load_weights_into_slot(
+        &self,
+        key: &K,
+        set: &WeightsSet,
+        options: WeightsLoadOptions,
+    ) -> Result<WeightsLoaded<K>> {
         let backing = self.shared.config.backing.as_ref().ok_or_else(|| {
-            Error::InvalidArgument("loading weights needs a manager whose slots own device memory (a DeviceBacking)".into())
+            Error::InvalidArgument(
+                "loading weights needs a manager whose slots own device memory (a DeviceBacking)".into(),
+            )
         })?;
         let image_bytes = set.layout(crate::weights::SLOT_ALIGNMENT)?.total_bytes;
         if image_bytes == 0 {

@@ -1,6 +1,10 @@
 //! Seed 001's worker: a tracker on GPU 0 that loads, reports and frees model weights.
 use cucumber::{given, then, when};
-use vramguard::{Purpose, PurposeSet};
+use vramguard::slots::{DeviceBacking, ModelSlotManager, SlotConfig};
+use vramguard::weights::Dtype;
+use vramguard::{AllocationKind, Purpose, PurposeSet};
+
+use crate::model_files::{bf16_layers, temp_dir, write_model, TensorSpec};
 
 use super::params::{PurposeName, Size};
 use super::world::{Memory, VramWorld};
@@ -21,14 +25,29 @@ fn worker_with_allocation(world: &mut VramWorld, size: Size) -> vramguard::Resul
     Ok(())
 }
 
+/// A real model: a safetensors file of exactly `size` bytes of tensors (bf16 matrices of 16 MiB
+/// when the size allows), loaded into a model slot and verified on the device.
 #[when(expr = "the worker loads a {size} model into VRAM")]
 fn load_model(world: &mut VramWorld, size: Size) -> vramguard::Result<()> {
-    let mut model = world.tracker().allocate(size.0, Purpose::ModelWeights, "model")?;
-    model.copy_from_host(0, &PATTERN)?;
-    let mut back = vec![0u8; PATTERN.len()];
-    model.copy_to_host(0, &mut back)?;
-    assert!(back == PATTERN, "the model's first bytes did not come back from the device");
-    world.hold("model", Memory::Plain(model));
+    const LAYER: u64 = 16 << 20;
+    let tensors = if size.0 % LAYER == 0 {
+        bf16_layers((size.0 / LAYER) as usize, 4096, 2048)
+    } else {
+        vec![TensorSpec::new("weights", Dtype::U8, &[size.0])]
+    };
+    let dir = temp_dir("bdd-model");
+    let path = dir.join("model.safetensors");
+    write_model(&path, &tensors, 1).map_err(|e| vramguard::Error::Io(e.to_string()))?;
+    let slots = ModelSlotManager::with_config(SlotConfig {
+        backing: Some(DeviceBacking { tracker: world.tracker().clone(), kind: AllocationKind::Device }),
+        ..SlotConfig::default()
+    });
+    let loaded = slots.load_weights("model".to_string(), &[&path])?;
+    let _ = std::fs::remove_dir_all(dir);
+    let report = loaded.weights.report;
+    assert!(report.verified && report.bytes == size.0, "{report:?}");
+    assert_eq!(loaded.weights.tensors.len(), tensors.len());
+    world.slots = Some(slots);
     Ok(())
 }
 
