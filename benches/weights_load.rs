@@ -267,8 +267,8 @@ fn main() {
         println!();
         println!("| readers | staging MiB | unverified GB/s | verified GB/s |");
         println!("|---|---|---|---|");
-        for readers in [2u32, 4, 8, 16, 32] {
-            for staging in [256u64 << 20, 512 << 20] {
+        for readers in [8u32, 12, 16, 24] {
+            for staging in [64u64 << 20, 128 << 20, 256 << 20] {
                 let slots = ModelSlotManager::with_config(SlotConfig {
                     backing: Some(DeviceBacking { tracker: tracker.clone(), kind: AllocationKind::Device }),
                     loader: LoaderConfig { staging_bytes: staging, readers },

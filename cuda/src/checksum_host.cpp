@@ -49,35 +49,41 @@ Checksum host_checksum(const void* data, std::size_t bytes) {
 
 namespace detail::checksum {
 
+namespace {
+
+// The full words' terms: the one loop of the host hash. Where the CPU has AVX-512, GCC turns it
+// into 64-bit multiplies eight lanes wide (measured on a Xeon core: 25 GB/s against 6.7 for the
+// scalar loop, 9.4 with AVX2); the clone is chosen when the program loads.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#endif
+void add_full_words(const unsigned char* p, std::uint64_t words, std::uint64_t first_word,
+                    std::uint64_t* lane0, std::uint64_t* lane1) {
+  std::uint64_t a = 0;
+  std::uint64_t b = 0;
+  for (std::uint64_t k = 0; k < words; ++k) {
+    const unsigned char* word = p + k * kWordBytes;
+    a += fmix64(load_le8(word) ^ key0(first_word + k));
+    b += fmix64(load_le8(word + 8) ^ key1(first_word + k));
+  }
+  *lane0 += a;
+  *lane1 += b;
+}
+
+}  // namespace
+
 void add_words(const unsigned char* p, std::uint64_t bytes, std::uint64_t first_word,
                Lanes& lanes) {
   const std::uint64_t full_words = bytes / kWordBytes;
-  // Two independent sums per lane: the multiplies of neighbouring words overlap.
-  std::uint64_t a0 = 0, a1 = 0, b0 = 0, b1 = 0;
-  std::uint64_t k = 0;
-  for (; k + 2 <= full_words; k += 2) {
-    const unsigned char* word = p + k * kWordBytes;
-    const std::uint64_t w = first_word + k;
-    a0 += fmix64(load_le8(word) ^ key0(w));
-    b0 += fmix64(load_le8(word + 8) ^ key1(w));
-    a1 += fmix64(load_le8(word + 16) ^ key0(w + 1));
-    b1 += fmix64(load_le8(word + 24) ^ key1(w + 1));
-  }
-  for (; k < full_words; ++k) {
-    const unsigned char* word = p + k * kWordBytes;
-    a0 += fmix64(load_le8(word) ^ key0(first_word + k));
-    b0 += fmix64(load_le8(word + 8) ^ key1(first_word + k));
-  }
+  add_full_words(p, full_words, first_word, &lanes.lane0, &lanes.lane1);
   const std::size_t tail = bytes % kWordBytes;
   if (tail > 0) {
     const unsigned char* word = p + full_words * kWordBytes;
     const std::uint64_t a = load_le(word, tail < 8 ? tail : 8);
     const std::uint64_t b = tail > 8 ? load_le(word + 8, tail - 8) : 0;
-    a0 += fmix64(a ^ key0(first_word + full_words));
-    b0 += fmix64(b ^ key1(first_word + full_words));
+    lanes.lane0 += fmix64(a ^ key0(first_word + full_words));
+    lanes.lane1 += fmix64(b ^ key1(first_word + full_words));
   }
-  lanes.lane0 += a0 + a1;
-  lanes.lane1 += b0 + b1;
 }
 
 void add_zero_words(std::uint64_t first_word, std::uint64_t count, Lanes& lanes) {

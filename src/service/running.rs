@@ -82,12 +82,12 @@ impl Service {
                 slots.load_weights_set(slot.name.clone(), &set, options)?;
                 slots.pin(&slot.name, slot.pinned)?;
             } else if slot.purpose == Purpose::ModelWeights {
-                slots.allocate_slot(slot.name.clone(), slot.bytes)?;
+                slots.allocate_slot(slot.name.clone(), slot.bytes.unwrap_or(0))?;
                 slots.pin(&slot.name, slot.pinned)?;
                 // Nothing is uploaded into a preset slot: its bytes as allocated are the reference.
                 slots.use_slot(&slot.name)?.mark_loaded()?;
             } else {
-                buffers.push(tracker.allocate(slot.bytes, slot.purpose, &slot.name)?);
+                buffers.push(tracker.allocate(slot.bytes.unwrap_or(0), slot.purpose, &slot.name)?);
             }
         }
         let health = Arc::new(HealthMonitor::new(tracker.clone(), config.health)?.with_slots(Arc::new(slots.clone())));

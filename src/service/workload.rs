@@ -31,9 +31,9 @@ use crate::weights::{WeightLimits, WeightsSet};
 #[serde(deny_unknown_fields)]
 pub struct WorkloadSlot {
     pub name: String,
-    /// The size of a slot of uninitialised memory; 0 (not given) for a slot loaded from `files`.
+    /// The size of a slot of uninitialised memory; `None` for a slot loaded from `files`.
     #[serde(default)]
-    pub bytes: u64,
+    pub bytes: Option<u64>,
     /// Safetensors files whose tensors fill the slot; empty for a slot of `bytes`.
     #[serde(default)]
     pub files: Vec<PathBuf>,
@@ -67,7 +67,7 @@ impl Workload {
             .iter()
             .map(|slot| WorkloadSlot {
                 name: slot.name.clone(),
-                bytes: slot.bytes,
+                bytes: Some(slot.bytes),
                 files: Vec::new(),
                 purpose: Purpose::ModelWeights,
                 pinned: false,
@@ -114,11 +114,14 @@ impl Workload {
         for slot in &self.slots {
             validate_name(&slot.name)?;
             if slot.files.is_empty() {
+                let bytes = slot.bytes.ok_or_else(|| {
+                    Error::InvalidArgument(format!("workload slot {:?} has neither bytes nor files", slot.name))
+                })?;
                 // The name is the allocation's description: its length and the size are the
                 // core's to judge, asked without a device.
-                crate::tracker::check_allocation(slot.bytes, slot.purpose, AllocationKind::Device, &slot.name)?;
+                crate::tracker::check_allocation(bytes, slot.purpose, AllocationKind::Device, &slot.name)?;
             } else {
-                if slot.bytes != 0 || slot.purpose != Purpose::ModelWeights {
+                if slot.bytes.is_some() || slot.purpose != Purpose::ModelWeights {
                     return Err(Error::InvalidArgument(format!(
                         "workload slot {:?} has files: its size comes from them (no bytes), and it holds ModelWeights",
                         slot.name
@@ -146,11 +149,11 @@ impl Workload {
         self.slots
             .iter()
             .filter(|s| s.purpose == Purpose::ModelWeights)
-            .fold(0u64, |sum, s| sum.saturating_add(s.bytes))
+            .fold(0u64, |sum, s| sum.saturating_add(s.bytes.unwrap_or(0)))
     }
 
     pub fn total_bytes(&self) -> u64 {
-        self.slots.iter().fold(0u64, |sum, s| sum.saturating_add(s.bytes))
+        self.slots.iter().fold(0u64, |sum, s| sum.saturating_add(s.bytes.unwrap_or(0)))
     }
 }
 

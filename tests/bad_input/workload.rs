@@ -174,7 +174,7 @@ fn a_pin_on_a_slot_that_is_not_model_weights_is_e007() {
 }
 
 fn workload_slot(name: &str, purpose: Purpose, pinned: bool) -> WorkloadSlot {
-    WorkloadSlot { name: name.to_string(), bytes: 1, files: Vec::new(), purpose, pinned }
+    WorkloadSlot { name: name.to_string(), bytes: Some(1), files: Vec::new(), purpose, pinned }
 }
 
 /// A workload built in code is refused by `validate`, and by `Service::start` before the device
@@ -196,4 +196,68 @@ fn a_workload_built_in_code_is_refused_before_the_device_is_opened() {
         let config = ServiceConfig { device: UNUSABLE_DEVICE, workload: workload.clone(), ..ServiceConfig::default() };
         assert_eq!(code(Service::start(config)), expected, "{workload:?}");
     }
+}
+
+/// A workload file in a fresh directory, beside the weights files the case writes.
+fn workload_dir(label: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("vramguard-workload-{label}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A valid one-tensor safetensors file (16 bytes of F32).
+fn weights_file(path: &std::path::Path) {
+    let header = br#"{"w":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]}}     "#;
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(header);
+    bytes.extend_from_slice(&[0u8; 16]);
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn a_slot_with_files_has_no_bytes_and_holds_model_weights() {
+    let dir = workload_dir("files-rules");
+    weights_file(&dir.join("m.safetensors"));
+    let cases = [
+        ("files = [\"m.safetensors\"]\nbytes = 16\n", "VRAM-E007"),
+        ("files = [\"m.safetensors\"]\npurpose = \"KVCache\"\n", "VRAM-E007"),
+        ("pinned = true\n", "VRAM-E007"), // neither bytes nor files
+        ("files = [\"missing.safetensors\"]\n", "VRAM-E017"),
+        ("files = [\"m.safetensors\", \"m.safetensors\"]\n", "VRAM-E020"), // the same names twice
+    ];
+    for (body, expected) in cases {
+        let path = dir.join("workload.toml");
+        std::fs::write(&path, slot(body)).unwrap();
+        assert_eq!(code(Workload::load(&path)), expected, "{body:?}");
+    }
+    // Relative paths are the workload file's directory's; a valid file is accepted without a GPU.
+    let path = dir.join("workload.toml");
+    std::fs::write(&path, slot("files = [\"m.safetensors\"]\npinned = true\n")).unwrap();
+    let workload = Workload::load(&path).expect("a valid workload of files");
+    assert_eq!(workload.slots[0].files, vec![dir.join("m.safetensors")]);
+    assert_eq!(workload.slots[0].bytes, None);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_bad_weights_file_in_a_workload_is_e020_before_the_device_is_opened() {
+    let dir = workload_dir("bad-file");
+    std::fs::write(dir.join("bad.safetensors"), b"\x10\0\0\0\0\0\0\0{\"a\": 1}").unwrap();
+    let path = dir.join("workload.toml");
+    std::fs::write(&path, slot("files = [\"bad.safetensors\"]\n")).unwrap();
+    assert_eq!(code(Workload::load(&path)), "VRAM-E020");
+    // Built in code, the same workload is refused by Service::start before it opens a device.
+    let workload = Workload {
+        slots: vec![WorkloadSlot {
+            name: "a".into(),
+            bytes: None,
+            files: vec![dir.join("bad.safetensors")],
+            purpose: Purpose::ModelWeights,
+            pinned: false,
+        }],
+    };
+    let config = ServiceConfig { device: UNUSABLE_DEVICE, workload, ..ServiceConfig::default() };
+    assert_eq!(code(Service::start(config)), "VRAM-E020");
+    let _ = std::fs::remove_dir_all(dir);
 }

@@ -13,6 +13,7 @@ pub fn trials() -> Vec<Trial> {
         without_gpu("no_device::verification_is_an_error", verification_is_an_error),
         without_gpu("no_device::serve_binary_exits_101", serve_binary_exits_101),
         without_gpu("no_device::check_binary_exits_101", check_binary_exits_101),
+        without_gpu("no_device::load_binary_checks_files_then_exits_101", load_binary_checks_files_then_exits_101),
     ]
 }
 
@@ -56,5 +57,35 @@ fn serve_binary_exits_101() -> Result<(), Failed> {
     let stderr = String::from_utf8_lossy(&output.stderr);
     ensure!(output.status.code() == Some(101), "exit {:?}: {stderr}", output.status.code());
     ensure!(stderr.contains("[VRAM-E001]"), "{stderr}");
+    Ok(())
+}
+
+/// `vramguard load` validates every file before it opens the device: a bad file is its own
+/// VRAM-E020 (exit 1) even without a GPU; a good one reaches the device and exits 101.
+fn load_binary_checks_files_then_exits_101() -> Result<(), Failed> {
+    let dir = crate::model_files::temp_dir("no-device-load");
+    let good = dir.join("good.safetensors");
+    let tensors = [crate::model_files::TensorSpec::new("w", vramguard::weights::Dtype::F32, &[4, 4])];
+    crate::model_files::write_model(&good, &tensors, 1)?;
+    let bad = dir.join("bad.safetensors");
+    std::fs::write(&bad, b"\x10\0\0\0\0\0\0\0{\"a\": 1}")?;
+    let load = |file: &std::path::Path| {
+        std::process::Command::new(crate::gpu_gate::vramguard_binary()).arg("load").arg(file).output()
+    };
+    let refused = load(&bad)?;
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    ensure!(
+        refused.status.code() == Some(1) && stderr.contains("[VRAM-E020]"),
+        "exit {:?}: {stderr}",
+        refused.status.code()
+    );
+    let no_gpu = load(&good)?;
+    let stderr = String::from_utf8_lossy(&no_gpu.stderr);
+    ensure!(
+        no_gpu.status.code() == Some(101) && stderr.contains("[VRAM-E001]"),
+        "exit {:?}: {stderr}",
+        no_gpu.status.code()
+    );
+    let _ = std::fs::remove_dir_all(dir);
     Ok(())
 }

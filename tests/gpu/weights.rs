@@ -40,6 +40,7 @@ pub fn trials() -> Vec<Trial> {
         gpu("weights::the_loaded_checksum_is_the_integrity_reference", the_loaded_checksum_is_the_integrity_reference),
         gpu("weights::serve_with_a_workload_of_files_reports_them_resident", serve_with_a_workload_of_files),
         gpu("weights::vramguard_load_prints_what_it_loaded", vramguard_load_prints_what_it_loaded),
+        gpu("weights::loaders_leave_no_device_memory_behind", loaders_leave_no_device_memory_behind),
     ]
 }
 
@@ -281,6 +282,38 @@ fn vramguard_load_prints_what_it_loaded() -> Result<(), Failed> {
     let bad = Command::new(vramguard_binary()).arg("load").arg(dir.join("bad.safetensors")).output()?;
     let stderr = String::from_utf8_lossy(&bad.stderr);
     ensure!(bad.status.code() == Some(1) && stderr.contains("VRAM-E020"), "{stderr}");
+    let _ = std::fs::remove_dir_all(dir);
+    Ok(())
+}
+
+/// A loader's first load costs the context some memory once (the driver's first asynchronous
+/// memset and copies from new threads); every later loader, load and drop leaves the driver's
+/// free memory where it was.
+fn loaders_leave_no_device_memory_behind() -> Result<(), Failed> {
+    let dir = temp_dir("weights-leak");
+    let device = Device::new(0)?;
+    let tracker = device.tracker()?;
+    let path = one_file(&dir, "m.safetensors", 8, 13)?;
+    let cycle = || -> Result<(), Failed> {
+        let slots = manager(&tracker, u64::MAX, LoaderConfig::default());
+        slots.load_weights("m".to_string(), &[&path])?;
+        Ok(())
+    };
+    let free = || device.memory_info().map(|m| m.free_bytes);
+    let start = free()?;
+    cycle()?;
+    let after_first = free()?;
+    for _ in 0..3 {
+        cycle()?;
+    }
+    let after_more = free()?;
+    println!(
+        "  [ vramguard ] loader cycles: first cost {} bytes of the context, three more {} bytes",
+        start as i64 - after_first as i64,
+        after_first as i64 - after_more as i64
+    );
+    ensure!(after_first.saturating_sub(after_more) <= 2 << 20, "loaders leak: {after_first} then {after_more}");
+    ensure!(tracker.total_bytes() == 0, "{} bytes still tracked", tracker.total_bytes());
     let _ = std::fs::remove_dir_all(dir);
     Ok(())
 }

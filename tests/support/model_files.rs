@@ -49,11 +49,15 @@ impl Bytes {
     }
 }
 
-/// Writes `tensors` to `path` with random data from `seed`; returns the file's length.
+/// Writes `tensors` to `path` with random data from `seed`; returns the file's length. As the
+/// reference writer does, tensors are laid out by decreasing element size (stable), so that each
+/// starts aligned to its dtype.
 pub fn write_model(path: &Path, tensors: &[TensorSpec], seed: u64) -> std::io::Result<u64> {
+    let mut ordered: Vec<&TensorSpec> = tensors.iter().collect();
+    ordered.sort_by_key(|t| std::cmp::Reverse(t.dtype.bitsize()));
     let mut header = serde_json::Map::new();
     let mut offset = 0u64;
-    for tensor in tensors {
+    for tensor in ordered {
         let end = offset + tensor.bytes();
         header.insert(
             tensor.name.clone(),
