@@ -1,7 +1,7 @@
 //! Uploading validated weights into device memory (W1, I1): the Rust face of the core's weights
 //! loader (`cuda/include/vramguard/weights_loader.hpp`).
 //!
-//! A [`WeightsLoader`] holds pinned staging memory (256 MiB by default, allocated once) and one
+//! A [`WeightsLoader`] holds pinned staging memory (128 MiB by default, allocated once) and one
 //! CUDA stream per reader thread. [`WeightsLoader::load`] places every tensor of a
 //! [`WeightsSet`] in one device allocation at 256-byte aligned offsets
 //! ([`WeightsSet::layout`]), zeroes the padding, reads the files in parallel into staging,
@@ -27,15 +27,16 @@ use crate::weights::{Dtype, WeightsSet, SLOT_ALIGNMENT};
 /// How a loader is built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LoaderConfig {
-    /// Pinned host memory for staging, all readers together (256 MiB by default). Each reader
-    /// has two slots of `staging_bytes / (2 × readers)` bytes, rounded down to whole MiB.
+    /// Pinned host memory for staging, all readers together (128 MiB by default: with 16 readers,
+    /// two 4 MiB slots each, as fast as any larger staging on the H200, BENCHMARKS.md). Each
+    /// reader has two slots of `staging_bytes / (2 × readers)` bytes, rounded down to whole MiB.
     pub staging_bytes: u64,
     /// Reader threads; 0 (the default): one per hardware thread, at most 16.
     pub readers: u32,
 }
 
-/// 256 MiB: the default pinned staging of one loader.
-pub const DEFAULT_STAGING_BYTES: u64 = 256 << 20;
+/// 128 MiB: the default pinned staging of one loader.
+pub const DEFAULT_STAGING_BYTES: u64 = 128 << 20;
 
 impl Default for LoaderConfig {
     fn default() -> Self {

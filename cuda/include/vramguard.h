@@ -298,7 +298,7 @@ vg_status vg_checksum_host(const void* ptr, uint64_t bytes, vg_checksum* out);
 typedef struct vg_loader vg_loader;
 
 typedef struct vg_loader_options {
-  uint64_t staging_bytes; /* pinned host memory, all readers together; 0: 256 MiB */
+  uint64_t staging_bytes; /* pinned host memory, all readers together; 0: 128 MiB */
   uint32_t readers;       /* reader threads; 0: one per hardware thread, at most 16 */
 } vg_loader_options;
 

@@ -28,7 +28,7 @@ pub struct LoadArgs {
     #[arg(long)]
     pub unverified: bool,
     /// Pinned host memory for staging, e.g. 256MiB.
-    #[arg(long, default_value = "256MiB", value_parser = parse_bytes)]
+    #[arg(long, default_value = "128MiB", value_parser = parse_bytes)]
     pub staging: u64,
     /// Reader threads (0: one per hardware thread, at most 16).
     #[arg(long, default_value_t = 0)]

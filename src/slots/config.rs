@@ -47,7 +47,7 @@ pub struct SlotConfig {
     pub clock: Arc<dyn Clock>,
     pub backing: Option<DeviceBacking>,
     /// The weights loader made on the first [`load_weights`](super::ModelSlotManager::load_weights):
-    /// its pinned staging (256 MiB by default) and readers.
+    /// its pinned staging (128 MiB by default) and readers.
     pub loader: LoaderConfig,
     /// How much of a weights file's header is believed (see [`WeightLimits`]).
     pub weight_limits: WeightLimits,

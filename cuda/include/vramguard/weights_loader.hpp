@@ -50,10 +50,11 @@ struct WeightsCopy {
 };
 
 struct LoaderOptions {
-  // Pinned host memory for staging, all readers together: 256 MiB by default. Each reader has two
-  // slots of staging_bytes / (2 * readers) bytes (rounded down to a multiple of 1 MiB; at least
-  // 1 MiB each).
-  std::size_t staging_bytes = std::size_t{256} << 20;
+  // Pinned host memory for staging, all readers together: 128 MiB by default (with 16 readers,
+  // two 4 MiB slots each: on the H200 host as fast as larger staging, BENCHMARKS.md). Each reader
+  // has two slots of staging_bytes / (2 * readers) bytes (rounded down to a multiple of 1 MiB; at
+  // least 1 MiB each).
+  std::size_t staging_bytes = std::size_t{128} << 20;
   // Reader threads; 0: one per hardware thread, at most 16.
   unsigned readers = 0;
 };
