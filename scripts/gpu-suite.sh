@@ -25,10 +25,11 @@ for suite in tracker record_table device_memory residency_check c_api checksum e
 done
 
 cp build-gpu/cpp_usage_example "$stage/bin/example_cpp_usage"
-cargo build --release --bin vramguard --example rust_usage --example policy_usage --quiet
+cargo build --release --bin vramguard --example rust_usage --example policy_usage --example load_weights --quiet
 cp target/release/vramguard "$stage/bin/vramguard"
 cp target/release/examples/rust_usage "$stage/bin/example_rust_usage"
 cp target/release/examples/policy_usage "$stage/bin/example_policy_usage"
+cp target/release/examples/load_weights "$stage/bin/example_load_weights"
 cargo test --release --no-run --message-format=json --quiet 2>/dev/null |
   python3 -c '
 import json, sys

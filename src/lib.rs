@@ -24,6 +24,7 @@
 //! | an owned allocation | `DeviceMemory` | `vg_alloc` / `vg_free` | [`DeviceBuffer`] |
 //! | forgetting a pointer someone else frees | `VramTracker::record_deallocation` | `vg_forget` | [`Tracker::forget`] |
 //! | is the memory in device memory? | `ResidencyCheck` | `vg_verify`, `vg_check_pointer` | [`Tracker::verify`], [`check_pointer`] |
+//! | weights files into a model slot, verified | `WeightsLoader` | `vg_loader*`, `vg_load_weights` | [`loader::WeightsLoader`], [`slots::ModelSlotManager::load_weights`] |
 //!
 //! "Health" is only the Rust service above them: [`health::HealthMonitor`] runs the residency
 //! check periodically and [`server::HealthServer`] serves `/health`. The requirement ids in

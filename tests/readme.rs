@@ -19,6 +19,11 @@ fn policy_example_is_in_the_readme_verbatim() {
 }
 
 #[test]
+fn load_weights_example_is_in_the_readme_verbatim() {
+    assert!(readme().contains(&format!("```rust\n{}```", example("load_weights.rs"))));
+}
+
+#[test]
 fn cpp_example_is_in_the_readme_verbatim() {
     assert!(readme().contains(&format!("```cpp\n{}```", example("cpp_usage.cpp"))));
 }
