@@ -59,9 +59,10 @@ impl Baseline {
     }
 }
 
-/// The first load of weights in a context costs it memory once (the driver's first asynchronous
-/// memset and copies from new threads; tests/gpu/weights.rs shows later loads cost nothing):
-/// one tiny load before the baseline.
+/// The first load of weights in a fresh context may cost it memory once (8 MiB of the driver's,
+/// measured on the H200 when the 1 GB scenario was the context's first load; the GPU suite's
+/// loader test, which runs after other trials, sees later loaders and loads cost nothing): one
+/// tiny load before the baseline.
 fn warm_up_weights_loading(tracker: &vramguard::Tracker) {
     use vramguard::slots::{DeviceBacking, ModelSlotManager, SlotConfig};
     let dir = crate::model_files::temp_dir("bdd-warm-up");
