@@ -516,7 +516,7 @@ fn device_failure(device: i32) -> Option<vg_status> {
     }
 }
 
-const NAMES: [&str; 17] = [
+const NAMES: [&str; 20] = [
     "VG_OK",
     "VG_ERR_NULL_ARGUMENT",
     "VG_ERR_INVALID_SIZE",
@@ -534,6 +534,9 @@ const NAMES: [&str; 17] = [
     "VG_ERR_INTERNAL",
     "VG_ERR_TIMEOUT",
     "VG_ERR_CUDA_STICKY",
+    "VG_ERR_IO",
+    "VG_ERR_FILE_CHANGED",
+    "VG_ERR_WEIGHTS_CORRUPTED",
 ];
 
 fn name(status: vg_status) -> &'static str {
