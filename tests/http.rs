@@ -3,6 +3,8 @@
 //! The reports here are built by hand: they are the input under test.
 #[path = "support/http_client.rs"]
 mod http_client;
+#[path = "support/reports.rs"]
+mod reports;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -11,24 +13,14 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use http_client::{closed_by_server, connect, get, parse_one, parse_response, request, send_raw, Connection};
-use vramguard::health::{
-    BudgetReport, DeviceReport, HealthCounters, HealthReport, HealthSource, HealthStatus, SlotReport, ViolationReport,
-};
-use vramguard::server::{HealthServer, ServerConfig, METRICS_CONTENT_TYPE};
+use http_client::{closed_by_server, connect, get, get_with, parse_one, parse_response, request, send_raw, Connection};
+use reports::{config, device, healthy, serve, serve_with, unhealthy, Fixed};
+use vramguard::health::{DeviceReport, HealthReport, HealthSource, HealthStatus};
+use vramguard::server::{HealthServer, MetricsFormat, ServerConfig, METRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE};
 use vramguard::Error;
 
 // ---------------------------------------------------------------------------------------------
 // Fixtures
-
-/// A report that can be swapped while the server runs.
-struct Fixed(Mutex<HealthReport>);
-
-impl HealthSource for Fixed {
-    fn report(&self) -> HealthReport {
-        self.0.lock().unwrap().clone()
-    }
-}
 
 struct Panicking;
 
@@ -36,95 +28,6 @@ impl HealthSource for Panicking {
     fn report(&self) -> HealthReport {
         panic!("the source is broken");
     }
-}
-
-fn device() -> DeviceReport {
-    DeviceReport {
-        ordinal: 0,
-        name: "Test GPU".into(),
-        total_bytes: 80_000_000_000,
-        used_bytes: 5_000_000_000,
-        integrated: false,
-        unified_memory: false,
-        process_bytes: None,
-        untracked_bytes: None,
-    }
-}
-
-fn healthy() -> HealthReport {
-    HealthReport {
-        status: HealthStatus::Healthy,
-        live: true,
-        resident: true,
-        vram_bytes_used: 3_500_000,
-        last_check_secs: Some(1.5),
-        last_check_unix_secs: Some(1_700_000_000.25),
-        last_check_duration_secs: Some(0.004),
-        last_error: None,
-        violations: Vec::new(),
-        by_purpose: BTreeMap::from([
-            ("ModelWeights".to_owned(), 3_000_000),
-            ("KVCache".to_owned(), 400_000),
-            ("IntermediateBuffers".to_owned(), 100_000),
-        ]),
-        tracked_allocations: 7,
-        device: device(),
-        budget: Some(BudgetReport {
-            limit_bytes: 8_000_000,
-            allocated_bytes: 3_000_000,
-            available_bytes: 5_000_000,
-            pressure: "medium".into(),
-            pressure_level: 1,
-        }),
-        slots: vec![
-            SlotReport {
-                name: "E1".into(),
-                size_bytes: 2_000_000,
-                pinned: true,
-                users: 0,
-                idle_secs: 3.0,
-                weights: None,
-            },
-            SlotReport {
-                name: "E2".into(),
-                size_bytes: 1_000_000,
-                pinned: false,
-                users: 1,
-                idle_secs: 0.0,
-                weights: None,
-            },
-        ],
-        expected_slots: 2,
-        counters: HealthCounters { checks_passed: 41, checks_violated: 2, checks_failed: 1, evictions: 3, ooms: 4 },
-    }
-}
-
-fn unhealthy() -> HealthReport {
-    HealthReport {
-        status: HealthStatus::Unhealthy,
-        resident: false,
-        violations: vec![ViolationReport {
-            description: "layer 3 weights".into(),
-            purpose: "ModelWeights".into(),
-            kind: "Managed".into(),
-            bytes: 1_000_000,
-            reason: "not device memory (memory type Managed)".into(),
-            error_kind: "residency_violation".into(),
-        }],
-        ..healthy()
-    }
-}
-
-fn config() -> ServerConfig {
-    ServerConfig { port: 0, ..ServerConfig::default() }
-}
-
-fn serve(report: HealthReport) -> HealthServer {
-    serve_with(config(), report)
-}
-
-fn serve_with(config: ServerConfig, report: HealthReport) -> HealthServer {
-    HealthServer::start(config, Arc::new(Fixed(Mutex::new(report)))).expect("server starts")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -473,8 +376,11 @@ fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64>
     found.first().map(|s| s.value)
 }
 
+/// What Prometheus 2.x sends when it scrapes.
+const PROMETHEUS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+
 fn scrape(server: &HealthServer) -> Vec<Sample> {
-    let response = get(server.local_addr(), "/metrics");
+    let response = get_with(server.local_addr(), "/metrics", &[("Accept", PROMETHEUS_ACCEPT)]);
     assert_eq!(response.status, 200);
     assert_eq!(response.header("Content-Type"), Some(METRICS_CONTENT_TYPE));
     assert_eq!(METRICS_CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8");
@@ -521,6 +427,49 @@ fn metrics_are_well_formed_and_equal_the_report() {
     assert_eq!(value(&samples, "vramguard_resident", &[]), Some(1.0));
     assert_eq!(value(&samples, "vramguard_healthy", &[]), Some(1.0));
     assert_eq!(value(&samples, "vramguard_residency_violations", &[]), Some(0.0));
+}
+
+#[test]
+fn accept_chooses_the_exposition_format() {
+    let cases = [
+        (None, MetricsFormat::Text),
+        (Some("*/*"), MetricsFormat::Text),
+        (Some("text/plain"), MetricsFormat::Text),
+        (Some("text/plain;version=0.0.4;q=0.9, application/openmetrics-text;q=0.5"), MetricsFormat::Text),
+        (Some("application/json"), MetricsFormat::Text),
+        (Some("application/openmetrics-text; q=0"), MetricsFormat::Text),
+        (Some("application/openmetrics-text; q=nonsense"), MetricsFormat::Text),
+        (Some(PROMETHEUS_ACCEPT), MetricsFormat::OpenMetrics),
+        (Some("application/openmetrics-text"), MetricsFormat::OpenMetrics),
+        (Some("Application/OpenMetrics-Text;version=1.0.0, text/plain;q=1"), MetricsFormat::OpenMetrics),
+    ];
+    for (accept, format) in cases {
+        assert_eq!(MetricsFormat::negotiate(accept), format, "{accept:?}");
+    }
+}
+
+#[test]
+fn without_accept_metrics_are_the_text_format_with_counters_named_in_full() {
+    let server = serve(unhealthy());
+    let response = get(server.local_addr(), "/metrics");
+    assert_eq!(response.status, 200);
+    assert_eq!(response.header("Content-Type"), Some(TEXT_CONTENT_TYPE));
+    assert_eq!(response.header("Vary"), Some("accept"));
+    let text = response.text();
+    assert!(!text.contains("# EOF") && !text.contains("# UNIT "), "{text}");
+    // Every sample's family has HELP and TYPE under the sample's own name (0.0.4's rule).
+    for counter in ["vramguard_evictions_total", "vramguard_ooms_total", "vramguard_residency_checks_total"] {
+        assert!(text.contains(&format!("# HELP {counter} ")), "{counter}: {text}");
+        assert!(text.contains(&format!("# TYPE {counter} counter\n")), "{counter}: {text}");
+    }
+    assert!(text.contains("\nvramguard_evictions_total 3\n"), "{text}");
+    assert!(text.contains("# TYPE vramguard_device_total_bytes gauge\n"), "{text}");
+    // The same figures as the OpenMetrics form.
+    let open_metrics = get_with(server.local_addr(), "/metrics", &[("Accept", "application/openmetrics-text")]);
+    assert_eq!(open_metrics.header("Content-Type"), Some(METRICS_CONTENT_TYPE));
+    let samples =
+        |body: &str| -> Vec<String> { body.lines().filter(|l| !l.starts_with('#')).map(String::from).collect() };
+    assert_eq!(samples(&text), samples(&open_metrics.text()));
 }
 
 #[test]

@@ -1,4 +1,12 @@
-//! `/metrics`: the cached report in the OpenMetrics text format, through prometheus-client.
+//! `/metrics`: the cached report in the OpenMetrics text format, through prometheus-client, or
+//! in the Prometheus text format 0.0.4 when that is what the scraper asks for (`Accept`,
+//! [`MetricsFormat::negotiate`]).
+//!
+//! The two formats differ in one way that matters here: OpenMetrics names a counter's family
+//! without its `_total` suffix (`# TYPE vramguard_evictions counter`, sample
+//! `vramguard_evictions_total`), the 0.0.4 format names it with the suffix. A 0.0.4 parser
+//! (promtool, older scrapers) reading OpenMetrics finds a `_total` sample with no HELP or TYPE;
+//! so 0.0.4 is what a client that does not ask for OpenMetrics gets.
 //!
 //! A custom `Collector` writes `ConstGauge`s and `ConstCounter`s straight from one
 //! `HealthReport`: the figures are snapshots the health monitor already computed, so live
@@ -19,8 +27,96 @@ use crate::error::{Error, Result};
 use crate::health::{HealthReport, HealthStatus};
 use crate::purpose::Purpose;
 
-/// The Content-Type of what `encode_metrics` produces.
+/// The `error_kind` of a violation that is about changed weights, not misplaced memory.
+const INTEGRITY_VIOLATION: &str = "integrity_violation";
+
+/// The Content-Type of what `encode_metrics` produces (OpenMetrics).
 pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The Content-Type of the Prometheus text format 0.0.4.
+pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Which exposition format `/metrics` answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricsFormat {
+    /// OpenMetrics 1.0 text (`application/openmetrics-text`).
+    OpenMetrics,
+    /// The Prometheus text format 0.0.4 (`text/plain; version=0.0.4`).
+    Text,
+}
+
+impl MetricsFormat {
+    /// The format an `Accept` header asks for: OpenMetrics when `application/openmetrics-text`
+    /// is acceptable (q > 0) and preferred at least as much as `text/plain`, else the text format
+    /// 0.0.4 — also without a header, for `*/*`, and for an `Accept` that names neither (the
+    /// exposition has no other form; a scraper is better served than refused).
+    pub fn negotiate(accept: Option<&str>) -> MetricsFormat {
+        let Some(accept) = accept else { return MetricsFormat::Text };
+        let (mut open_metrics, mut text) = (0.0f64, 0.0f64);
+        for range in accept.split(',') {
+            let mut parts = range.split(';');
+            let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+            let q = parts
+                .filter_map(|p| p.split_once('='))
+                .find(|(k, _)| k.trim().eq_ignore_ascii_case("q"))
+                .map_or(Some(1.0), |(_, v)| v.trim().parse::<f64>().ok().filter(|q| (0.0..=1.0).contains(q)))
+                .unwrap_or(0.0);
+            match media.as_str() {
+                "application/openmetrics-text" => open_metrics = open_metrics.max(q),
+                "text/plain" => text = text.max(q),
+                _ => {}
+            }
+        }
+        if open_metrics > 0.0 && open_metrics >= text {
+            MetricsFormat::OpenMetrics
+        } else {
+            MetricsFormat::Text
+        }
+    }
+
+    /// The response's Content-Type.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            MetricsFormat::OpenMetrics => METRICS_CONTENT_TYPE,
+            MetricsFormat::Text => TEXT_CONTENT_TYPE,
+        }
+    }
+}
+
+/// The report in `format`: [`encode_metrics`] as it is, or rewritten to the text format 0.0.4
+/// (counter families named with their `_total`, no `# UNIT` lines, no `# EOF`). VRAM-E012 if
+/// the encoder fails.
+pub fn encode_metrics_as(report: &HealthReport, format: MetricsFormat) -> Result<String> {
+    let open_metrics = encode_metrics(report)?;
+    Ok(match format {
+        MetricsFormat::OpenMetrics => open_metrics,
+        MetricsFormat::Text => to_text_format(&open_metrics),
+    })
+}
+
+/// OpenMetrics text as the 0.0.4 format. Only what this module writes needs handling: gauges and
+/// counters, no exemplars, no `_created` samples.
+fn to_text_format(open_metrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = open_metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(open_metrics.len());
+    for line in open_metrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters.contains(name).then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        out.push_str(renamed.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
+    out
+}
 
 /// The report as an OpenMetrics text exposition (ends with `# EOF`). Metric names:
 /// `vramguard_vram_used_bytes{purpose}`, `vramguard_vram_tracked_bytes`,
@@ -30,6 +126,7 @@ pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.
 /// `vramguard_process_vram_bytes`, `vramguard_untracked_vram_bytes` (when known),
 /// `vramguard_resident`, `vramguard_healthy`, `vramguard_health_status{status}`,
 /// `vramguard_residency_checks_total{result}`, `vramguard_residency_violations`,
+/// `vramguard_integrity_violations`,
 /// `vramguard_last_check_timestamp_seconds`, `vramguard_last_check_duration_seconds` (after a
 /// check), `vramguard_evictions_total`, `vramguard_ooms_total`, `vramguard_loaded_slots`,
 /// `vramguard_expected_slots`. Errors: VRAM-E012 if the encoder fails.
@@ -101,13 +198,11 @@ impl Collector for ReportCollector {
         {
             ConstCounter::new(value).encode(family.encode_family(&[("result", result)])?)?;
         }
-        gauge(
-            &mut e,
-            "residency_violations",
-            "Allocations the last check found off the device.",
-            None,
-            r.violations.len() as u64,
-        )?;
+        let integrity = r.violations.iter().filter(|v| v.error_kind == INTEGRITY_VIOLATION).count() as u64;
+        let residency = r.violations.len() as u64 - integrity;
+        gauge(&mut e, "residency_violations", "Allocations the last check found off the device.", None, residency)?;
+        let help = "Model slots whose weights the last check found changed since they were loaded.";
+        gauge(&mut e, "integrity_violations", help, None, integrity)?;
         if let Some(at) = r.last_check_unix_secs.filter(|v| v.is_finite()) {
             gauge(&mut e, "last_check_timestamp", "Unix time of the last completed check.", seconds, at)?;
         }

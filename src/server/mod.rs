@@ -39,5 +39,5 @@ mod routes;
 mod server;
 
 pub use config::ServerConfig;
-pub use metrics::{encode_metrics, METRICS_CONTENT_TYPE};
+pub use metrics::{encode_metrics, encode_metrics_as, MetricsFormat, METRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE};
 pub use server::HealthServer;

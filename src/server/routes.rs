@@ -16,7 +16,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
 
 use super::limits::Refusal;
-use super::metrics::{encode_metrics, METRICS_CONTENT_TYPE};
+use super::metrics::{encode_metrics_as, MetricsFormat};
 use crate::health::{HealthSource, HealthStatus};
 
 /// Every response's body: complete in memory, so hyper sends it with a Content-Length.
@@ -61,7 +61,8 @@ where
     if discard(body).await.is_err() {
         return Ok(Refusal::new(StatusCode::BAD_REQUEST, "request body cut short").response());
     }
-    Ok(respond(&head.method, head.uri.path(), source.as_ref()))
+    let accept = head.headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    Ok(respond(&head.method, head.uri.path(), accept, source.as_ref()))
 }
 
 /// Reads `body` to its end, keeping nothing.
@@ -77,8 +78,14 @@ async fn discard<B: Body>(body: B) -> Result<(), B::Error> {
 /// Content-Length) and leaves the body out. A panic in the source or a handler becomes a 500
 /// here, except on `/health/live`: only `report.live == false` (R3) makes the process dead,
 /// and a source that cannot produce a report is an error of the other routes, not a reason
-/// for Kubernetes to restart the worker.
-pub(crate) fn respond(method: &Method, path: &str, source: &dyn HealthSource) -> Response<ResponseBody> {
+/// for Kubernetes to restart the worker. `accept` (the request's `Accept`) chooses the format of
+/// `/metrics`.
+pub(crate) fn respond(
+    method: &Method,
+    path: &str,
+    accept: Option<&str>,
+    source: &dyn HealthSource,
+) -> Response<ResponseBody> {
     let Some(route) = Route::find(path) else {
         return error(StatusCode::NOT_FOUND, "not found; try /health, /health/live, /health/ready or /metrics");
     };
@@ -87,7 +94,8 @@ pub(crate) fn respond(method: &Method, path: &str, source: &dyn HealthSource) ->
         response.headers_mut().insert(header::ALLOW, HeaderValue::from_static(ALLOW));
         return response;
     }
-    panic::catch_unwind(AssertUnwindSafe(|| handle(route, source))).unwrap_or_else(|_| {
+    let format = MetricsFormat::negotiate(accept);
+    panic::catch_unwind(AssertUnwindSafe(|| handle(route, format, source))).unwrap_or_else(|_| {
         tracing::error!(
             actor = crate::events::ACTOR_WORKER,
             action = "http_request",
@@ -102,7 +110,7 @@ pub(crate) fn respond(method: &Method, path: &str, source: &dyn HealthSource) ->
     })
 }
 
-fn handle(route: Route, source: &dyn HealthSource) -> Response<ResponseBody> {
+fn handle(route: Route, format: MetricsFormat, source: &dyn HealthSource) -> Response<ResponseBody> {
     let report = source.report();
     match route {
         Route::Live if report.live => json(StatusCode::OK, &serde_json::json!({ "status": "alive" })),
@@ -124,8 +132,13 @@ fn handle(route: Route, source: &dyn HealthSource) -> Response<ResponseBody> {
             };
             json(if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, &body)
         }
-        Route::Metrics => match encode_metrics(&report) {
-            Ok(text) => response(StatusCode::OK, METRICS_CONTENT_TYPE, text.into()),
+        Route::Metrics => match encode_metrics_as(&report, format) {
+            Ok(text) => {
+                let mut answer = response(StatusCode::OK, format.content_type(), text.into());
+                // Caches must not hand one scraper's format to another.
+                answer.headers_mut().insert(header::VARY, HeaderValue::from_static("accept"));
+                answer
+            }
             Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
         },
     }

@@ -44,7 +44,19 @@ pub fn get(addr: SocketAddr, path: &str) -> HttpResponse {
 
 /// `method path` on a fresh connection (`Connection: close`); panics on I/O errors.
 pub fn request(addr: SocketAddr, method: &str, path: &str) -> HttpResponse {
-    let raw = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    request_with(addr, method, path, &[])
+}
+
+/// `GET path` with extra request headers, on a fresh connection.
+#[allow(dead_code)]
+pub fn get_with(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> HttpResponse {
+    request_with(addr, "GET", path, headers)
+}
+
+/// `method path` with extra request headers, on a fresh connection; panics on I/O errors.
+pub fn request_with(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> HttpResponse {
+    let extra: String = headers.iter().map(|(name, value)| format!("{name}: {value}\r\n")).collect();
+    let raw = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Connection: close\r\n\r\n");
     let reply = send_raw(addr, raw.as_bytes()).unwrap_or_else(|e| panic!("{method} {path}: {e}"));
     parse_response(&reply, method == "HEAD").unwrap_or_else(|| panic!("{method} {path}: no response in {reply:?}"))
 }

@@ -1,0 +1,125 @@
+//! Health reports built by hand, and a server that serves one: the input of the HTTP tests and
+//! of the operator kit's checks (tests/http.rs, tests/deploy.rs).
+#![allow(dead_code)]
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use vramguard::health::{
+    BudgetReport, DeviceReport, HealthCounters, HealthReport, HealthSource, HealthStatus, SlotReport, ViolationReport,
+};
+use vramguard::server::{HealthServer, ServerConfig};
+
+/// A report that can be swapped while the server runs.
+pub struct Fixed(pub Mutex<HealthReport>);
+
+impl HealthSource for Fixed {
+    fn report(&self) -> HealthReport {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+pub fn device() -> DeviceReport {
+    DeviceReport {
+        ordinal: 0,
+        name: "Test GPU".into(),
+        total_bytes: 80_000_000_000,
+        used_bytes: 5_000_000_000,
+        integrated: false,
+        unified_memory: false,
+        process_bytes: None,
+        untracked_bytes: None,
+    }
+}
+
+pub fn healthy() -> HealthReport {
+    HealthReport {
+        status: HealthStatus::Healthy,
+        live: true,
+        resident: true,
+        vram_bytes_used: 3_500_000,
+        last_check_secs: Some(1.5),
+        last_check_unix_secs: Some(1_700_000_000.25),
+        last_check_duration_secs: Some(0.004),
+        last_error: None,
+        violations: Vec::new(),
+        by_purpose: BTreeMap::from([
+            ("ModelWeights".to_owned(), 3_000_000),
+            ("KVCache".to_owned(), 400_000),
+            ("IntermediateBuffers".to_owned(), 100_000),
+        ]),
+        tracked_allocations: 7,
+        device: device(),
+        budget: Some(BudgetReport {
+            limit_bytes: 8_000_000,
+            allocated_bytes: 3_000_000,
+            available_bytes: 5_000_000,
+            pressure: "medium".into(),
+            pressure_level: 1,
+        }),
+        slots: vec![
+            SlotReport {
+                name: "E1".into(),
+                size_bytes: 2_000_000,
+                pinned: true,
+                users: 0,
+                idle_secs: 3.0,
+                weights: None,
+            },
+            SlotReport {
+                name: "E2".into(),
+                size_bytes: 1_000_000,
+                pinned: false,
+                users: 1,
+                idle_secs: 0.0,
+                weights: None,
+            },
+        ],
+        expected_slots: 2,
+        counters: HealthCounters { checks_passed: 41, checks_violated: 2, checks_failed: 1, evictions: 3, ooms: 4 },
+    }
+}
+
+pub fn unhealthy() -> HealthReport {
+    HealthReport {
+        status: HealthStatus::Unhealthy,
+        resident: false,
+        violations: vec![ViolationReport {
+            description: "layer 3 weights".into(),
+            purpose: "ModelWeights".into(),
+            kind: "Managed".into(),
+            bytes: 1_000_000,
+            reason: "not device memory (memory type Managed)".into(),
+            error_kind: "residency_violation".into(),
+        }],
+        ..healthy()
+    }
+}
+
+pub fn config() -> ServerConfig {
+    ServerConfig { port: 0, ..ServerConfig::default() }
+}
+
+pub fn serve(report: HealthReport) -> HealthServer {
+    serve_with(config(), report)
+}
+
+pub fn serve_with(config: ServerConfig, report: HealthReport) -> HealthServer {
+    HealthServer::start(config, Arc::new(Fixed(Mutex::new(report)))).expect("server starts")
+}
+
+/// A report in which every metric family is present: a budget, NVML's process figure and the
+/// untracked bytes, a finished check, and one violation of each kind.
+pub fn every_family() -> HealthReport {
+    let mut report = unhealthy();
+    report.device.process_bytes = Some(4_000_000);
+    report.device.untracked_bytes = Some(500_000);
+    report.violations.push(ViolationReport {
+        description: "E2".into(),
+        purpose: "ModelWeights".into(),
+        kind: "Device".into(),
+        bytes: 1_000_000,
+        reason: "checksum changed since load".into(),
+        error_kind: "integrity_violation".into(),
+    });
+    report
+}
