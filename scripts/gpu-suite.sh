@@ -30,6 +30,8 @@ cp target/release/vramguard "$stage/bin/vramguard"
 cp target/release/examples/rust_usage "$stage/bin/example_rust_usage"
 cp target/release/examples/policy_usage "$stage/bin/example_policy_usage"
 cp target/release/examples/load_weights "$stage/bin/example_load_weights"
+# The installed C++ package's consumers (find_package and pkg-config), built as a user would.
+VRAMGUARD_PACKAGE_STAGE="$stage/bin" ./scripts/cpp-package-test.sh >/dev/null
 cargo test --release --no-run --message-format=json --quiet 2>/dev/null |
   python3 -c '
 import json, sys

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building vramguard needs, only where it is missing, without asking:
-#   - CMake, GoogleTest, libclang (for bindgen), clang-format and promtool (package prometheus)
-#     from Debian's packages;
+#   - CMake, GoogleTest, libclang (for bindgen), clang-format, pkg-config and promtool (package
+#     prometheus) from Debian's packages;
 #   - rustfmt and clippy, when the Rust toolchain lacks them;
 #   - the CUDA 13.0 toolkit (nvcc + static runtime) from PyPI wheels into .toolchain/,
 #     unless a system toolkit is found through CUDA_HOME / CUDA_PATH / nvcc on PATH.
@@ -19,6 +19,8 @@ command -v cmake >/dev/null 2>&1 || need_apt+=(cmake)
 command -v clang-format >/dev/null 2>&1 || need_apt+=(clang-format)
 # promtool (Prometheus' own checker, for the metrics and the alerting rules of deploy/).
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
+# pkg-config, for the C consumer of the installed package (scripts/cpp-package-test.sh).
+command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
 [ -f /usr/include/gtest/gtest.h ] || need_apt+=(libgtest-dev)
 # bindgen loads libclang itself (not libclang-cpp).
 ls /usr/lib/llvm-*/lib/libclang.so* /usr/lib/*/libclang-[0-9]*.so* >/dev/null 2>&1 || need_apt+=(libclang-dev)

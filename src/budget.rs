@@ -33,12 +33,16 @@ impl std::fmt::Debug for Budget {
 /// Why a charge was refused: which limit, and how much room it had left.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Refusal {
+    /// The limit that refused: the total budget or one purpose's.
     pub source: OomSource,
+    /// That limit, in bytes.
     pub limit: u64,
+    /// The bytes already charged against it when the charge was refused.
     pub used: u64,
 }
 
 impl Refusal {
+    /// The room the refusing limit had left: `limit - used`.
     pub fn available(&self) -> u64 {
         self.limit.saturating_sub(self.used)
     }
@@ -70,11 +74,13 @@ impl BudgetBuilder {
         self
     }
 
+    /// The pressure thresholds of [`Budget::pressure`] (the defaults otherwise).
     pub fn thresholds(mut self, thresholds: PressureThresholds) -> BudgetBuilder {
         self.thresholds = thresholds;
         self
     }
 
+    /// The budget. `VRAM-E007` for a total or a per-purpose limit of 0 bytes.
     pub fn build(self) -> Result<Budget> {
         if self.limit == 0 {
             return Err(Error::InvalidArgument("a budget must be at least 1 byte".into()));
@@ -106,30 +112,37 @@ impl Budget {
         Budget::builder(limit).build()
     }
 
+    /// A builder for a budget of `limit` bytes, for per-purpose limits or other thresholds.
     pub fn builder(limit: u64) -> BudgetBuilder {
         BudgetBuilder { limit, purpose_limits: [None; 4], thresholds: PressureThresholds::default() }
     }
 
+    /// The total, in bytes.
     pub fn limit(&self) -> u64 {
         self.inner.limit
     }
 
+    /// The bytes charged now, all purposes together.
     pub fn used(&self) -> u64 {
         self.inner.used.load(Ordering::Acquire)
     }
 
+    /// The most bytes ever charged at once (by committed charges).
     pub fn peak(&self) -> u64 {
         self.inner.peak.load(Ordering::Relaxed)
     }
 
+    /// The bytes that can still be charged: `limit - used`.
     pub fn available(&self) -> u64 {
         self.limit().saturating_sub(self.used())
     }
 
+    /// The limit of `purpose`, if it has one of its own.
     pub fn purpose_limit(&self, purpose: Purpose) -> Option<u64> {
         self.inner.purpose_limits[purpose.index()]
     }
 
+    /// The bytes charged now for `purpose`.
     pub fn used_by(&self, purpose: Purpose) -> u64 {
         self.inner.purpose_used[purpose.index()].load(Ordering::Acquire)
     }
@@ -143,14 +156,17 @@ impl Budget {
         }
     }
 
+    /// The thresholds that map utilization to a [`MemoryPressure`] level.
     pub fn thresholds(&self) -> PressureThresholds {
         self.inner.thresholds
     }
 
+    /// `used` as a percentage of `limit`.
     pub fn utilization_percent(&self) -> f64 {
         utilization_percent(self.used(), self.limit())
     }
 
+    /// The pressure level at the current utilization.
     pub fn pressure(&self) -> MemoryPressure {
         self.inner.thresholds.level_of(self.used(), self.limit())
     }
@@ -207,14 +223,17 @@ pub struct BudgetCharge {
 }
 
 impl BudgetCharge {
+    /// The bytes this charge holds.
     pub fn bytes(&self) -> u64 {
         self.bytes
     }
 
+    /// The purpose it was charged for.
     pub fn purpose(&self) -> Purpose {
         self.purpose
     }
 
+    /// The budget it holds them against.
     pub fn budget(&self) -> &Budget {
         &self.budget
     }

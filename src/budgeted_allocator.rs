@@ -25,14 +25,17 @@ pub struct BudgetedBuffer {
 }
 
 impl BudgetedAllocator {
+    /// Allocations through `tracker`, each charged to `budget` first.
     pub fn new(tracker: Tracker, budget: Budget) -> BudgetedAllocator {
         BudgetedAllocator { tracker, budget }
     }
 
+    /// The tracker that allocates and records the memory.
     pub fn tracker(&self) -> &Tracker {
         &self.tracker
     }
 
+    /// The budget every allocation is charged to.
     pub fn budget(&self) -> &Budget {
         &self.budget
     }
@@ -42,6 +45,10 @@ impl BudgetedAllocator {
         self.allocate_kind(bytes, purpose, AllocationKind::Device, description)
     }
 
+    /// Memory of `kind` for `purpose`, within the budget. What the core would refuse (`VRAM-E003`,
+    /// `VRAM-E007`, `VRAM-E009`) is refused before the budget is charged; over the budget, or the
+    /// device out of memory, is `VRAM-E002` with the budget's figures, and a refused allocation
+    /// leaves the budget as it was.
     pub fn allocate_kind(
         &self,
         bytes: u64,
@@ -66,6 +73,7 @@ impl BudgetedAllocator {
 }
 
 impl BudgetedBuffer {
+    /// The bytes held against the budget for this buffer.
     pub fn charge(&self) -> &BudgetCharge {
         &self.charge
     }

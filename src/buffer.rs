@@ -103,18 +103,22 @@ impl DeviceBuffer {
         self.bytes
     }
 
+    /// Whether the buffer has no bytes: never, since the core refuses 0-byte allocations.
     pub fn is_empty(&self) -> bool {
         self.bytes == 0
     }
 
+    /// What the memory is for, as given when it was allocated.
     pub fn purpose(&self) -> Purpose {
         self.purpose
     }
 
+    /// How the memory was allocated (`Device`, `Pool`, `Managed` or `PinnedHost`).
     pub fn kind(&self) -> AllocationKind {
         self.kind
     }
 
+    /// The ordinal of the GPU whose tracker allocated it.
     pub fn device(&self) -> u32 {
         self.device
     }

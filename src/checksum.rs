@@ -42,7 +42,9 @@ pub const DEFAULT_CHECKSUM_DEADLINE: Duration = Duration::from_millis(sys::VG_CH
 /// A 128-bit checksum of a byte range. `Display` prints 32 lowercase hex digits, `hi` first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub struct Checksum {
+    /// The low 64 bits.
     pub lo: u64,
+    /// The high 64 bits (printed first).
     pub hi: u64,
 }
 

@@ -9,11 +9,14 @@ use crate::tracker::Tracker;
 /// Free and total device memory as the driver reports it (`cudaMemGetInfo`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MemoryInfo {
+    /// Memory the driver could still allocate on the device.
     pub free_bytes: u64,
+    /// The device's whole memory.
     pub total_bytes: u64,
 }
 
 impl MemoryInfo {
+    /// Device-wide used memory, `total - free`: this process's and every other's.
     pub fn used_bytes(&self) -> u64 {
         self.total_bytes - self.free_bytes
     }
@@ -22,19 +25,26 @@ impl MemoryInfo {
 /// What a GPU is (H5: integrated and unified-memory devices are reported).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceInfo {
+    /// The CUDA ordinal (as numbered under `CUDA_VISIBLE_DEVICES`).
     pub ordinal: u32,
+    /// The product name, e.g. "NVIDIA H100 80GB HBM3".
     pub name: String,
+    /// Compute capability as (major, minor), e.g. (9, 0).
     pub compute_capability: (i32, i32),
     /// Shares physical memory with the host: "device" memory is host RAM.
     pub integrated: bool,
+    /// Supports managed (unified) memory, `cudaMallocManaged`.
     pub managed_memory: bool,
+    /// Can access managed memory concurrently with the host.
     pub concurrent_managed_access: bool,
     /// Can access pageable host memory directly (HMM/ATS): unified with the host.
     pub pageable_memory_access: bool,
+    /// Supports stream-ordered allocation from memory pools (needed by kind `Pool`).
     pub memory_pools: bool,
     /// PCI bus id as CUDA writes it ("0000:1B:00.0"). NVML and nvidia-smi number GPUs
     /// differently from CUDA ordinals (CUDA_VISIBLE_DEVICES, CUDA_DEVICE_ORDER); this matches them.
     pub pci_bus_id: String,
+    /// Free and total memory when the information was read.
     pub memory: MemoryInfo,
 }
 
@@ -75,10 +85,13 @@ impl Device {
         Ok((0..device_count()?).map(|ordinal| Device { ordinal }).collect())
     }
 
+    /// The CUDA ordinal of this GPU.
     pub fn ordinal(&self) -> u32 {
         self.ordinal
     }
 
+    /// What the GPU is and how much memory it has free now. `VRAM-E001` without a driver,
+    /// `VRAM-E011` when CUDA fails to answer.
     pub fn info(&self) -> Result<DeviceInfo> {
         let mut raw = sys::vg_device_info::default();
         // SAFETY: a valid out-pointer.
@@ -102,6 +115,8 @@ impl Device {
         })
     }
 
+    /// Free and total memory now (`cudaMemGetInfo`). `VRAM-E001` without a driver, `VRAM-E011` when
+    /// CUDA fails to answer.
     pub fn memory_info(&self) -> Result<MemoryInfo> {
         memory_info(self.ordinal)
     }

@@ -12,40 +12,70 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// No CUDA driver or no GPU: vramguard never falls back to the CPU.
     #[error("[VRAM-E001] no usable GPU: {0}")]
     NoDevice(String),
+    /// The device (or the host, for pinned memory) or a [`Budget`](crate::Budget) could not give the
+    /// bytes asked for; the [`OutOfMemory`] carries the requested and available bytes and the
+    /// per-purpose breakdown.
     #[error("[VRAM-E002] {0}")]
     OutOfMemory(Box<OutOfMemory>),
+    /// A size the call cannot take: zero bytes, over the core's maximum allocation (256 TiB), or one
+    /// that wraps.
     #[error("[VRAM-E003] invalid size: {0}")]
     InvalidSize(String),
+    /// A pointer this tracker does not hold: never recorded, or already freed.
     #[error("[VRAM-E004] unknown pointer: {0}")]
     UnknownPointer(String),
+    /// A pointer recorded a second time.
     #[error("[VRAM-E005] already tracked: {0}")]
     AlreadyTracked(String),
+    /// Freeing a recorded or adopted pointer, or forgetting one of vramguard's own allocations.
     #[error("[VRAM-E006] wrong owner: {0}")]
     Ownership(String),
+    /// An argument out of its domain: a NULL or out-of-range enum at the C ABI, too small a buffer,
+    /// or a configuration value the validating function names in the message.
     #[error("[VRAM-E007] invalid argument: {0}")]
     InvalidArgument(String),
+    /// A copy or range that reaches past the end of its allocation.
     #[error("[VRAM-E008] out of range: {0}")]
     OutOfRange(String),
+    /// An allocation description over 255 bytes.
     #[error("[VRAM-E009] description too long: {0}")]
     DescriptionTooLong(String),
+    /// A device ordinal at or above the number of visible GPUs, or the wrong device for the call.
     #[error("[VRAM-E010] invalid device: {0}")]
     InvalidDevice(String),
+    /// Any other CUDA runtime error; the message names it and the call that failed.
     #[error("[VRAM-E011] CUDA error: {0}")]
     Cuda(String),
+    /// An unexpected failure inside vramguard: a bug.
     #[error("[VRAM-E012] internal error: {0}")]
     Internal(String),
+    /// A reservation larger than the per-operation limit,
+    /// [`MemoryLimits::max_per_operation`](crate::reservation::MemoryLimits::max_per_operation).
     #[error(
         "[VRAM-E013] operation {operation:?} asks for {requested} bytes; the per-operation limit is {limit} bytes"
     )]
-    OperationTooLarge { operation: String, requested: u64, limit: u64 },
+    OperationTooLarge {
+        /// The operation id the reservation was asked for.
+        operation: String,
+        /// The bytes it asked for.
+        requested: u64,
+        /// The per-operation limit, in bytes.
+        limit: u64,
+    },
+    /// No model slot of that name.
     #[error("[VRAM-E014] unknown model slot: {0}")]
     UnknownSlot(String),
+    /// A model slot allocated a second time.
     #[error("[VRAM-E015] model slot already allocated: {0}")]
     SlotExists(String),
+    /// A model slot that is pinned or in use.
     #[error("[VRAM-E016] model slot is busy: {0}")]
     SlotBusy(String),
+    /// A file could not be read or written (a weights file, a post-mortem dump), or an address
+    /// could not be listened on; the message names it and the I/O error.
     #[error("[VRAM-E017] I/O error: {0}")]
     Io(String),
     /// A CUDA error that corrupts the process's context (an illegal address, a failed launch,
@@ -61,7 +91,14 @@ pub enum Error {
     /// `weights::WeightLimits`: `tensor` is the first offending tensor's name, escaped and cut
     /// (`None` when the problem is the file's), `reason` what is wrong.
     #[error("[VRAM-E020] invalid weights file {file:?}{}: {reason}", tensor_clause(.tensor))]
-    InvalidWeights { file: String, tensor: Option<String>, reason: String },
+    InvalidWeights {
+        /// The file's path, as given.
+        file: String,
+        /// The first offending tensor's name, escaped and cut; `None` when the file is at fault.
+        tensor: Option<String>,
+        /// What is wrong.
+        reason: String,
+    },
     /// Weights that did not arrive intact: the device checksum of a slot's loaded bytes differs
     /// from the host hash of the bytes read (or from the checksum expected). The slot was freed.
     #[error("[VRAM-E021] weights corrupted on the way to the device: {0}")]

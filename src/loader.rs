@@ -68,11 +68,14 @@ pub enum Verification {
 pub struct SlotTensor {
     /// The name from the file (untrusted text: print it with [`crate::weights::shown_name`]).
     pub name: String,
+    /// The element type, e.g. `F16`.
     #[serde(serialize_with = "serialize_dtype")]
     pub dtype: Dtype,
+    /// The dimensions; `[]` is a scalar.
     pub shape: Vec<u64>,
     /// Offset in the slot's allocation (a multiple of 256).
     pub offset: u64,
+    /// The tensor's size in bytes (without padding).
     pub bytes: u64,
     /// Device address of the first byte (`slot base + offset`).
     pub device_ptr: u64,
@@ -95,6 +98,7 @@ pub struct LoadReport {
     pub bytes: u64,
     /// The slot's image: tensors and padding.
     pub image_bytes: u64,
+    /// How long the load took (serialised as seconds).
     #[serde(serialize_with = "serialize_secs")]
     pub duration: Duration,
 }
@@ -118,8 +122,11 @@ impl LoadReport {
 /// A slot's weights once loaded: its files, its tensor table and how the load went.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LoadedWeights {
+    /// The files, in the order loaded.
     pub files: Vec<PathBuf>,
+    /// Where each tensor lives on the device, files in order, each file's tensors in file order.
     pub tensors: Vec<SlotTensor>,
+    /// How the load went: checksum, verification, bytes and time.
     pub report: LoadReport,
 }
 
@@ -163,10 +170,12 @@ impl WeightsLoader {
         Ok(WeightsLoader { raw, info })
     }
 
+    /// The CUDA ordinal of the loader's device.
     pub fn device(&self) -> u32 {
         self.info.device as u32
     }
 
+    /// Reader threads (each with its own CUDA stream).
     pub fn readers(&self) -> u32 {
         self.info.readers
     }

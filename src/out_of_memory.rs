@@ -23,7 +23,9 @@ pub enum OomSource {
 /// Loaded model slots out of the configured ones, e.g. 12/13.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct LoadedModels {
+    /// Slots loaded when the request was refused.
     pub loaded: usize,
+    /// Slots configured (the workload's expected count), or the loaded count when larger.
     pub slots: usize,
 }
 
@@ -32,7 +34,9 @@ pub struct LoadedModels {
 pub struct OutOfMemory {
     /// The GPU, or -1 for a budget that no device backs (a policy-only slot manager).
     pub device: i32,
+    /// Who refused: the total budget, one purpose's budget, or the device.
     pub source: OomSource,
+    /// The bytes asked for.
     pub requested: u64,
     /// Bytes left under the budget, or the driver's free memory for a device failure, when known.
     pub available: Option<u64>,
@@ -40,6 +44,7 @@ pub struct OutOfMemory {
     pub budget: Option<u64>,
     /// Currently allocated: against the budget, or tracked on the device.
     pub allocated: u64,
+    /// Model slots loaded, out of the configured ones, when a slot manager asked.
     pub loaded_models: Option<LoadedModels>,
     /// What the tracker holds, by purpose.
     pub usage: Usage,
@@ -91,6 +96,7 @@ impl OutOfMemory {
         self
     }
 
+    /// The model slots loaded when the slot manager was refused.
     pub fn with_loaded_models(mut self, loaded_models: LoadedModels) -> OutOfMemory {
         self.loaded_models = Some(loaded_models);
         self
@@ -102,6 +108,7 @@ impl OutOfMemory {
         self
     }
 
+    /// One sentence on what to do, by who refused; printed last and in the JSON details.
     pub fn suggestion(&self) -> &'static str {
         match self.source {
             OomSource::Device => {

@@ -167,6 +167,7 @@ impl Level for MemoryPressure {
 }
 
 impl MemoryPressure {
+    /// Every level, from Low to Critical.
     pub const ALL: [MemoryPressure; 4] =
         [MemoryPressure::Low, MemoryPressure::Medium, MemoryPressure::High, MemoryPressure::Critical];
 
@@ -213,14 +214,17 @@ impl Thresholds<MemoryPressure> {
         Thresholds::from_percents(&[medium, high, critical])
     }
 
+    /// Where Medium starts, in percent.
     pub fn medium(&self) -> f64 {
         self.bounds[0].percent()
     }
 
+    /// Where High starts, in percent.
     pub fn high(&self) -> f64 {
         self.bounds[1].percent()
     }
 
+    /// Where Critical starts, in percent.
     pub fn critical(&self) -> f64 {
         self.bounds[2].percent()
     }
@@ -271,10 +275,12 @@ impl Thresholds<AlertLevel> {
         Thresholds::from_percents(&[warning_percent, critical_percent])
     }
 
+    /// Where Warning starts, in percent.
     pub fn warning_percent(&self) -> f64 {
         self.bounds[0].percent()
     }
 
+    /// Where Critical starts, in percent.
     pub fn critical_percent(&self) -> f64 {
         self.bounds[1].percent()
     }

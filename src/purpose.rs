@@ -7,13 +7,19 @@ use crate::sys;
 /// What an allocation holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub enum Purpose {
+    /// A model's parameters: the data that must stay resident.
     ModelWeights,
+    /// The attention key/value cache of running requests.
     KVCache,
+    /// Activations and scratch memory of a forward pass.
     IntermediateBuffers,
+    /// Memory recorded without a known purpose.
     Unknown,
 }
 
 impl Purpose {
+    /// Every purpose, in the order of the core's indices (and of
+    /// [`Usage::by_purpose`](crate::Usage::by_purpose)).
     pub const ALL: [Purpose; 4] =
         [Purpose::ModelWeights, Purpose::KVCache, Purpose::IntermediateBuffers, Purpose::Unknown];
 
@@ -67,6 +73,7 @@ pub enum AllocationKind {
 }
 
 impl AllocationKind {
+    /// Every kind, in the order of the core's values.
     pub const ALL: [AllocationKind; 5] = [
         AllocationKind::Device,
         AllocationKind::Pool,
@@ -110,12 +117,15 @@ impl fmt::Display for AllocationKind {
 pub struct PurposeSet(u32);
 
 impl PurposeSet {
+    /// Every purpose.
     pub const ALL: PurposeSet = PurposeSet(sys::VG_PURPOSE_MASK_ALL);
 
+    /// The set of the purposes listed.
     pub fn of(purposes: &[Purpose]) -> PurposeSet {
         PurposeSet(purposes.iter().fold(0, |mask, p| mask | (1 << p.index())))
     }
 
+    /// Whether `purpose` is in the set.
     pub fn contains(self, purpose: Purpose) -> bool {
         self.0 & (1 << purpose.index()) != 0
     }

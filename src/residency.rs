@@ -11,9 +11,13 @@ use crate::tracker::{read_text, Tracker};
 /// What CUDA says a pointer is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MemoryType {
+    /// Memory CUDA does not know: pageable host memory or a wild address.
     Unregistered,
+    /// Page-locked host memory (`cudaMallocHost`, `cudaHostRegister`).
     Host,
+    /// Device memory: the only type that can be resident.
     Device,
+    /// Unified (managed) memory, which the driver may migrate to the host.
     Managed,
 }
 
@@ -37,9 +41,13 @@ impl fmt::Display for MemoryType {
 /// Why an allocation is not resident.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ViolationReason {
+    /// CUDA's memory type is not device memory (see the violation's `memory_type`).
     NotDeviceMemory,
+    /// Device memory that is also mapped into the host's address space.
     HostPointer,
+    /// Device memory of another GPU.
     WrongDevice,
+    /// `cudaPointerGetAttributes` failed for this pointer (see the violation's `cuda_error`).
     QueryFailed,
 }
 
@@ -68,41 +76,61 @@ impl fmt::Display for ViolationReason {
 /// One pointer's classification.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PointerCheck {
+    /// True when device memory of the expected device, with no host mapping.
     pub resident: bool,
+    /// What CUDA says the pointer is.
     pub memory_type: MemoryType,
     /// As CUDA reports it (-2 for unregistered host memory).
     pub device: i32,
+    /// Whether CUDA reports a host mapping of the memory.
     pub has_host_pointer: bool,
+    /// The CUDA error of the query itself; 0 unless it failed.
     pub cuda_error: i32,
 }
 
 /// A tracked allocation found outside device memory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Violation {
+    /// The allocation's record id in its tracker.
     pub id: u64,
+    /// The first byte's address.
     pub address: usize,
+    /// Size in bytes.
     pub bytes: u64,
+    /// What the memory is for.
     pub purpose: Purpose,
+    /// How it was allocated.
     pub kind: AllocationKind,
+    /// The description it was allocated or recorded with.
     pub description: String,
+    /// Why it is not resident.
     pub reason: ViolationReason,
+    /// The memory type CUDA observed.
     pub memory_type: MemoryType,
+    /// The device CUDA reports for the pointer.
     pub observed_device: i32,
+    /// The CUDA error of the query; 0 unless it failed.
     pub cuda_error: i32,
 }
 
 /// H3: the outcome of one residency verification.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResidencyReport {
+    /// True when no violation was found.
     pub resident: bool,
+    /// The ordinal of the tracker's GPU.
     pub device: i32,
     /// Allocations whose purpose was checked.
     pub checked: u64,
+    /// Every allocation found outside device memory, with the reason.
     pub violations: Vec<Violation>,
+    /// Bytes of all live allocations in the tracker, checked or not.
     pub tracked_bytes: u64,
+    /// Live allocations in the tracker, checked or not.
     pub allocation_count: u64,
     /// Device-wide used VRAM: total − free from `cudaMemGetInfo`.
     pub device_used_bytes: u64,
+    /// The device's total memory, from `cudaMemGetInfo`.
     pub device_total_bytes: u64,
 }
 

@@ -14,15 +14,23 @@ use crate::usage::Usage;
 /// One live allocation, copied out of the tracker (never a reference into live state, T5).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Allocation {
+    /// The record's id: unique within the tracker, never reused.
     pub id: u64,
+    /// The first byte's address (device, managed or host, by kind).
     pub address: usize,
+    /// Size in bytes.
     pub bytes: u64,
+    /// What the memory is for.
     pub purpose: Purpose,
+    /// How it was allocated, or `Adopted` for another allocator's memory.
     pub kind: AllocationKind,
+    /// The ordinal of the tracker's GPU.
     pub device: i32,
     /// Allocated by vramguard (freed when its buffer drops) rather than recorded or adopted.
     pub owned: bool,
+    /// When the allocation was recorded.
     pub recorded_at: SystemTime,
+    /// The caller's description (at most 255 bytes).
     pub description: String,
 }
 
@@ -110,6 +118,7 @@ impl Tracker {
         Ok(Tracker { inner: Arc::new(TrackerInner { raw, device, drop_failures: AtomicU64::new(0) }) })
     }
 
+    /// The ordinal of the GPU this tracker is for.
     pub fn device(&self) -> u32 {
         self.inner.device
     }
@@ -201,6 +210,7 @@ impl Tracker {
         bytes
     }
 
+    /// Number of live allocations, all purposes together.
     pub fn allocation_count(&self) -> u64 {
         let mut count = 0;
         // SAFETY: as in total_bytes.

@@ -139,6 +139,7 @@ impl Default for WeightLimits {
 pub struct TensorInfo {
     /// The name, as the header spells it (untrusted text: print it with [`shown_name`]).
     pub name: String,
+    /// The element type, e.g. `F16`.
     pub dtype: Dtype,
     /// The dimensions; `[]` is a scalar (one element), a 0 anywhere makes a tensor of 0 bytes.
     pub shape: Vec<u64>,
@@ -157,9 +158,13 @@ impl TensorInfo {
 /// device and inode (the same file, not one renamed over it), its length and modification time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileIdentity {
+    /// The ID of the device (file system) holding the file.
     pub dev: u64,
+    /// The file's inode number.
     pub inode: u64,
+    /// The file's length in bytes.
     pub len: u64,
+    /// The file's last modification time.
     pub mtime: SystemTime,
 }
 
@@ -223,7 +228,9 @@ impl Header {
 /// (`None` when the problem is the file's, not one tensor's), and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeaderError {
+    /// The first offending tensor's name, escaped and cut; `None` when the file is at fault.
     pub tensor: Option<String>,
+    /// What is wrong.
     pub reason: String,
 }
 
@@ -688,6 +695,7 @@ impl WeightsFile {
         Ok(WeightsFile { path: path.to_path_buf(), file_len, identity, header })
     }
 
+    /// The path the file was opened from.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -757,12 +765,14 @@ pub struct PlacedTensor {
     pub tensor: usize,
     /// Offset in the allocation, a multiple of the layout's alignment.
     pub offset: u64,
+    /// The tensor's size in bytes.
     pub bytes: u64,
 }
 
 /// Every tensor of a [`WeightsSet`] placed in one contiguous allocation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SlotLayout {
+    /// The alignment every offset is a multiple of (a power of two).
     pub alignment: u64,
     /// The allocation's size: where the last tensor ends.
     pub total_bytes: u64,
@@ -799,6 +809,7 @@ impl WeightsSet {
         Ok(WeightsSet { files, total_bytes })
     }
 
+    /// The validated files, in the order given.
     pub fn files(&self) -> &[WeightsFile] {
         &self.files
     }
@@ -808,6 +819,7 @@ impl WeightsSet {
         self.total_bytes
     }
 
+    /// Number of tensors, all files together.
     pub fn tensor_count(&self) -> usize {
         self.files.iter().map(|f| f.tensors().len()).sum()
     }

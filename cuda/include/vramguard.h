@@ -1,10 +1,18 @@
 /*
  * vramguard C ABI.
  *
- * Conventions: every function returns a vg_status; out-parameters come last; no function throws
- * or unwinds. After a failing call, vg_last_error() returns this thread's message for it.
- * Enumerations travel as int32_t so that an out-of-range value is representable and rejected
- * with VG_ERR_INVALID_ENUM rather than being undefined behaviour. No CUDA or C++ types appear here.
+ * Conventions: every function but vg_last_error and vg_status_name returns a vg_status;
+ * out-parameters come last; no function throws or unwinds. After a failing call, vg_last_error()
+ * returns this thread's message for it. Enumerations travel as int32_t so that an out-of-range
+ * value is representable and rejected with VG_ERR_INVALID_ENUM rather than being undefined
+ * behaviour. No CUDA or C++ types appear here.
+ *
+ * Statuses: each function's comment names what it returns besides VG_OK. Any function returning a
+ * vg_status may also return VG_ERR_INTERNAL (host memory exhausted inside vramguard, or a bug);
+ * the lists leave it out. A failed CUDA call is reported by what it means: no driver or no GPU ->
+ * VG_ERR_NO_DEVICE, an ordinal the driver does not know -> VG_ERR_INVALID_DEVICE, out of memory ->
+ * VG_ERR_OUT_OF_MEMORY, an error that corrupts the context -> VG_ERR_CUDA_STICKY, any other ->
+ * VG_ERR_CUDA. A function whose comment says it touches no device makes no CUDA call.
  *
  * CUDA contexts (R4): every function leaves the calling thread's current CUDA context as it found
  * it, none included; work for a tracker's device runs in that device's primary context for the
@@ -165,48 +173,93 @@ typedef struct vg_residency {
 } vg_residency;
 
 /* Errors and names ------------------------------------------------------------------------- */
-const char* vg_last_error(void);            /* never NULL; this thread's last failure message */
-const char* vg_status_name(int32_t status); /* "VG_ERR_NULL_ARGUMENT", ...; never NULL */
+/* The message of the calling thread's last failing call ("" before any); never NULL. A call that
+ * succeeds leaves it as it was; the pointer is valid until this thread's next failing call.
+ * Returns no status. */
+const char* vg_last_error(void);
+/* The name of a status: "VG_OK", "VG_ERR_NULL_ARGUMENT", ...; "VG_STATUS_UNKNOWN" for a value that
+ * is no vg_status. Never NULL (a static string); returns no status and sets no error. */
+const char* vg_status_name(int32_t status);
 
 /* Devices ---------------------------------------------------------------------------------- */
+/* The number of visible GPUs, at least 1 on VG_OK. VG_ERR_NULL_ARGUMENT (out_count NULL),
+ * VG_ERR_NO_DEVICE (no driver, or it reports no GPU), VG_ERR_CUDA / VG_ERR_CUDA_STICKY (another
+ * failure of cudaGetDeviceCount). */
 vg_status vg_device_count(int32_t* out_count);
+/* Properties and memory figures of one GPU. VG_ERR_NULL_ARGUMENT (out_info NULL),
+ * VG_ERR_NO_DEVICE, VG_ERR_INVALID_DEVICE (device < 0 or >= vg_device_count), VG_ERR_CUDA /
+ * VG_ERR_CUDA_STICKY (a query failed). */
 vg_status vg_device_info_get(int32_t device, vg_device_info* out_info);
+/* Makes device's primary context the calling thread's current one (cudaSetDevice).
+ * VG_ERR_NO_DEVICE, VG_ERR_INVALID_DEVICE (device < 0 or >= vg_device_count), VG_ERR_CUDA /
+ * VG_ERR_CUDA_STICKY. */
 vg_status vg_set_device(int32_t device);
+/* Free and total bytes of one GPU (cudaMemGetInfo). VG_ERR_NULL_ARGUMENT (out_free or out_total
+ * NULL), VG_ERR_NO_DEVICE, VG_ERR_INVALID_DEVICE (device < 0 or >= vg_device_count), VG_ERR_CUDA /
+ * VG_ERR_CUDA_STICKY. */
 vg_status vg_memory_info(int32_t device, uint64_t* out_free, uint64_t* out_total);
 
 /* Trackers: one per device. Creating one needs no GPU; allocating through it does. ---------- */
+/* Touches no device: an ordinal with no GPU behind it is accepted, and the first call that uses
+ * the device fails. VG_ERR_NULL_ARGUMENT (out_tracker NULL), VG_ERR_INVALID_DEVICE (device < 0). */
 vg_status vg_tracker_create(int32_t device, vg_tracker** out_tracker);
-/* Frees every allocation the tracker still owns, then the tracker. */
+/* Frees every allocation the tracker still owns, then the tracker. VG_ERR_NULL_ARGUMENT (tracker
+ * NULL); otherwise VG_OK: a free that fails is not reported (that memory goes with the context). */
 vg_status vg_tracker_destroy(vg_tracker* tracker);
+/* The device ordinal the tracker was created for. VG_ERR_NULL_ARGUMENT (tracker or out_device
+ * NULL). */
 vg_status vg_tracker_device(const vg_tracker* tracker, int32_t* out_device);
 
-/* Bookkeeping without allocation ------------------------------------------------------------ */
-/* Records memory the caller allocated itself. description may be NULL. */
+/* Bookkeeping without allocation: these touch no device. ------------------------------------ */
+/* Records memory the caller allocated itself. description and out_id may be NULL.
+ * VG_ERR_NULL_ARGUMENT (tracker or ptr NULL), VG_ERR_INVALID_ENUM (purpose or kind out of range),
+ * VG_ERR_INVALID_SIZE (bytes 0, over VG_MAX_ALLOCATION_BYTES, ptr + bytes wrapping around, or a
+ * tracked total that would overflow), VG_ERR_DESCRIPTION_TOO_LONG, VG_ERR_ALREADY_TRACKED (ptr is
+ * recorded already). */
 vg_status vg_record(vg_tracker* tracker, const void* ptr, uint64_t bytes, int32_t purpose,
                     int32_t kind, const char* description, uint64_t* out_id);
-/* Records a pointer made by another allocator (a framework's tensor) as kind VG_KIND_ADOPTED. */
+/* Records a pointer made by another allocator (a framework's tensor) as kind VG_KIND_ADOPTED.
+ * description and out_id may be NULL. The statuses of vg_record: VG_ERR_NULL_ARGUMENT,
+ * VG_ERR_INVALID_ENUM (purpose), VG_ERR_INVALID_SIZE, VG_ERR_DESCRIPTION_TOO_LONG,
+ * VG_ERR_ALREADY_TRACKED. */
 vg_status vg_adopt(vg_tracker* tracker, const void* ptr, uint64_t bytes, int32_t purpose,
                    const char* description, uint64_t* out_id);
-/* Forgets the record of a recorded or adopted pointer; frees nothing. Unknown pointers change
- * nothing and are counted; vramguard's own allocations -> VG_ERR_OWNERSHIP (free them with
+/* Forgets the record of a recorded or adopted pointer; frees nothing. VG_ERR_NULL_ARGUMENT
+ * (tracker or ptr NULL); an unknown pointer -> VG_ERR_UNKNOWN_POINTER, changing nothing but the
+ * count of unknown deallocations; vramguard's own allocations -> VG_ERR_OWNERSHIP (free them with
  * vg_free). */
 vg_status vg_forget(vg_tracker* tracker, const void* ptr);
-/* The old name of vg_forget, kept for existing callers. */
+/* The old name of vg_forget, kept for existing callers: the same statuses. */
 vg_status vg_deallocate(vg_tracker* tracker, const void* ptr);
 
-/* Reads -------------------------------------------------------------------------------------- */
+/* Reads: these touch no device. -------------------------------------------------------------- */
+/* The tracker's counters. VG_ERR_NULL_ARGUMENT (tracker or out_usage NULL). */
 vg_status vg_usage_get(const vg_tracker* tracker, vg_usage* out_usage);
+/* Bytes tracked, all purposes. VG_ERR_NULL_ARGUMENT (tracker or out_bytes NULL). */
 vg_status vg_total_bytes(const vg_tracker* tracker, uint64_t* out_bytes);
+/* Bytes tracked for one purpose. VG_ERR_NULL_ARGUMENT (tracker or out_bytes NULL),
+ * VG_ERR_INVALID_ENUM (purpose out of range). */
 vg_status vg_purpose_bytes(const vg_tracker* tracker, int32_t purpose, uint64_t* out_bytes);
+/* Live allocations tracked. VG_ERR_NULL_ARGUMENT (tracker or out_count NULL). */
 vg_status vg_allocation_count(const vg_tracker* tracker, uint64_t* out_count);
 /* Copies the live allocations, oldest first. With too small a capacity: VG_ERR_BUFFER_TOO_SMALL,
- * nothing copied, *out_count = the number needed. out may be NULL when capacity is 0. */
+ * nothing copied, *out_count = the number needed. out may be NULL when capacity is 0.
+ * VG_ERR_NULL_ARGUMENT (tracker or out_count NULL, or out NULL with allocations to copy). */
 vg_status vg_snapshot(const vg_tracker* tracker, vg_allocation* out, uint64_t capacity,
                       uint64_t* out_count);
-/* Copies the human-readable usage report, NUL-terminated. *out_needed counts the NUL. */
+/* Copies the human-readable usage report, NUL-terminated. *out_needed counts the NUL.
+ * VG_ERR_NULL_ARGUMENT (tracker or out_needed NULL, or out NULL with a large enough capacity),
+ * VG_ERR_BUFFER_TOO_SMALL (nothing copied; *out_needed says how large). */
 vg_status vg_report(const vg_tracker* tracker, char* out, uint64_t capacity, uint64_t* out_needed);
 
 /* Allocation --------------------------------------------------------------------------------- */
+/* Allocates `bytes` of memory of `kind` on the tracker's device and records it as owned (free it
+ * with vg_free). description may be NULL. VG_ERR_NULL_ARGUMENT (tracker or out_ptr NULL); before
+ * any device is touched, what vg_check_allocation answers (VG_ERR_INVALID_ENUM,
+ * VG_ERR_INVALID_SIZE, VG_ERR_DESCRIPTION_TOO_LONG); then VG_ERR_OUT_OF_MEMORY, VG_ERR_NO_DEVICE,
+ * VG_ERR_INVALID_DEVICE (the tracker's device does not exist), VG_ERR_ALREADY_TRACKED (the new
+ * memory's address was recorded already by vg_record or vg_adopt: it is freed again), VG_ERR_CUDA
+ * / VG_ERR_CUDA_STICKY. */
 vg_status vg_alloc(vg_tracker* tracker, uint64_t bytes, int32_t purpose, int32_t kind,
                    const char* description, void** out_ptr);
 /* Answers what vg_alloc would answer for these arguments, without a tracker and without touching
@@ -233,24 +286,45 @@ vg_status vg_check_allocation(uint64_t bytes, int32_t purpose, int32_t kind,
  * reused. Work on a non-blocking stream (cudaStreamNonBlocking), in another context or process is
  * not waited for: the caller synchronises it before freeing memory it uses (cudaStreamSynchronize,
  * or cudaStreamWaitEvent of the legacy stream on an event recorded after it). VG_KIND_PINNED_HOST
- * is freed with cudaFreeHost. */
+ * is freed with cudaFreeHost.
+ *
+ * VG_ERR_NULL_ARGUMENT (tracker or ptr NULL), VG_ERR_UNKNOWN_POINTER (not tracked: never
+ * allocated, or freed already), VG_ERR_OWNERSHIP (recorded or adopted, not allocated by
+ * vramguard: vg_forget it), VG_ERR_CUDA / VG_ERR_CUDA_STICKY / VG_ERR_NO_DEVICE (the CUDA free
+ * failed; the record is gone all the same). */
 vg_status vg_free(vg_tracker* tracker, void* ptr);
 /* Copies between host memory and a vg_alloc allocation, at a byte offset inside it. Returns once
  * the copy is complete in its destination (the legacy default stream is synchronised behind it).
- * vg_free of the allocation on another thread waits for the copy. */
+ * vg_free of the allocation on another thread waits for the copy. The device side (dst of
+ * vg_copy_to_device, src of vg_copy_to_host) is the address the allocation was tracked at; bytes 0
+ * copies nothing. VG_ERR_NULL_ARGUMENT (tracker, dst or src NULL), VG_ERR_UNKNOWN_POINTER (the
+ * device side is not tracked by this tracker), VG_ERR_OUT_OF_RANGE (offset + bytes past the
+ * allocation's end), VG_ERR_NO_DEVICE, VG_ERR_CUDA / VG_ERR_CUDA_STICKY (the copy failed). */
 vg_status vg_copy_to_device(vg_tracker* tracker, void* dst, uint64_t offset, const void* src,
                             uint64_t bytes);
 vg_status vg_copy_to_host(vg_tracker* tracker, void* dst, const void* src, uint64_t offset,
                           uint64_t bytes);
 
 /* Residency ---------------------------------------------------------------------------------- */
-/* Classifies one pointer against the expected device. */
+/* Classifies one pointer against the expected device. ptr may be any address (NULL: not
+ * resident, VG_MEMORY_UNREGISTERED); a pointer query that fails for this pointer is no error: it
+ * is out_check->cuda_error. VG_ERR_NULL_ARGUMENT (out_check NULL), VG_ERR_NO_DEVICE,
+ * VG_ERR_INVALID_DEVICE (device < 0 or >= vg_device_count), VG_ERR_CUDA_STICKY (the context is
+ * corrupt), VG_ERR_CUDA. */
 vg_status vg_check_pointer(int32_t device, const void* ptr, vg_pointer_check* out_check);
 /* Verifies every allocation whose purpose bit is in purpose_mask; copies up to capacity
- * violations (violations may be NULL when capacity is 0). */
+ * violations (violations may be NULL when capacity is 0). A violation is no error: VG_OK with
+ * out_residency->resident 0. VG_ERR_NULL_ARGUMENT (tracker or out_residency NULL, or violations
+ * NULL with a capacity), VG_ERR_INVALID_ENUM (purpose_mask 0 or with bits outside
+ * VG_PURPOSE_MASK_ALL), VG_ERR_NO_DEVICE, VG_ERR_INVALID_DEVICE (the tracker's device does not
+ * exist), VG_ERR_CUDA / VG_ERR_CUDA_STICKY. */
 vg_status vg_verify(vg_tracker* tracker, uint32_t purpose_mask, vg_residency* out_residency,
                     vg_violation* violations, uint64_t capacity);
-/* Runs a verification and copies the human-readable residency report. */
+/* Runs a verification of every purpose and copies the human-readable residency report,
+ * NUL-terminated; *out_needed counts the NUL. VG_ERR_NULL_ARGUMENT (tracker or out_needed NULL,
+ * or out NULL with a large enough capacity), VG_ERR_BUFFER_TOO_SMALL (nothing copied;
+ * *out_needed says how large), and the device statuses of vg_verify: VG_ERR_NO_DEVICE,
+ * VG_ERR_INVALID_DEVICE, VG_ERR_CUDA / VG_ERR_CUDA_STICKY. */
 vg_status vg_residency_report(vg_tracker* tracker, char* out, uint64_t capacity,
                               uint64_t* out_needed);
 
@@ -272,10 +346,13 @@ typedef struct vg_checksum {
  * synchronised). timeout_ms 0 -> VG_ERR_INVALID_SIZE.
  *
  * ptr is an allocation tracked by this tracker (device, pool, managed or pinned host memory), the
- * range must lie inside it: unknown pointer -> VG_ERR_UNKNOWN_POINTER, range past its end ->
- * VG_ERR_OUT_OF_RANGE, bytes 0 -> VG_ERR_INVALID_SIZE. Memory the GPU cannot read (a recorded
- * pageable or wild address) -> VG_ERR_CUDA, before any kernel runs. vg_free of the allocation on
- * another thread waits until the checksum returns.
+ * range must lie inside it: tracker, ptr or out NULL -> VG_ERR_NULL_ARGUMENT, unknown pointer ->
+ * VG_ERR_UNKNOWN_POINTER, range past its end -> VG_ERR_OUT_OF_RANGE, bytes 0 ->
+ * VG_ERR_INVALID_SIZE. Memory the GPU cannot read (a recorded pageable or wild address, memory of
+ * another GPU) -> VG_ERR_CUDA, before any kernel runs. No GPU -> VG_ERR_NO_DEVICE, the tracker's
+ * device does not exist -> VG_ERR_INVALID_DEVICE, a kernel or copy that corrupts the context ->
+ * VG_ERR_CUDA_STICKY. vg_free of the allocation on another thread waits until the checksum
+ * returns.
  *
  * The kernel runs on vramguard's own non-blocking stream for the device: it does not queue behind
  * the legacy default stream, and it does not wait for it or for any other stream either. What the
@@ -285,11 +362,12 @@ typedef struct vg_checksum {
  * (which can return before the data lands) must be synchronised first. */
 vg_status vg_checksum_device_within(vg_tracker* tracker, const void* ptr, uint64_t offset,
                                     uint64_t bytes, uint64_t timeout_ms, vg_checksum* out);
-/* vg_checksum_device_within with VG_CHECKSUM_DEFAULT_TIMEOUT_MS. */
+/* vg_checksum_device_within with VG_CHECKSUM_DEFAULT_TIMEOUT_MS: the same statuses. */
 vg_status vg_checksum_device(vg_tracker* tracker, const void* ptr, uint64_t offset, uint64_t bytes,
                              vg_checksum* out);
 /* The same checksum of `bytes` host bytes at ptr, computed on the CPU (ptr may be NULL when bytes
- * is 0). */
+ * is 0); touches no device. VG_ERR_NULL_ARGUMENT (out NULL, or ptr NULL with bytes > 0),
+ * VG_ERR_INVALID_SIZE (ptr + bytes wraps around the address space). */
 vg_status vg_checksum_host(const void* ptr, uint64_t bytes, vg_checksum* out);
 
 /* Loading weights (W1, I1) ------------------------------------------------------------------ */
@@ -340,25 +418,36 @@ typedef struct vg_load_result {
 } vg_load_result;
 
 /* Allocates the staging memory (pinned) and the readers' streams on `device`. options may be
- * NULL (the defaults). Under 1 MiB per staging slot or over 64 readers -> VG_ERR_INVALID_SIZE;
- * the host cannot pin the memory -> VG_ERR_OUT_OF_MEMORY. */
+ * NULL (the defaults). out_loader NULL -> VG_ERR_NULL_ARGUMENT (otherwise *out_loader is NULL on
+ * failure); under 1 MiB per staging slot or over 64 readers -> VG_ERR_INVALID_SIZE, before any
+ * device is touched; the host cannot pin the memory -> VG_ERR_OUT_OF_MEMORY; VG_ERR_NO_DEVICE,
+ * VG_ERR_INVALID_DEVICE (device does not exist), VG_ERR_CUDA / VG_ERR_CUDA_STICKY (a stream or
+ * event cannot be made). */
 vg_status vg_loader_create(int32_t device, const vg_loader_options* options,
                            vg_loader** out_loader);
+/* Frees the loader's staging memory and streams. loader may be NULL (nothing to do). Always VG_OK:
+ * a release that fails is not reported (that memory goes with the context or the process). */
 vg_status vg_loader_destroy(vg_loader* loader);
+/* The loader's device, readers and staging sizes. VG_ERR_NULL_ARGUMENT (loader or out_info NULL).
+ */
 vg_status vg_loader_info_get(const vg_loader* loader, vg_loader_info* out_info);
 /* How far the running load is, from any thread: bytes read and queued for copying, of the bytes
- * it copies in all (both 0 before the first load; after a load, what it reached). */
+ * it copies in all (both 0 before the first load; after a load, what it reached).
+ * VG_ERR_NULL_ARGUMENT (loader, out_done or out_total NULL). */
 vg_status vg_loader_progress(const vg_loader* loader, uint64_t* out_done, uint64_t* out_total);
 /* Zeroes the first image_bytes bytes of dst, copies every copy into place, and checks the device
  * checksum of those bytes against the host hash of the bytes read (flags VG_LOAD_VERIFY) or
  * against *expected (VG_LOAD_EXPECTED; expected may be NULL otherwise); flags 0 compares nothing.
  * dst is an allocation of `tracker` on the loader's device (VG_ERR_UNKNOWN_POINTER otherwise,
  * VG_ERR_INVALID_DEVICE for another device) holding at least image_bytes (VG_ERR_OUT_OF_RANGE);
- * vg_free of it waits for the load. One load at a time per loader. Errors: VG_ERR_IO,
- * VG_ERR_FILE_CHANGED, VG_ERR_WEIGHTS_CORRUPTED, VG_ERR_OUT_OF_RANGE (a copy outside its file
- * or the image, or overlapping another), VG_ERR_INVALID_ENUM (a file index out of range, an
- * unknown flag), VG_ERR_INVALID_SIZE, VG_ERR_CUDA...; on failure the image's bytes are undefined
- * and nothing of the load is still running. */
+ * vg_free of it waits for the load. One load at a time per loader. Errors: VG_ERR_NULL_ARGUMENT
+ * (loader, tracker, dst or out_result NULL; files or copies NULL with a count; a file's path NULL;
+ * expected NULL with VG_LOAD_EXPECTED), VG_ERR_IO, VG_ERR_FILE_CHANGED, VG_ERR_WEIGHTS_CORRUPTED,
+ * VG_ERR_OUT_OF_RANGE (a copy outside its file or the image, or overlapping another),
+ * VG_ERR_INVALID_ENUM (a file index out of range, an unknown flag), VG_ERR_INVALID_SIZE
+ * (image_bytes 0), VG_ERR_TIMEOUT (the final device checksum), VG_ERR_NO_DEVICE, VG_ERR_CUDA /
+ * VG_ERR_CUDA_STICKY; on failure the image's bytes are undefined and nothing of the load is still
+ * running. */
 vg_status vg_load_weights(vg_loader* loader, vg_tracker* tracker, void* dst, uint64_t image_bytes,
                           const vg_weights_file* files, uint64_t file_count,
                           const vg_weights_copy* copies, uint64_t copy_count, uint32_t flags,

@@ -11,9 +11,13 @@ const SELF_TEST_BYTES: u64 = 1 << 20;
 /// One kind's outcome in the self-test.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KindOutcome {
+    /// The allocation kind tested.
     pub kind: AllocationKind,
+    /// Whether the residency check found the buffer in device memory.
     pub resident: bool,
+    /// Whether it should be: true for `Device` and `Pool`, false for the RAM-fallback kinds.
     pub expected_resident: bool,
+    /// The verdict in words: "resident in device memory", or the violation and memory type.
     pub detail: String,
 }
 

@@ -15,6 +15,7 @@ use crate::weights::{WeightLimits, WeightsSet};
 
 use super::units::parse_bytes;
 
+/// The arguments of `vramguard load`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct LoadArgs {
     /// The safetensors files of one model (all go into one slot).
@@ -41,18 +42,28 @@ pub struct LoadArgs {
 /// What a load printed.
 #[derive(Debug, Clone, Serialize)]
 pub struct LoadSummary {
+    /// The files loaded, as given on the command line.
     pub files: Vec<String>,
+    /// Tensors loaded, all files together.
     pub tensors: usize,
+    /// Tensor bytes copied to the device (without padding).
     pub bytes: u64,
+    /// How long the load took, in seconds.
     pub seconds: f64,
+    /// Tensor bytes per second, in GB/s (10^9 bytes).
     pub gb_per_s: f64,
+    /// Whether the device checksum was compared with the host hash.
     pub verified: bool,
+    /// The device checksum of the slot's image, as 32 hex digits.
     pub checksum: String,
+    /// The pinned staging memory the loader used.
     pub staging_bytes: u64,
+    /// The loader's reader threads.
     pub readers: u32,
 }
 
 impl LoadSummary {
+    /// The one line `vramguard load` prints without `--json`.
     pub fn to_text(&self) -> String {
         format!(
             "loaded {} tensors, {} bytes ({:.2} GiB) in {:.3} s: {:.2} GB/s, {}; checksum {}\n",

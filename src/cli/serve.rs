@@ -11,11 +11,13 @@ use crate::service::{Service, ServiceConfig, Workload};
 
 use super::units::{parse_bytes, parse_duration};
 
+/// The arguments of `vramguard serve`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeArgs {
     /// Address to bind (loopback unless told otherwise).
     #[arg(long, default_value = "127.0.0.1")]
     pub bind: IpAddr,
+    /// TCP port to listen on.
     #[arg(long, default_value_t = 9400)]
     pub port: u16,
     /// Time between residency checks, e.g. 60s, 500ms.
@@ -35,7 +37,7 @@ pub struct ServeArgs {
     /// Budget of the model slots, e.g. 8GiB (default: seed 000's preset, 8 GiB).
     #[arg(long, value_parser = parse_bytes)]
     pub budget: Option<u64>,
-    /// TOML file of [[slot]] entries (name, bytes or files, purpose, pinned); default: seed 000's preset,
+    /// TOML file of `[[slot]]` entries (name, bytes or files, purpose, pinned); default: seed 000's preset,
     /// the 13 embedders.
     #[arg(long)]
     pub workload: Option<PathBuf>,

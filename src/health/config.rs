@@ -11,6 +11,8 @@ pub const MIN_CHECK_INTERVAL: Duration = Duration::from_millis(10);
 /// deadlines computed from it could overflow `Instant`.
 pub const MAX_CHECK_INTERVAL: Duration = Duration::from_secs(24 * 3600);
 
+/// How the health monitor checks: how often, which purposes, and when its verdict is stale or a
+/// check failed. [`HealthConfig::validate`] says what is accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HealthConfig {
     /// Time between checks: 60 s by default, down to [`MIN_CHECK_INTERVAL`] for tests.

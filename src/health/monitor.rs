@@ -98,10 +98,12 @@ impl HealthMonitor {
         self
     }
 
+    /// The configuration the monitor was built with.
     pub fn config(&self) -> &HealthConfig {
         &self.config
     }
 
+    /// The tracker whose allocations it checks.
     pub fn tracker(&self) -> &Tracker {
         &self.tracker
     }
@@ -256,6 +258,7 @@ impl HealthMonitor {
         known.clone().unwrap_or(DeviceReport { ordinal: self.tracker.device(), ..DeviceReport::default() })
     }
 
+    /// Whether the current report, aged as `/health` sees it, says Healthy.
     pub fn is_healthy(&self) -> bool {
         self.report().status == HealthStatus::Healthy
     }

@@ -10,7 +10,10 @@ use serde::Serialize;
 pub enum HealthStatus {
     /// No check has completed yet.
     Starting,
+    /// The last check found every checked allocation resident and every slot's weights intact.
     Healthy,
+    /// The last check found a violation, could not run, or ran past its deadline; or the process
+    /// met an unrecoverable CUDA error.
     Unhealthy,
     /// The last completed check is older than the configured multiple of the interval, or
     /// none has completed in that time: the verdict can no longer be trusted either way.
@@ -20,9 +23,13 @@ pub enum HealthStatus {
 /// One tracked allocation found outside device memory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ViolationReport {
+    /// The allocation's description, or the slot's name for an integrity violation.
     pub description: String,
+    /// The purpose's name, e.g. "ModelWeights".
     pub purpose: String,
+    /// The allocation kind's name, e.g. "Managed".
     pub kind: String,
+    /// Size in bytes.
     pub bytes: u64,
     /// e.g. "not device memory (memory type Managed)".
     pub reason: String,
@@ -33,8 +40,11 @@ pub struct ViolationReport {
 /// The device the worker runs on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
 pub struct DeviceReport {
+    /// The CUDA ordinal.
     pub ordinal: u32,
+    /// The product name; empty until the device has answered.
     pub name: String,
+    /// The device's whole memory.
     pub total_bytes: u64,
     /// Device-wide used VRAM: total − free from cudaMemGetInfo.
     pub used_bytes: u64,
@@ -51,8 +61,11 @@ pub struct DeviceReport {
 /// The slots' budget.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BudgetReport {
+    /// The budget's limit.
     pub limit_bytes: u64,
+    /// Bytes held against it by the slots.
     pub allocated_bytes: u64,
+    /// Bytes left under it.
     pub available_bytes: u64,
     /// "low", "medium", "high", "critical".
     pub pressure: String,
@@ -63,10 +76,15 @@ pub struct BudgetReport {
 /// One loaded model slot.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SlotReport {
+    /// The slot's name.
     pub name: String,
+    /// Its size in bytes.
     pub size_bytes: u64,
+    /// Whether it is pinned (never evicted).
     pub pinned: bool,
+    /// Live use guards on it.
     pub users: usize,
+    /// Seconds since it was last allocated, touched or used.
     pub idle_secs: f64,
     /// For a slot loaded from weights files: which, and how the load went.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -76,10 +94,13 @@ pub struct SlotReport {
 /// The weights files of a slot and its load (W1).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SlotWeightsReport {
+    /// The files, as given to the load.
     pub files: Vec<String>,
+    /// Tensors loaded.
     pub tensors: usize,
     /// Tensor bytes loaded (without padding).
     pub bytes: u64,
+    /// How long the load took, in seconds.
     pub load_seconds: f64,
     /// Tensor bytes per second of the load, 10^9 bytes.
     pub load_gb_per_s: f64,
@@ -92,18 +113,22 @@ pub struct SlotWeightsReport {
 /// Counters since the service started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
 pub struct HealthCounters {
+    /// Checks that found everything resident and intact.
     pub checks_passed: u64,
     /// Checks that found a residency violation.
     pub checks_violated: u64,
     /// Checks that could not run (the error is in `last_error`).
     pub checks_failed: u64,
+    /// Model slots evicted (0 without a slot manager).
     pub evictions: u64,
+    /// Out-of-memory failures of the slot manager (0 without one).
     pub ooms: u64,
 }
 
 /// Everything `/health` and `/metrics` show.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HealthReport {
+    /// The verdict, judged when the report was read.
     pub status: HealthStatus,
     /// False once the process has met an unrecoverable (sticky) CUDA error: its context is
     /// corrupted and only a restart helps, so `/health/live` answers 503. Never true again.
@@ -116,17 +141,26 @@ pub struct HealthReport {
     pub last_check_secs: Option<f64>,
     /// Unix time of the last completed check.
     pub last_check_unix_secs: Option<f64>,
+    /// How long the last completed check took, in seconds.
     pub last_check_duration_secs: Option<f64>,
     /// The last check's error as JSON (`Error::to_json`), when it could not run.
     pub last_error: Option<serde_json::Value>,
+    /// Allocations found outside device memory and slots whose weights changed, from the last
+    /// check.
     pub violations: Vec<ViolationReport>,
     /// Tracked bytes by purpose name.
     pub by_purpose: BTreeMap<String, u64>,
+    /// Live tracked allocations.
     pub tracked_allocations: u64,
+    /// The device and its memory.
     pub device: DeviceReport,
+    /// The slots' budget, when a slot manager is attached.
     pub budget: Option<BudgetReport>,
+    /// The loaded slots, least recently used first.
     pub slots: Vec<SlotReport>,
+    /// How many slots the workload has (0 when none was announced).
     pub expected_slots: usize,
+    /// Check and slot counters since the service started.
     pub counters: HealthCounters,
 }
 
@@ -161,5 +195,6 @@ impl HealthReport {
 
 /// Where the HTTP layer gets the cached report. Must be cheap and must not call CUDA.
 pub trait HealthSource: Send + Sync {
+    /// The current report, never computed by calling CUDA.
     fn report(&self) -> HealthReport;
 }

@@ -8,12 +8,18 @@ use crate::slots::{ModelSlotManager, SlotKey};
 
 use super::report::{BudgetReport, SlotReport, SlotWeightsReport, ViolationReport};
 
+/// The model slots as the health report shows them, whatever their key type: the budget, the loaded
+/// slots, the counters and the integrity check. [`ModelSlotManager`] implements it.
 pub trait SlotView: Send + Sync {
+    /// The slots' budget, allocation and pressure now.
     fn budget_report(&self) -> BudgetReport;
     /// Loaded slots, least recently used first.
     fn slot_reports(&self) -> Vec<SlotReport>;
+    /// How many slots the workload has (0 when none was announced).
     fn expected_slots(&self) -> usize;
+    /// Slots evicted since the manager was made.
     fn evictions(&self) -> u64;
+    /// Out-of-memory failures since the manager was made.
     fn ooms(&self) -> u64;
     /// I1: slots whose memory changed since it was loaded, checked within `deadline` (the time
     /// the health check has left).

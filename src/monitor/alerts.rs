@@ -21,7 +21,9 @@ use crate::slots::{ModelSlotManager, SlotKey};
 /// changes only, so that a device that stays at Warning does not repeat itself every interval.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Alert {
+    /// The device's CUDA ordinal.
     pub device: u32,
+    /// The level the device is at now.
     pub level: AlertLevel,
     /// The level at the previous check (Normal before the first one).
     pub previous: AlertLevel,
@@ -59,11 +61,13 @@ pub trait Unloader: Send + Sync {
 /// able to bring it below.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct UnloadEvent {
+    /// The device's CUDA ordinal.
     pub device: u32,
     /// Bytes needed to bring the device just below the critical threshold.
     pub requested_bytes: u64,
     /// What the unloader reported it unloaded (empty when nothing was idle, or it panicked).
     pub unloaded: Vec<String>,
+    /// When the request was made; serialised as Unix seconds.
     #[serde(serialize_with = "serialize_unix_seconds")]
     pub timestamp: SystemTime,
 }

@@ -107,10 +107,12 @@ impl GpuMonitor {
         })
     }
 
+    /// The configuration the monitor was made with.
     pub fn config(&self) -> &MonitorConfig {
         &self.config
     }
 
+    /// The Warning and Critical thresholds from the configuration.
     pub fn thresholds(&self) -> AlertThresholds {
         self.thresholds
     }
@@ -121,6 +123,7 @@ impl GpuMonitor {
         lock(&self.trackers).insert(tracker.device(), tracker)
     }
 
+    /// The tracker attached for `device`, if any.
     pub fn tracker(&self, device: u32) -> Option<Tracker> {
         lock(&self.trackers).get(&device).cloned()
     }
@@ -256,6 +259,7 @@ impl GpuMonitor {
         lock(&self.devices).get(&device).map(|state| state.history.to_vec()).unwrap_or_default()
     }
 
+    /// The device's last reading; `None` for a device not checked yet.
     pub fn latest(&self, device: u32) -> Option<GpuMemoryInfo> {
         lock(&self.devices).get(&device).and_then(|state| state.history.last().cloned())
     }
@@ -290,6 +294,7 @@ impl GpuMonitor {
         self.counters.checks_run.load(Ordering::Relaxed)
     }
 
+    /// Checks that failed; the last error is kept in [`GpuMonitor::last_error`].
     pub fn checks_failed(&self) -> u64 {
         self.counters.checks_failed.load(Ordering::Relaxed)
     }

@@ -18,8 +18,11 @@ use crate::usage::Usage;
 /// A device's memory at one moment: the driver's figures, what vramguard tracks, and the level.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct GpuMemoryInfo {
+    /// The device's CUDA ordinal.
     pub device: u32,
+    /// Free memory as the driver reports it.
     pub free_bytes: u64,
+    /// The device's whole memory.
     pub total_bytes: u64,
     /// `total_bytes - free_bytes`: everything on the device, this process's or not.
     pub used_bytes: u64,

@@ -42,13 +42,28 @@ const COMPUTE_PROCESSES: &str = "nvmlDeviceGetComputeRunningProcesses_v3";
 pub enum NvmlUnavailable {
     /// The library cannot be loaded: no NVIDIA driver on this machine, or not in the loader's path.
     #[error("{library} cannot be loaded: {reason}")]
-    Library { library: String, reason: String },
+    Library {
+        /// The library's name or path, as tried.
+        library: String,
+        /// The loader's error.
+        reason: String,
+    },
     /// The library is too old (or not NVML) for a function vramguard needs.
     #[error("{library} has no {symbol}")]
-    MissingSymbol { library: String, symbol: &'static str },
+    MissingSymbol {
+        /// The library's name or path.
+        library: String,
+        /// The function it lacks, e.g. `nvmlDeviceGetComputeRunningProcesses_v3`.
+        symbol: &'static str,
+    },
     /// An NVML call returned an error.
     #[error("{function} failed: {reason}")]
-    Call { function: &'static str, reason: String },
+    Call {
+        /// The NVML function that failed.
+        function: &'static str,
+        /// NVML's error.
+        reason: String,
+    },
     /// NVML knows no GPU at this PCI bus id.
     #[error("NVML has no GPU at PCI bus id {0}")]
     NoSuchDevice(String),
@@ -153,12 +168,14 @@ fn retry_while_growing<T>(mut call: impl FnMut() -> Result<T, NvmlError>) -> Res
 /// the process holds there, tracked or not (context, libraries' pools, other allocators).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProcessVram {
+    /// The bytes the driver charges this process on the GPU.
     Known(u64),
     /// Why the driver's figure cannot be had.
     Unknown(String),
 }
 
 impl ProcessVram {
+    /// The figure, or `None` when it is unknown.
     pub fn bytes(&self) -> Option<u64> {
         match self {
             ProcessVram::Known(bytes) => Some(*bytes),

@@ -9,7 +9,9 @@ use super::NvmlUnavailable;
 /// "00000000:1B:00.0" so that the two compare equal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PciBusId {
+    /// The PCI domain (segment).
     pub domain: u32,
+    /// The bus number.
     pub bus: u8,
     /// 0..=31.
     pub device: u8,

@@ -5,13 +5,18 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::pressure::{AlertLevel, AlertThresholds, Threshold};
 
+/// Seed 004's limits of a [`MemoryGuard`](super::MemoryGuard): the total, the most one operation
+/// may reserve, and the thresholds as fractions of the total. `Default`: 2 GiB, 512 MiB, 0.75,
+/// 0.85, 0.9.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MemoryLimits {
     /// Bytes all reservations together may hold (ignored when the guard shares a budget).
     pub max_total: u64,
     /// The most one operation may reserve.
     pub max_per_operation: u64,
+    /// Warning starts at this fraction of the total.
     pub warning_threshold: f64,
+    /// Critical starts at this fraction; above warning, at most the cleanup threshold.
     pub critical_threshold: f64,
     /// Above this fraction, cleanup callbacks run before a reservation is admitted.
     pub cleanup_threshold: f64,
@@ -30,6 +35,8 @@ impl Default for MemoryLimits {
 }
 
 impl MemoryLimits {
+    /// `VRAM-E007` unless `0 < warning < critical <= cleanup <= 1` and both byte limits are at
+    /// least 1.
     pub fn validate(&self) -> Result<()> {
         let (w, c, k) = (self.warning_threshold, self.critical_threshold, self.cleanup_threshold);
         if !(0.0 < w && w < c && c <= k && k <= 1.0) {

@@ -2,7 +2,7 @@
 //! `request_allocation` admits an operation's bytes against a [`Budget`] — the budget's
 //! reserve-then-commit is the one enforcement — and returns a guard that holds them until it
 //! drops. Levels are the crate's one level type ([`AlertLevel`](crate::monitor::AlertLevel),
-//! decided exactly in integers); cleanup callbacks are a contained [`Callbacks`] list.
+//! decided exactly in integers); cleanup callbacks are a contained callback list.
 mod limits;
 
 use std::collections::HashMap;
@@ -68,23 +68,36 @@ pub struct AllocationGuard {
 /// A live reservation, copied out.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Reservation {
+    /// The operation the bytes were reserved for.
     pub operation_id: String,
+    /// The bytes reserved.
     pub bytes: u64,
+    /// Seconds since the reservation was admitted.
     pub age_secs: f64,
 }
 
+/// Where a [`MemoryGuard`] stands: its budget, its live reservations and its counters.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ReservationStats {
+    /// The budget's limit in bytes.
     pub limit: u64,
     /// Bytes charged to the budget (reservations, plus allocations when the budget is shared).
     pub used: u64,
+    /// Bytes held by the live reservations.
     pub reserved: u64,
+    /// Number of live reservations.
     pub reservation_count: usize,
+    /// `used / limit`, from 0 to 1.
     pub usage_ratio: f64,
+    /// Normal, Warning or Critical against the thresholds.
     pub level: ReservationLevel,
+    /// Reservations admitted since the guard was made.
     pub granted: u64,
+    /// Reservations refused since the guard was made.
     pub refused: u64,
+    /// Times the cleanup callbacks ran.
     pub cleanups: u64,
+    /// Cleanup callbacks that panicked; the panic was contained.
     pub callback_panics: u64,
 }
 
@@ -119,10 +132,12 @@ impl MemoryGuard {
         }
     }
 
+    /// The limits, with `max_total` set to the budget's limit.
     pub fn limits(&self) -> &MemoryLimits {
         &self.inner.limits
     }
 
+    /// The budget reservations are charged to (the guard's own, or the shared one).
     pub fn budget(&self) -> &Budget {
         &self.inner.budget
     }
@@ -190,6 +205,7 @@ impl MemoryGuard {
         self.inner.levels.level_of(self.inner.budget.used(), self.inner.budget.limit())
     }
 
+    /// Bytes charged to the budget as a fraction of its limit, from 0 to 1.
     pub fn usage_ratio(&self) -> f64 {
         self.inner.budget.used() as f64 / self.inner.budget.limit() as f64
     }
@@ -212,6 +228,7 @@ impl MemoryGuard {
         list.into_iter().map(|(_, r)| r).collect()
     }
 
+    /// A copy of the guard's figures and counters now.
     pub fn stats(&self) -> ReservationStats {
         let (reserved, count) = {
             let live = self.inner.live.lock().unwrap_or_else(|p| p.into_inner());
@@ -237,7 +254,9 @@ impl MemoryGuard {
 /// the operation runs only once it is admitted
 /// ([`MemoryGuard::execute_with_memory_guard`]).
 pub trait MemoryAwareOperation {
+    /// What the operation returns.
     type Output;
+    /// The operation's error; a refused reservation converts into it.
     type Error: From<crate::Error>;
 
     /// Bytes the operation will need at most.
@@ -248,10 +267,12 @@ pub trait MemoryAwareOperation {
 }
 
 impl AllocationGuard {
+    /// The bytes this reservation holds.
     pub fn bytes(&self) -> u64 {
         self.charge.bytes()
     }
 
+    /// The operation it was made for.
     pub fn operation_id(&self) -> &str {
         &self.operation_id
     }

@@ -16,13 +16,19 @@ use crate::weights::{WeightLimits, WeightsSet};
 
 use super::workload::Workload;
 
+/// What `vramguard serve` runs: the device, the slots' budget, the health checks, the endpoint and
+/// the workload. `Default` is seed 000's preset on GPU 0.
 #[derive(Debug, Clone)]
 pub struct ServiceConfig {
+    /// CUDA ordinal of the GPU to use.
     pub device: u32,
     /// Budget of the model slots (bytes); default: seed 000's preset, 8 GiB.
     pub budget_bytes: u64,
+    /// How often and what the health monitor checks.
     pub health: HealthConfig,
+    /// Where and how the HTTP endpoint listens.
     pub server: ServerConfig,
+    /// The model slots and buffers to load at start.
     pub workload: Workload,
 }
 
@@ -40,6 +46,9 @@ impl Default for ServiceConfig {
     }
 }
 
+/// The running health service: the device's tracker, the workload's slots and buffers, the
+/// background checks and the endpoint. Dropping it stops the endpoint and the checks, then frees
+/// every byte it allocated.
 pub struct Service {
     // Field order is drop order: stop serving and checking before freeing memory.
     server: HealthServer,
@@ -96,18 +105,22 @@ impl Service {
         Ok(Service { server, _checks: checks, health, _buffers: buffers, slots, tracker })
     }
 
+    /// The address the endpoint listens on (the real port when 0 was asked for).
     pub fn local_addr(&self) -> SocketAddr {
         self.server.local_addr()
     }
 
+    /// The tracker of every allocation the service made.
     pub fn tracker(&self) -> &Tracker {
         &self.tracker
     }
 
+    /// The model slots, named as in the workload.
     pub fn slots(&self) -> &ModelSlotManager<String> {
         &self.slots
     }
 
+    /// The health monitor whose report the endpoint serves.
     pub fn health(&self) -> &Arc<HealthMonitor> {
         &self.health
     }

@@ -27,9 +27,12 @@ use crate::purpose::{AllocationKind, Purpose};
 use crate::slots::presets::{self, Preset};
 use crate::weights::{WeightLimits, WeightsSet};
 
+/// One `[[slot]]` entry of a workload: a model slot of a size or of weights files, or a plain
+/// tracked buffer of another purpose.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WorkloadSlot {
+    /// The slot's name, also its allocation's description (1 to 255 bytes, no NUL).
     pub name: String,
     /// The size of a slot of uninitialised memory; `None` for a slot loaded from `files`.
     #[serde(default)]
@@ -37,8 +40,11 @@ pub struct WorkloadSlot {
     /// Safetensors files whose tensors fill the slot; empty for a slot of `bytes`.
     #[serde(default)]
     pub files: Vec<PathBuf>,
+    /// What the memory is for: ModelWeights (the default) makes a model slot; any other purpose a
+    /// plain tracked buffer of `bytes`.
     #[serde(default = "model_weights")]
     pub purpose: Purpose,
+    /// Never evicted (ModelWeights slots only); false by default.
     #[serde(default)]
     pub pinned: bool,
 }
@@ -47,9 +53,11 @@ fn model_weights() -> Purpose {
     Purpose::ModelWeights
 }
 
+/// What `vramguard serve` loads: the slots of a workload file, or of a preset.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Workload {
+    /// The `[[slot]]` entries, in load order.
     #[serde(rename = "slot", default)]
     pub slots: Vec<WorkloadSlot>,
 }
@@ -76,6 +84,9 @@ impl Workload {
         Workload { slots }
     }
 
+    /// Parses and validates a workload from TOML text; relative weights paths stay relative to the
+    /// working directory. `VRAM-E007` for text that is not a workload, and whatever
+    /// [`Workload::validate`] refuses.
     pub fn parse(text: &str) -> Result<Workload> {
         let workload: Workload =
             toml::from_str(text).map_err(|e| Error::InvalidArgument(format!("workload file: {e}")))?;
@@ -152,6 +163,7 @@ impl Workload {
             .fold(0u64, |sum, s| sum.saturating_add(s.bytes.unwrap_or(0)))
     }
 
+    /// Bytes of every slot given by size, whatever its purpose (slots loaded from files count 0).
     pub fn total_bytes(&self) -> u64 {
         self.slots.iter().fold(0u64, |sum, s| sum.saturating_add(s.bytes.unwrap_or(0)))
     }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 /// A monotonic clock: time since some fixed start.
 pub trait Clock: Send + Sync + Debug {
+    /// Time since the clock's start; never goes back.
     fn now(&self) -> Duration;
 }
 
@@ -35,10 +36,12 @@ pub struct ManualClock {
 }
 
 impl ManualClock {
+    /// A clock at zero.
     pub fn new() -> ManualClock {
         ManualClock::default()
     }
 
+    /// Moves the clock, and every clone of it, forward by `by`.
     pub fn advance(&self, by: Duration) {
         self.nanos.fetch_add(by.as_nanos() as u64, Ordering::SeqCst);
     }

@@ -18,7 +18,9 @@ pub const DEFAULT_UNLOAD_MIN_RESIDENCY: Duration = Duration::from_secs(30);
 /// Real device memory for slots: allocated through `tracker` as ModelWeights of `kind`.
 #[derive(Debug, Clone)]
 pub struct DeviceBacking {
+    /// The tracker that allocates and records the slots' memory.
     pub tracker: Tracker,
+    /// The allocation kind of each slot (`Device` or `Pool` for resident weights).
     pub kind: AllocationKind,
 }
 
@@ -30,6 +32,7 @@ pub struct DeviceBacking {
 pub struct SlotConfig {
     /// The bytes all slots together may hold; `u64::MAX` by default (no budget).
     pub budget_bytes: u64,
+    /// The pressure thresholds of the manager's budget.
     pub thresholds: PressureThresholds,
     /// L4: a slot loaded more recently than this is never evicted (no load/evict loops). 0 by
     /// default: a load the caller asks for may evict any idle slot.
@@ -44,7 +47,9 @@ pub struct SlotConfig {
     /// How many slots the workload has (13 for seed 000's embedders): the "n" of "Loaded Models:
     /// k/n". 0 by default: none announced, the loaded count stands in.
     pub expected_slots: usize,
+    /// The time source of idle times and minimum residency ([`MonotonicClock`] by default).
     pub clock: Arc<dyn Clock>,
+    /// Real device memory for the slots; `None` (the default) keeps the books only, with no memory.
     pub backing: Option<DeviceBacking>,
     /// The weights loader made on the first [`load_weights`](super::ModelSlotManager::load_weights):
     /// its pinned staging (128 MiB by default) and readers.

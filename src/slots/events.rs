@@ -14,6 +14,7 @@ pub enum EvictionReason {
 }
 
 impl EvictionReason {
+    /// The reason in snake_case, as in logs, events and JSON.
     pub fn as_str(self) -> &'static str {
         match self {
             EvictionReason::Pressure => "pressure",
@@ -26,8 +27,11 @@ impl EvictionReason {
 /// Passed to eviction callbacks, before the slot's memory is freed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Eviction<K> {
+    /// The slot evicted.
     pub key: K,
+    /// The bytes it held.
     pub size_bytes: u64,
+    /// Why it was evicted.
     pub reason: EvictionReason,
 }
 
@@ -50,14 +54,18 @@ impl<K> Default for LoadOutcome<K> {
 /// the slot's weights (tensor table, files, checksum, time).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WeightsLoaded<K> {
+    /// What the fit had to do: evictions and out-of-memory retries.
     pub outcome: LoadOutcome<K>,
+    /// The slot's tensor table, files and load report.
     pub weights: std::sync::Arc<crate::loader::LoadedWeights>,
 }
 
 /// Counters since the manager was made.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct SlotStats {
+    /// Slots evicted, for any reason.
     pub evictions: u64,
+    /// Device allocations retried after an out-of-memory.
     pub oom_retries: u64,
     /// Out-of-memory failures seen: device failures (recovered or not) and refused loads.
     pub ooms: u64,
@@ -69,8 +77,11 @@ pub struct SlotStats {
 /// loaded ([`SlotUse::mark_loaded`](super::SlotUse::mark_loaded)).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IntegrityViolation<K> {
+    /// The slot.
     pub key: K,
+    /// Its size in bytes.
     pub size_bytes: u64,
+    /// The checksum recorded when it was loaded.
     pub expected: crate::checksum::Checksum,
     /// The checksum now, or why it could not be computed.
     pub actual: std::result::Result<crate::checksum::Checksum, String>,

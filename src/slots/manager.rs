@@ -548,10 +548,12 @@ impl<K: SlotKey> ModelSlotManager<K> {
         self.shared.on_oom.add(callback);
     }
 
+    /// The pressure of the budget now, from the bytes the slots hold.
     pub fn pressure_level(&self) -> MemoryPressure {
         self.shared.budget.pressure()
     }
 
+    /// Whether the pressure is Critical, where eviction is due.
     pub fn should_evict(&self) -> bool {
         self.pressure_level().should_evict()
     }
@@ -566,14 +568,17 @@ impl<K: SlotKey> ModelSlotManager<K> {
         self.shared.budget.used()
     }
 
+    /// The budget's limit in bytes (`u64::MAX` when it has none).
     pub fn budget(&self) -> u64 {
         self.shared.budget.limit()
     }
 
+    /// Number of slots allocated now.
     pub fn loaded_count(&self) -> usize {
         self.state().slots.len()
     }
 
+    /// Whether a slot of that name is allocated.
     pub fn has_slot(&self, key: &K) -> bool {
         self.state().slots.contains_key(key)
     }
@@ -586,10 +591,12 @@ impl<K: SlotKey> ModelSlotManager<K> {
         entries.into_iter().map(|(k, e)| e.info(k)).collect()
     }
 
+    /// A copy of the slot's state, if it is allocated.
     pub fn slot(&self, key: &K) -> Option<ModelSlot<K>> {
         self.state().slots.get(key).map(|e| e.info(key))
     }
 
+    /// The counters since the manager was made.
     pub fn stats(&self) -> SlotStats {
         let c = &self.shared.counters;
         SlotStats {
@@ -600,6 +607,7 @@ impl<K: SlotKey> ModelSlotManager<K> {
         }
     }
 
+    /// The configuration the manager was made with.
     pub fn config(&self) -> &SlotConfig {
         &self.shared.config
     }

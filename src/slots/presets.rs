@@ -17,16 +17,20 @@ pub const SEED000_BUDGET_BYTES: u64 = 8 * 1024 * 1024 * 1024;
 /// One slot of a preset.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PresetSlot {
+    /// The slot's name.
     pub name: String,
+    /// Its size in bytes.
     pub bytes: u64,
 }
 
 /// A named workload: the model slots it loads and the budget they are meant to fit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Preset {
+    /// The preset's name, e.g. "seed000".
     pub name: &'static str,
     /// In load order.
     pub slots: Vec<PresetSlot>,
+    /// The budget the slots are meant to fit, in bytes.
     pub budget_bytes: u64,
 }
 
@@ -53,18 +57,31 @@ pub fn seed000() -> Preset {
 /// One of the 13 embedding models.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum Embedder {
+    /// E1, the semantic embedder (200 MB).
     Semantic,
+    /// E2, the temporal-recent embedder (100 MB).
     TemporalRecent,
+    /// E3, the temporal-periodic embedder (100 MB).
     TemporalPeriodic,
+    /// E4, the temporal-positional embedder (100 MB).
     TemporalPositional,
+    /// E5, the causal embedder (150 MB).
     Causal,
+    /// E6, the sparse embedder (50 MB).
     Sparse,
+    /// E7, the code embedder (300 MB).
     Code,
+    /// E8, the graph embedder (75 MB).
     Graph,
+    /// E9, the HDC embedder (50 MB).
     Hdc,
+    /// E10, the multimodal embedder (150 MB).
     Multimodal,
+    /// E11, the entity embedder (75 MB).
     Entity,
+    /// E12, the late-interaction embedder (200 MB).
     LateInteraction,
+    /// E13, the SPLADE keyword embedder (50 MB).
     KeywordSplade,
 }
 
@@ -86,6 +103,7 @@ pub const MODEL_SIZES: [(Embedder, u64); 13] = [
 ];
 
 impl Embedder {
+    /// The number of embedders: 13.
     pub const COUNT: usize = 13;
 
     /// E1 … E13, in order.

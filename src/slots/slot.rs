@@ -30,13 +30,17 @@ impl<T: Clone + Eq + Hash + Debug + Display + Send + Sync + 'static> SlotKey for
 /// A copy of one slot's state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ModelSlot<K> {
+    /// The slot's name.
     pub key: K,
+    /// The bytes it holds against the budget.
     pub size_bytes: u64,
     /// Clock time of the load.
     pub loaded_at: Duration,
     /// Clock time of the last allocate, touch or use.
     pub last_accessed: Duration,
+    /// True for every slot the manager returns: a slot exists only while allocated.
     pub loaded: bool,
+    /// L4: a pinned slot is never evicted.
     pub pinned: bool,
     /// Live [`SlotUse`] guards.
     pub users: usize,
@@ -261,10 +265,12 @@ impl<K> SlotUse<K> {
         self.memory.as_ref().expect("present until drop")
     }
 
+    /// The name of the slot this guard holds.
     pub fn key(&self) -> &K {
         &self.key
     }
 
+    /// The slot's size in bytes.
     pub fn size_bytes(&self) -> u64 {
         self.size_bytes
     }
