@@ -55,6 +55,20 @@ impl fmt::Display for Purpose {
     }
 }
 
+impl std::str::FromStr for Purpose {
+    type Err = Error;
+
+    /// A purpose by its name as [`Display`](fmt::Display) writes it (`ModelWeights`, `KVCache`,
+    /// `IntermediateBuffers`, `Unknown`); anything else is VRAM-E007.
+    fn from_str(name: &str) -> Result<Purpose> {
+        Purpose::ALL.into_iter().find(|p| p.to_string() == name).ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "unknown purpose {name:?}; one of ModelWeights, KVCache, IntermediateBuffers, Unknown"
+            ))
+        })
+    }
+}
+
 /// How the memory was allocated. `Managed` and `PinnedHost` are what a RAM fallback produces:
 /// they exist so that residency detection can be tested on real memory, and are never chosen
 /// unless asked for by name.

@@ -34,6 +34,7 @@ impl SlotView for StallingSlots {
             available_bytes: 1,
             pressure: "low".into(),
             pressure_level: 0,
+            below_critical_bytes: 1,
         }
     }
     fn slot_reports(&self) -> Vec<SlotReport> {
@@ -167,6 +168,7 @@ impl SlotView for PanickingSlots {
             available_bytes: 1,
             pressure: "low".into(),
             pressure_level: 0,
+            below_critical_bytes: 1,
         }
     }
     fn slot_reports(&self) -> Vec<SlotReport> {

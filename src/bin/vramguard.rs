@@ -28,6 +28,10 @@ enum Command {
     /// Load safetensors files into a fresh model slot, verify them on the device, print the
     /// tensor count, bytes, seconds and GB/s, and exit.
     Load(cli::load::LoadArgs),
+    /// Ask a running worker whether BYTES more would fit, and which model slots it would evict
+    /// for them; changes nothing. Exit 0 when they fit, 1 when they do not, 2 when the worker
+    /// could not answer.
+    Plan(cli::plan::PlanArgs),
 }
 
 fn main() -> ExitCode {
@@ -54,6 +58,20 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
             Err(error) => fail(&error),
+        },
+        Command::Plan(plan) => match cli::plan::run(&plan) {
+            Ok(answer) => {
+                println!("{answer}");
+                if answer["fits"] == true {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                }
+            }
+            Err(error) => {
+                fail(&error);
+                ExitCode::from(2)
+            }
         },
         Command::Serve(serve) => {
             cli::serve::init_logging(serve.json_logs);

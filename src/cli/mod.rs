@@ -1,6 +1,7 @@
 //! The operator commands behind the `vramguard` binary.
 pub mod check;
 pub mod load;
+pub mod plan;
 pub mod serve;
 mod units;
 

@@ -2,11 +2,13 @@
 //! layer serves.
 mod config;
 mod monitor;
+mod plan;
 mod report;
 mod slot_view;
 
 pub use config::{HealthConfig, MAX_CHECK_INTERVAL, MIN_CHECK_INTERVAL};
 pub use monitor::{HealthHandle, HealthMonitor, ProcessVramProbe};
+pub use plan::FitPlan;
 pub use report::{
     BudgetReport, DeviceReport, HealthCounters, HealthReport, HealthSource, HealthStatus, SlotReport,
     SlotWeightsReport, ViolationReport,

@@ -71,6 +71,9 @@ pub struct BudgetReport {
     pub pressure: String,
     /// 0 (low) … 3 (critical).
     pub pressure_level: u8,
+    /// The most bytes the slots may hold and stay below Critical pressure: what a load's fit plan
+    /// aims for before it settles for the budget itself.
+    pub below_critical_bytes: u64,
 }
 
 /// One loaded model slot.
@@ -86,6 +89,9 @@ pub struct SlotReport {
     pub users: usize,
     /// Seconds since it was last allocated, touched or used.
     pub idle_secs: f64,
+    /// Whether an eviction could take it at the check's time (no user, not pinned, past the
+    /// minimum residency): the candidates of a fit plan, in the order of `slots`.
+    pub evictable: bool,
     /// For a slot loaded from weights files: which, and how the load went.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub weights: Option<SlotWeightsReport>,

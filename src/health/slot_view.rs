@@ -37,14 +37,17 @@ impl<K: SlotKey> SlotView for ModelSlotManager<K> {
             available_bytes: self.available(),
             pressure: pressure.to_string(),
             pressure_level: pressure.as_index(),
+            below_critical_bytes: self.config().thresholds.below_critical_bytes(self.budget()),
         }
     }
 
     fn slot_reports(&self) -> Vec<SlotReport> {
         let now = self.config().clock.now();
+        let idle: std::collections::HashSet<K> = self.idle_keys().into_iter().collect();
         self.slots()
             .into_iter()
             .map(|s| SlotReport {
+                evictable: idle.contains(&s.key),
                 name: s.key.to_string(),
                 size_bytes: s.size_bytes,
                 pinned: s.pinned,

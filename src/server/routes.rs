@@ -17,7 +17,8 @@ use serde::Serialize;
 
 use super::limits::Refusal;
 use super::metrics::{encode_metrics_as, MetricsFormat};
-use crate::health::{HealthSource, HealthStatus};
+use crate::health::{FitPlan, HealthSource, HealthStatus};
+use crate::purpose::Purpose;
 
 /// Every response's body: complete in memory, so hyper sends it with a Content-Length.
 pub(crate) type ResponseBody = Full<Bytes>;
@@ -33,6 +34,7 @@ enum Route {
     Live,
     Ready,
     Metrics,
+    Plan,
 }
 
 impl Route {
@@ -42,6 +44,7 @@ impl Route {
             "/health/live" => Some(Route::Live),
             "/health/ready" => Some(Route::Ready),
             "/metrics" => Some(Route::Metrics),
+            "/plan" => Some(Route::Plan),
             _ => None,
         }
     }
@@ -62,7 +65,8 @@ where
         return Ok(Refusal::new(StatusCode::BAD_REQUEST, "request body cut short").response());
     }
     let accept = head.headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
-    Ok(respond(&head.method, head.uri.path(), accept, source.as_ref()))
+    let request = Asked { path: head.uri.path(), query: head.uri.query(), accept };
+    Ok(respond(&head.method, &request, source.as_ref()))
 }
 
 /// Reads `body` to its end, keeping nothing.
@@ -78,24 +82,19 @@ async fn discard<B: Body>(body: B) -> Result<(), B::Error> {
 /// Content-Length) and leaves the body out. A panic in the source or a handler becomes a 500
 /// here, except on `/health/live`: only `report.live == false` (R3) makes the process dead,
 /// and a source that cannot produce a report is an error of the other routes, not a reason
-/// for Kubernetes to restart the worker. `accept` (the request's `Accept`) chooses the format of
-/// `/metrics`.
-pub(crate) fn respond(
-    method: &Method,
-    path: &str,
-    accept: Option<&str>,
-    source: &dyn HealthSource,
-) -> Response<ResponseBody> {
+/// for Kubernetes to restart the worker. The request's `Accept` chooses the format of
+/// `/metrics`; its query is read by `/plan` only.
+pub(crate) fn respond(method: &Method, request: &Asked<'_>, source: &dyn HealthSource) -> Response<ResponseBody> {
+    let path = request.path;
     let Some(route) = Route::find(path) else {
-        return error(StatusCode::NOT_FOUND, "not found; try /health, /health/live, /health/ready or /metrics");
+        return error(StatusCode::NOT_FOUND, "not found; try /health, /health/live, /health/ready, /metrics or /plan");
     };
     if method != Method::GET && method != Method::HEAD {
         let mut response = error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
         response.headers_mut().insert(header::ALLOW, HeaderValue::from_static(ALLOW));
         return response;
     }
-    let format = MetricsFormat::negotiate(accept);
-    panic::catch_unwind(AssertUnwindSafe(|| handle(route, format, source))).unwrap_or_else(|_| {
+    panic::catch_unwind(AssertUnwindSafe(|| handle(route, request, source))).unwrap_or_else(|_| {
         tracing::error!(
             actor = crate::events::ACTOR_WORKER,
             action = "http_request",
@@ -110,7 +109,21 @@ pub(crate) fn respond(
     })
 }
 
-fn handle(route: Route, format: MetricsFormat, source: &dyn HealthSource) -> Response<ResponseBody> {
+/// What of a request the routes read.
+pub(crate) struct Asked<'a> {
+    pub(crate) path: &'a str,
+    pub(crate) query: Option<&'a str>,
+    pub(crate) accept: Option<&'a str>,
+}
+
+fn handle(route: Route, request: &Asked<'_>, source: &dyn HealthSource) -> Response<ResponseBody> {
+    if route == Route::Plan {
+        // The arguments are judged before the report is read: a bad query is the caller's error.
+        return match plan_arguments(request.query) {
+            Ok((bytes, purpose)) => json(StatusCode::OK, &FitPlan::for_report(&source.report(), bytes, purpose)),
+            Err(e) => json(StatusCode::BAD_REQUEST, &serde_json::json!({ "error": e.to_json() })),
+        };
+    }
     let report = source.report();
     match route {
         Route::Live if report.live => json(StatusCode::OK, &serde_json::json!({ "status": "alive" })),
@@ -132,8 +145,10 @@ fn handle(route: Route, format: MetricsFormat, source: &dyn HealthSource) -> Res
             };
             json(if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, &body)
         }
-        Route::Metrics => match encode_metrics_as(&report, format) {
+        Route::Plan => unreachable!("answered above"),
+        Route::Metrics => match encode_metrics_as(&report, MetricsFormat::negotiate(request.accept)) {
             Ok(text) => {
+                let format = MetricsFormat::negotiate(request.accept);
                 let mut answer = response(StatusCode::OK, format.content_type(), text.into());
                 // Caches must not hand one scraper's format to another.
                 answer.headers_mut().insert(header::VARY, HeaderValue::from_static("accept"));
@@ -142,6 +157,33 @@ fn handle(route: Route, format: MetricsFormat, source: &dyn HealthSource) -> Res
             Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
         },
     }
+}
+
+/// `/plan`'s query: `bytes` (required: a count, or a size such as `2GiB`) and `purpose`
+/// (ModelWeights by default; a purpose's name as `Purpose` spells it). Anything else, a missing or
+/// repeated `bytes`, is VRAM-E007; a size of 0 or over 256 TiB VRAM-E003.
+fn plan_arguments(query: Option<&str>) -> crate::error::Result<(u64, Purpose)> {
+    use crate::error::Error;
+    let (mut bytes, mut purpose) = (None, None);
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let slot = match key {
+            "bytes" => &mut bytes,
+            "purpose" => &mut purpose,
+            _ => return Err(Error::InvalidArgument(format!("/plan takes bytes and purpose, not {key:?}"))),
+        };
+        if slot.replace(value).is_some() {
+            return Err(Error::InvalidArgument(format!("/plan: {key} given twice")));
+        }
+    }
+    let bytes = bytes.ok_or_else(|| Error::InvalidArgument("/plan needs bytes=N (e.g. /plan?bytes=2GiB)".into()))?;
+    let bytes = crate::cli::parse_bytes(bytes).map_err(|e| Error::InvalidSize(format!("/plan: {e}")))?;
+    crate::tracker::check_allocation(bytes, Purpose::ModelWeights, crate::purpose::AllocationKind::Device, "")?;
+    let purpose = match purpose {
+        None => Purpose::ModelWeights,
+        Some(name) => name.parse::<Purpose>()?,
+    };
+    Ok((bytes, purpose))
 }
 
 /// `/health/ready`'s body: enough to see why a pod is out of rotation.

@@ -35,6 +35,22 @@ pub fn plan(candidates: &[u64], need: u64) -> Option<Vec<usize>> {
     Some(chosen)
 }
 
+/// L2 + L3: which of the `idle` slots (sizes, least recently used first) to evict so that
+/// `bytes` more fit a budget of `limit` bytes of which `used` are charged — aiming to stay below
+/// Critical pressure (`below_critical` bytes charged at most), else at least within the budget.
+/// `None` when the request is larger than the budget, or even every idle slot would not free
+/// enough. The one rule behind [`ModelSlotManager::plan_fit`](super::ModelSlotManager::plan_fit),
+/// the loads that evict, and the `/plan` answer computed from a health report.
+pub fn plan_room(limit: u64, used: u64, below_critical: u64, bytes: u64, idle: &[u64]) -> Option<Vec<usize>> {
+    if bytes > limit {
+        return None;
+    }
+    let total = used.saturating_add(bytes);
+    let need_fit = total.saturating_sub(limit);
+    let need_calm = total.saturating_sub(below_critical);
+    plan(idle, need_calm).or_else(|| plan(idle, need_fit))
+}
+
 fn largest_sum(sizes: &[u64], count: usize) -> u64 {
     let mut sorted = sizes.to_vec();
     sorted.sort_unstable_by(|a, b| b.cmp(a));

@@ -423,17 +423,10 @@ impl<K: SlotKey> ModelSlotManager<K> {
         let state = self.state();
         let budget = &self.shared.budget;
         let (limit, used) = (budget.limit(), budget.used());
-        let total = used.saturating_add(bytes);
-        let need_fit = total.saturating_sub(limit);
-        let need_calm = total.saturating_sub(budget.thresholds().below_critical_bytes(limit));
         let idle = self.idle_in(&state);
         let sizes: Vec<u64> = idle.iter().map(|(_, size)| *size).collect();
-        let chosen = if bytes > limit {
-            None
-        } else {
-            fit_plan::plan(&sizes, need_calm).or_else(|| fit_plan::plan(&sizes, need_fit))
-        };
-        match chosen {
+        let below_critical = budget.thresholds().below_critical_bytes(limit);
+        match fit_plan::plan_room(limit, used, below_critical, bytes, &sizes) {
             Some(indices) => Ok(indices.into_iter().map(|i| idle[i].0.clone()).collect()),
             None => Err(self.budget_oom(bytes, Refusal { source: OomSource::Budget, limit, used }, state.slots.len())),
         }
@@ -443,7 +436,9 @@ impl<K: SlotKey> ModelSlotManager<K> {
         plan_among(&self.idle_in_lru_order(), need)
     }
 
-    fn idle_keys(&self) -> Vec<K> {
+    /// The slots an eviction may take now (idle: no user, not pinned, past the minimum
+    /// residency), least recently used first.
+    pub(crate) fn idle_keys(&self) -> Vec<K> {
         self.idle_in_lru_order().into_iter().map(|(key, _)| key).collect()
     }
 

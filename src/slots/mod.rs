@@ -19,7 +19,7 @@ mod slot;
 pub use clock::{Clock, ManualClock, MonotonicClock};
 pub use config::{DeviceBacking, SlotConfig, DEFAULT_UNLOAD_MIN_RESIDENCY};
 pub use events::{Eviction, EvictionReason, IntegrityViolation, LoadOutcome, SlotStats, WeightsLoaded};
-pub use fit_plan::plan as fit_plan;
+pub use fit_plan::{plan as fit_plan, plan_room as fit_plan_room};
 pub use manager::{ModelSlotManager, WeightsLoadOptions};
 /// Seed 000's embedders and their sizes, also under [`presets`] (where new code should name them).
 pub use presets::{Embedder, MODEL_SIZES};

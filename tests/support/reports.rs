@@ -55,6 +55,7 @@ pub fn healthy() -> HealthReport {
             available_bytes: 5_000_000,
             pressure: "medium".into(),
             pressure_level: 1,
+            below_critical_bytes: 7_600_000,
         }),
         slots: vec![
             SlotReport {
@@ -63,6 +64,7 @@ pub fn healthy() -> HealthReport {
                 pinned: true,
                 users: 0,
                 idle_secs: 3.0,
+                evictable: false,
                 weights: None,
             },
             SlotReport {
@@ -71,6 +73,7 @@ pub fn healthy() -> HealthReport {
                 pinned: false,
                 users: 1,
                 idle_secs: 0.0,
+                evictable: false,
                 weights: None,
             },
         ],
