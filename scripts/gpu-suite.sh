@@ -62,6 +62,7 @@ strip --strip-all "$stage"/bin/*
 cp -r features "$stage/features"  # the BDD scenarios
 cp scripts/gpu-suite-runner.sh "$stage/run.sh"
 cp scripts/gpu-bench-runner.sh "$stage/bench.sh"
+cp scripts/gpu-live-check.sh "$stage/live-check.sh"
 chmod +x "$stage/run.sh" "$stage/bench.sh"
 ls "$stage/bin"
 # What travels to a GPU host is limited (64 MiB): the binaries go compressed, unpacked there.

@@ -752,3 +752,39 @@ proptest! {
         prop_assert!(below < total);
     }
 }
+
+/// O2: the allocation snapshot for PyTorch's memory visualiser, decoded here with serde-pickle
+/// (tests/gpu/monitor.rs opens one with the visualiser's own reader on the GPU host).
+#[test]
+fn memory_viz_snapshot_lists_each_allocation_with_its_annotation() {
+    let (monitor, _source) = monitor();
+    let dir = TempDir::new("memory-viz");
+    let tracker = Tracker::new(0).unwrap();
+    tracker.record(0x10000 as *const _, 4096, Purpose::KVCache, AllocationKind::Device, "kv cache").unwrap();
+    tracker.record(0x20000 as *const _, 1 << 20, Purpose::ModelWeights, AllocationKind::Pool, "E1 Semantic").unwrap();
+    monitor.attach_tracker(tracker);
+    let path = monitor.write_memory_viz(&dir.0).unwrap();
+    assert!(path.file_name().unwrap().to_string_lossy().ends_with(".pickle"), "{path:?}");
+    let bytes = std::fs::read(&path).unwrap();
+    let value: serde_pickle::Value = serde_pickle::from_slice(&bytes, serde_pickle::DeOptions::new()).unwrap();
+    let json = format!("{value}"); // the Python-like repr, for messages
+    let serde_pickle::Value::Dict(top) = value else { panic!("not a dict: {json}") };
+    let key = |k: &str| serde_pickle::HashableValue::String(k.to_string());
+    let serde_pickle::Value::List(segments) = &top[&key("segments")] else { panic!("{json}") };
+    assert_eq!(segments.len(), 2, "{json}");
+    let repr = format!("{}", serde_pickle::Value::List(segments.clone()));
+    for expected in [
+        r#""name": "kv cache""#,
+        r#""filename": "KVCache Device""#,
+        r#""name": "E1 Semantic""#,
+        r#""filename": "ModelWeights Pool""#,
+        r#""state": "active_allocated""#,
+        r#""address": 65536"#,
+        r#""total_size": 1048576"#,
+    ] {
+        assert!(repr.contains(expected), "{expected} missing from {repr}");
+    }
+    let serde_pickle::Value::List(traces) = &top[&key("device_traces")] else { panic!("{json}") };
+    let serde_pickle::Value::List(device0) = &traces[0] else { panic!("{json}") };
+    assert_eq!(device0.len(), 2, "one alloc event per live allocation");
+}

@@ -30,11 +30,17 @@ const FINAL_ATTEMPTS: u32 = 10_000;
 /// Writes `value` to `dir/vramguard-dump-<unix_ms>-<pid>.json` (mode 0600) as described above,
 /// and returns the path. An I/O failure is [`Error::Io`] (VRAM-E017) naming the directory.
 pub(super) fn write_json(dir: &Path, value: &Value) -> Result<PathBuf> {
+    let text = serde_json::to_vec_pretty(value).map_err(|e| Error::Internal(format!("dump JSON: {e}")))?;
+    write_file(dir, &text, "json")
+}
+
+/// Writes `bytes` to `dir/vramguard-dump-<unix_ms>-<pid>.<extension>` (mode 0600) as described
+/// above, and returns the path. An I/O failure is [`Error::Io`] (VRAM-E017) naming the directory.
+pub(super) fn write_file(dir: &Path, text: &[u8], extension: &str) -> Result<PathBuf> {
     let io_error =
         |what: &str, error: std::io::Error| Error::Io(format!("cannot {what} a dump in {}: {error}", dir.display()));
-    let text = serde_json::to_vec_pretty(value).map_err(|e| Error::Internal(format!("dump JSON: {e}")))?;
     let (temporary, mut file) = create_temporary(dir).map_err(|e| io_error("create", e))?;
-    let written = file.write_all(&text).and_then(|()| file.sync_all());
+    let written = file.write_all(text).and_then(|()| file.sync_all());
     drop(file);
     if let Err(error) = written {
         let _ = fs::remove_file(&temporary);
@@ -44,7 +50,7 @@ pub(super) fn write_json(dir: &Path, value: &Value) -> Result<PathBuf> {
     let stem = format!("vramguard-dump-{millis}-{}", std::process::id());
     let published = {
         let _publishing = lock(&PUBLISH);
-        publish(dir, &temporary, &stem)
+        publish(dir, &temporary, &stem, extension)
     };
     let path = published.map_err(|error| {
         let _ = fs::remove_file(&temporary);
@@ -70,13 +76,13 @@ fn create_temporary(dir: &Path) -> std::io::Result<(PathBuf, fs::File)> {
     Err(last.unwrap_or_else(|| std::io::Error::other("no free temporary name")))
 }
 
-/// Publishes `temporary` under the first free name `stem.json`, `stem-1.json`, …, never
+/// Publishes `temporary` under the first free name `stem.ext`, `stem-1.ext`, …, never
 /// replacing anything there: a hard link fails on an existing name, file or symbolic link alike.
 /// Where the file system has no hard links, it is renamed onto a name that does not exist (a
 /// rename replaces a planted link itself, never what it points to).
-fn publish(dir: &Path, temporary: &Path, stem: &str) -> std::io::Result<PathBuf> {
+fn publish(dir: &Path, temporary: &Path, stem: &str, ext: &str) -> std::io::Result<PathBuf> {
     for n in 0..FINAL_ATTEMPTS {
-        let path = dir.join(if n == 0 { format!("{stem}.json") } else { format!("{stem}-{n}.json") });
+        let path = dir.join(if n == 0 { format!("{stem}.{ext}") } else { format!("{stem}-{n}.{ext}") });
         match fs::hard_link(temporary, &path) {
             Ok(()) => {
                 let _ = fs::remove_file(temporary); // published either way; a stray name is harmless
@@ -92,7 +98,7 @@ fn publish(dir: &Path, temporary: &Path, stem: &str) -> std::io::Result<PathBuf>
     }
     Err(std::io::Error::new(
         std::io::ErrorKind::AlreadyExists,
-        format!("{stem}.json and {FINAL_ATTEMPTS} other names exist"),
+        format!("{stem}.{ext} and {FINAL_ATTEMPTS} other names exist"),
     ))
 }
 

@@ -13,6 +13,7 @@
 mod alerts;
 mod config;
 mod dump_file;
+mod memory_viz;
 mod snapshot;
 
 use std::collections::BTreeMap;
@@ -349,6 +350,10 @@ impl GpuMonitor {
             Ok(path) => *lock(&self.last_dump) = Some(path),
             Err(failure) => self.record_error(failure),
         }
+        // The same allocations for PyTorch's memory visualiser, beside the JSON.
+        if let Err(failure) = self.write_memory_viz(dir) {
+            self.record_error(failure);
+        }
     }
 
     /// Everything the monitor knows, for every device it has checked or has a tracker for: per
@@ -388,6 +393,17 @@ impl GpuMonitor {
     /// and returns the path. An I/O failure is [`Error::Io`] (VRAM-E017) naming the directory.
     pub fn write_dump(&self, dir: &Path) -> Result<PathBuf> {
         dump_file::write_json(dir, &self.dump_json())
+    }
+
+    /// Writes the attached trackers' live allocations as an allocation snapshot that PyTorch's
+    /// memory visualiser opens (`python -m torch.cuda._memory_viz stats FILE`, `trace_plot`, or
+    /// pytorch.org/memory_viz), each block annotated with its description, purpose and kind, to
+    /// `dir/vramguard-dump-<unix_ms>-<pid>.pickle` (mode 0600, published as the JSON dump is), and
+    /// returns the path. Written beside the JSON dump on every out-of-memory dump too.
+    /// VRAM-E017 for an I/O failure.
+    pub fn write_memory_viz(&self, dir: &Path) -> Result<PathBuf> {
+        let trackers: Vec<Tracker> = lock(&self.trackers).values().cloned().collect();
+        dump_file::write_file(dir, &memory_viz::snapshot(&trackers)?, "pickle")
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use libtest_mimic::{Failed, Trial};
 use vramguard::monitor::{AlertLevel, GpuMonitor, MonitorConfig, Unloader};
-use vramguard::{Device, DeviceBuffer, Error, Purpose, Tracker};
+use vramguard::{AllocationKind, Device, DeviceBuffer, Error, Purpose, Tracker};
 
 use crate::ensure;
 use crate::gpu_gate::{gpu, without_gpu};
@@ -21,6 +21,10 @@ pub fn trials() -> Vec<Trial> {
         gpu("monitor::unloader_frees_real_memory_at_critical", unloader_frees_real_memory_at_critical),
         gpu("monitor::can_load_model_agrees_with_free_memory", can_load_model_agrees_with_free_memory),
         gpu("monitor::dump_lists_real_tracker_allocations", dump_lists_real_tracker_allocations),
+        gpu(
+            "monitor::memory_viz_snapshot_opens_in_pytorchs_visualiser",
+            memory_viz_snapshot_opens_in_pytorchs_visualiser,
+        ),
         without_gpu("no_device::monitor_check_is_no_device", no_gpu_check_is_no_device),
         without_gpu("no_device::monitor_background_records_no_device", no_gpu_background_records_no_device),
     ]
@@ -306,5 +310,51 @@ fn no_gpu_background_records_no_device() -> Result<(), Failed> {
     drop(handle);
     ensure!(Arc::strong_count(&monitor) == 1, "the thread did not end");
     ensure!(monitor.checks_run() == monitor.checks_failed(), "a check succeeded without a GPU");
+    Ok(())
+}
+
+/// O2: the allocation snapshot opened by PyTorch's own memory visualiser (`torch.cuda._memory_viz`,
+/// python3 with torch on the GPU host): `stats` accounts every byte, `trace` lists the allocations,
+/// `trace_plot` renders the timeline, and each block's annotation names its description.
+fn memory_viz_snapshot_opens_in_pytorchs_visualiser() -> Result<(), Failed> {
+    let dir = std::env::temp_dir().join(format!("vramguard-gpu-memory-viz-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let result = memory_viz_in(&dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+fn memory_viz_in(dir: &std::path::Path) -> Result<(), Failed> {
+    let monitor = Arc::new(GpuMonitor::new(MonitorConfig::default())?);
+    let tracker = Device::new(0)?.tracker()?;
+    monitor.attach_tracker(tracker.clone());
+    let _weights = tracker.allocate(64 * MIB, Purpose::ModelWeights, "encoder weights")?;
+    let _kv = tracker.allocate_kind(32 * MIB, Purpose::KVCache, AllocationKind::Pool, "kv cache")?;
+    let path = monitor.write_memory_viz(dir)?;
+    let viz = |args: &[&str]| -> Result<String, Failed> {
+        let output =
+            std::process::Command::new("python3").args(["-m", "torch.cuda._memory_viz"]).args(args).output()?;
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        ensure!(output.status.success(), "{args:?}: {}{text}", String::from_utf8_lossy(&output.stderr));
+        Ok(text)
+    };
+    let file = path.to_string_lossy().into_owned();
+    let stats = viz(&["stats", &file])?;
+    ensure!(stats.contains("segments: 2") && stats.contains("total_reserved: 96.0MiB"), "{stats}");
+    ensure!(stats.contains("total_allocated: 96.0MiB"), "{stats}");
+    let trace = viz(&["trace", &file])?;
+    ensure!(trace.contains("2 entries"), "{trace}");
+    let html = dir.join("timeline.html");
+    viz(&["trace_plot", &file, "-o", &html.to_string_lossy()])?;
+    ensure!(std::fs::metadata(&html)?.len() > 1000, "no timeline written");
+    // The annotations, as the visualiser's own code formats a block's frames.
+    let script = "import pickle, sys; from torch.cuda._memory_viz import _frames_fmt\n\
+                  d = pickle.load(open(sys.argv[1], 'rb'))\n\
+                  print([_frames_fmt(b['frames']) for s in d['segments'] for b in s['blocks']])";
+    let output = std::process::Command::new("python3").args(["-c", script, &file]).output()?;
+    let frames = String::from_utf8_lossy(&output.stdout);
+    ensure!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    ensure!(frames.contains("ModelWeights Device:") && frames.contains(":encoder weights"), "{frames}");
+    ensure!(frames.contains("KVCache Pool:") && frames.contains(":kv cache"), "{frames}");
     Ok(())
 }
