@@ -77,6 +77,7 @@ fn warm_up_unified_memory() {
             let _ = buffer.copy_from_host(0, &[1u8]);
             let _ = buffer.checksum(); // loads vramguard's CUDA module (2 MiB, kept by the context)
         }
+        model_files::warm_up_weights_loading(&tracker);
     }
 }
 

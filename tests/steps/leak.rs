@@ -29,7 +29,7 @@ impl Baseline {
                 // as the context (about 4 MiB of device memory under compute-sanitizer).
                 let _ = buffer.checksum();
             }
-            warm_up_weights_loading(&tracker);
+            crate::model_files::warm_up_weights_loading(&tracker);
         }
         Some(Baseline { free_bytes: device.memory_info().ok()?.free_bytes })
     }
@@ -57,23 +57,4 @@ impl Baseline {
             }
         }
     }
-}
-
-/// The first load of weights in a fresh context may cost it memory once (8 MiB of the driver's,
-/// measured on the H200 when the 1 GB scenario was the context's first load; the GPU suite's
-/// loader test, which runs after other trials, sees later loaders and loads cost nothing): one
-/// tiny load before the baseline.
-fn warm_up_weights_loading(tracker: &vramguard::Tracker) {
-    use vramguard::slots::{DeviceBacking, ModelSlotManager, SlotConfig};
-    let dir = crate::model_files::temp_dir("bdd-warm-up");
-    let path = dir.join("warm-up.safetensors");
-    let tensors = [crate::model_files::TensorSpec::new("w", vramguard::weights::Dtype::U8, &[4096])];
-    if crate::model_files::write_model(&path, &tensors, 0).is_ok() {
-        let slots = ModelSlotManager::with_config(SlotConfig {
-            backing: Some(DeviceBacking { tracker: tracker.clone(), kind: AllocationKind::Device }),
-            ..SlotConfig::default()
-        });
-        let _ = slots.load_weights("warm-up".to_string(), &[&path]);
-    }
-    let _ = std::fs::remove_dir_all(dir);
 }
