@@ -679,8 +679,12 @@ fn the_oom_dump_is_owner_only_too() {
     let (monitor, _source) = monitor_with(MonitorConfig { dump_dir: Some(dir.0.clone()), ..MonitorConfig::default() });
     monitor.oom_hook()(&out_of_memory());
     let path = monitor.last_dump().expect("no dump written");
-    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
-    assert_eq!(dir.files().len(), 1);
+    // The JSON dump and, beside it, the memory_viz snapshot: both owner-only.
+    assert_eq!(dir.files().len(), 2, "{:?}", dir.files());
+    for name in dir.files() {
+        assert_eq!(std::fs::metadata(dir.0.join(&name)).unwrap().permissions().mode() & 0o777, 0o600, "{name}");
+    }
+    assert!(path.extension().is_some_and(|e| e == "json"), "{path:?}");
 }
 
 fn out_of_memory() -> Error {
@@ -702,7 +706,9 @@ fn oom_hook_writes_a_dump_with_the_error_json() {
     hook(&out_of_memory());
     assert_eq!(monitor.ooms_seen(), 1);
     let path = monitor.last_dump().expect("no dump written");
-    assert_eq!(dir.files(), vec![path.file_name().unwrap().to_string_lossy().into_owned()]);
+    let json_name = path.file_name().unwrap().to_string_lossy().into_owned();
+    let pickle_name = json_name.replace(".json", ".pickle");
+    assert_eq!(dir.files(), vec![json_name, pickle_name], "the JSON dump and the memory_viz snapshot beside it");
     let dump = read_json(&path);
     assert_eq!(dump["trigger"], "out_of_memory");
     assert_eq!(dump["error"], out_of_memory().to_json());

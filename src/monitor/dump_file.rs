@@ -37,6 +37,19 @@ pub(super) fn write_json(dir: &Path, value: &Value) -> Result<PathBuf> {
 /// Writes `bytes` to `dir/vramguard-dump-<unix_ms>-<pid>.<extension>` (mode 0600) as described
 /// above, and returns the path. An I/O failure is [`Error::Io`] (VRAM-E017) naming the directory.
 pub(super) fn write_file(dir: &Path, text: &[u8], extension: &str) -> Result<PathBuf> {
+    let millis = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
+    write_named(dir, &format!("vramguard-dump-{millis}-{}", std::process::id()), text, extension)
+}
+
+/// Writes `bytes` beside the dump at `dump` under the same name with `extension` (the first free
+/// `name.ext`, `name-1.ext`, …), so that the files of one dump pair up.
+pub(super) fn write_beside(dump: &Path, text: &[u8], extension: &str) -> Result<PathBuf> {
+    let dir = dump.parent().unwrap_or(Path::new("."));
+    let stem = dump.file_stem().map_or("vramguard-dump".into(), |s| s.to_string_lossy());
+    write_named(dir, &stem, text, extension)
+}
+
+fn write_named(dir: &Path, stem: &str, text: &[u8], extension: &str) -> Result<PathBuf> {
     let io_error =
         |what: &str, error: std::io::Error| Error::Io(format!("cannot {what} a dump in {}: {error}", dir.display()));
     let (temporary, mut file) = create_temporary(dir).map_err(|e| io_error("create", e))?;
@@ -46,11 +59,9 @@ pub(super) fn write_file(dir: &Path, text: &[u8], extension: &str) -> Result<Pat
         let _ = fs::remove_file(&temporary);
         return Err(io_error("write", error));
     }
-    let millis = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
-    let stem = format!("vramguard-dump-{millis}-{}", std::process::id());
     let published = {
         let _publishing = lock(&PUBLISH);
-        publish(dir, &temporary, &stem, extension)
+        publish(dir, &temporary, stem, extension)
     };
     let path = published.map_err(|error| {
         let _ = fs::remove_file(&temporary);

@@ -346,14 +346,21 @@ impl GpuMonitor {
         let mut dump = self.dump_json();
         dump["trigger"] = "out_of_memory".into();
         dump["error"] = error.to_json();
-        match dump_file::write_json(dir, &dump) {
-            Ok(path) => *lock(&self.last_dump) = Some(path),
-            Err(failure) => self.record_error(failure),
-        }
-        // The same allocations for PyTorch's memory visualiser, beside the JSON.
-        if let Err(failure) = self.write_memory_viz(dir) {
+        let path = match dump_file::write_json(dir, &dump) {
+            Ok(path) => path,
+            Err(failure) => return self.record_error(failure),
+        };
+        // The same allocations for PyTorch's memory visualiser, beside the JSON, same name.
+        let snapshot = memory_viz::snapshot(&self.attached_trackers())
+            .and_then(|bytes| dump_file::write_beside(&path, &bytes, "pickle"));
+        if let Err(failure) = snapshot {
             self.record_error(failure);
         }
+        *lock(&self.last_dump) = Some(path);
+    }
+
+    fn attached_trackers(&self) -> Vec<Tracker> {
+        lock(&self.trackers).values().cloned().collect()
     }
 
     /// Everything the monitor knows, for every device it has checked or has a tracker for: per
@@ -399,11 +406,11 @@ impl GpuMonitor {
     /// memory visualiser opens (`python -m torch.cuda._memory_viz stats FILE`, `trace_plot`, or
     /// pytorch.org/memory_viz), each block annotated with its description, purpose and kind, to
     /// `dir/vramguard-dump-<unix_ms>-<pid>.pickle` (mode 0600, published as the JSON dump is), and
-    /// returns the path. Written beside the JSON dump on every out-of-memory dump too.
+    /// returns the path. Written beside the JSON dump on every out-of-memory dump too, under the
+    /// JSON's name with `.pickle`.
     /// VRAM-E017 for an I/O failure.
     pub fn write_memory_viz(&self, dir: &Path) -> Result<PathBuf> {
-        let trackers: Vec<Tracker> = lock(&self.trackers).values().cloned().collect();
-        dump_file::write_file(dir, &memory_viz::snapshot(&trackers)?, "pickle")
+        dump_file::write_file(dir, &memory_viz::snapshot(&self.attached_trackers())?, "pickle")
     }
 }
 
