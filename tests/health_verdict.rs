@@ -20,6 +20,18 @@ use vramguard::Tracker;
 /// No host has this many GPUs.
 const UNUSABLE_DEVICE: u32 = 63;
 
+/// The budget both slot views below report: one byte, nothing charged.
+fn empty_budget() -> BudgetReport {
+    BudgetReport {
+        limit_bytes: 1,
+        allocated_bytes: 0,
+        available_bytes: 1,
+        pressure: "low".into(),
+        pressure_level: 0,
+        below_critical_bytes: 1,
+    }
+}
+
 /// A slot view whose integrity pass takes `stall` while `stalling` is set.
 struct StallingSlots {
     stall: Duration,
@@ -28,14 +40,7 @@ struct StallingSlots {
 
 impl SlotView for StallingSlots {
     fn budget_report(&self) -> BudgetReport {
-        BudgetReport {
-            limit_bytes: 1,
-            allocated_bytes: 0,
-            available_bytes: 1,
-            pressure: "low".into(),
-            pressure_level: 0,
-            below_critical_bytes: 1,
-        }
+        empty_budget()
     }
     fn slot_reports(&self) -> Vec<SlotReport> {
         Vec::new()
@@ -162,14 +167,7 @@ struct PanickingSlots;
 
 impl SlotView for PanickingSlots {
     fn budget_report(&self) -> BudgetReport {
-        BudgetReport {
-            limit_bytes: 1,
-            allocated_bytes: 0,
-            available_bytes: 1,
-            pressure: "low".into(),
-            pressure_level: 0,
-            below_critical_bytes: 1,
-        }
+        empty_budget()
     }
     fn slot_reports(&self) -> Vec<SlotReport> {
         Vec::new()

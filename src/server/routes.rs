@@ -146,16 +146,18 @@ fn handle(route: Route, request: &Asked<'_>, source: &dyn HealthSource) -> Respo
             json(if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, &body)
         }
         Route::Plan => unreachable!("answered above"),
-        Route::Metrics => match encode_metrics_as(&report, MetricsFormat::negotiate(request.accept)) {
-            Ok(text) => {
-                let format = MetricsFormat::negotiate(request.accept);
-                let mut answer = response(StatusCode::OK, format.content_type(), text.into());
-                // Caches must not hand one scraper's format to another.
-                answer.headers_mut().insert(header::VARY, HeaderValue::from_static("accept"));
-                answer
+        Route::Metrics => {
+            let format = MetricsFormat::negotiate(request.accept);
+            match encode_metrics_as(&report, format) {
+                Ok(text) => {
+                    let mut answer = response(StatusCode::OK, format.content_type(), text.into());
+                    // Caches must not hand one scraper's format to another.
+                    answer.headers_mut().insert(header::VARY, HeaderValue::from_static("accept"));
+                    answer
+                }
+                Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
             }
-            Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
-        },
+        }
     }
 }
 
