@@ -19,7 +19,7 @@ rm -rf "$stage" && mkdir -p "$stage/bin"
 
 cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=ON "${CMAKE_CUDA_ARGS[@]}" >/dev/null
 cmake --build build-gpu -j"$(nproc)" >/dev/null
-for suite in tracker record_table device_memory residency_check c_api checksum error faults weights_loader \
+for suite in tracker record_table device_memory residency_check c_api checksum error faults weights_loader read_witness \
   memory_pool context; do
   cp "build-gpu/${suite}_test" "$stage/bin/gtest_${suite}"
 done
@@ -41,8 +41,9 @@ for line in sys.stdin:
         print(m["target"]["name"], m["target"]["kind"][0], m["executable"])
 ' | while read -r name kind exe; do
   [ "$kind" = "bin" ] && continue
-  # These read files of the source tree, which the GPU host lacks.
-  case "$name" in readme | fuzz_regressions) continue ;; esac
+  # These read files of the source tree, which the GPU host lacks (deploy also needs promtool,
+  # which scripts/setup.sh installs here and the GPU host does not have); none touches a GPU.
+  case "$name" in readme | fuzz_regressions | deploy) continue ;; esac
   cp "$exe" "$stage/bin/rust_${kind}_${name}"
 done
 # The Rust GPU benchmarks (run by gpu-suite/bench.sh, not by the test runner).

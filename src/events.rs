@@ -67,6 +67,44 @@ pub(crate) fn integrity_failed(device: u32, slots: usize, first: &str) {
     );
 }
 
+pub(crate) fn witness_calibrated(calibration: &crate::witness::WitnessCalibration) {
+    let gpu = gpu(calibration.device);
+    tracing::info!(
+        actor = ACTOR_VRAM_RESIDENCY, action = "calibrate", target = %gpu, device = %gpu,
+        device_gb_per_s = calibration.device_memory.gb_per_second(),
+        host_gb_per_s = calibration.host_memory.gb_per_second(),
+        threshold_gb_per_s = calibration.threshold_gb_per_second(),
+        human = %format!("bandwidth witness calibrated on {gpu}: {calibration}"),
+    );
+    if let Some(why) = calibration.cannot_judge() {
+        tracing::warn!(
+            actor = ACTOR_VRAM_RESIDENCY, action = "calibrate", target = %gpu, device = %gpu,
+            human = %format!("the bandwidth witness on {gpu} reads without judging: {why}"),
+        );
+    }
+}
+
+pub(crate) fn bandwidth_violation(device: u32, allocations: usize, first: &str) {
+    let gpu = gpu(device);
+    tracing::error!(
+        actor = ACTOR_VRAM_RESIDENCY, action = "verify", target = %gpu, device = %gpu,
+        error_kind = "residency_violation", reason = "bandwidth", allocations,
+        human = %format!("CRITICAL: model weights on {gpu} read at host-memory speed ({allocations} allocation(s), first: {first})"),
+    );
+}
+
+pub(crate) fn leak_suspected(device: u32, suspicion: &crate::health::ledger::LeakSuspicion) {
+    let gpu = gpu(device);
+    tracing::warn!(
+        actor = ACTOR_VRAM_RESIDENCY, action = "leak_suspected", target = %gpu, device = %gpu,
+        source = %suspicion.source, grew_bytes = suspicion.grew_bytes, over_checks = suspicion.over_checks,
+        human = %format!(
+            "leak suspected on {gpu}: {} grew by {} over {} checks without ever falling",
+            suspicion.source, bytes_human(suspicion.grew_bytes), suspicion.over_checks
+        ),
+    );
+}
+
 pub(crate) fn verify_error(device: u32, error: &crate::Error) {
     let gpu = gpu(device);
     tracing::error!(
@@ -97,6 +135,26 @@ pub(crate) fn health_status(healthy: bool, reason: &str) {
             actor = ACTOR_WORKER, action = "health_status", target = "worker", status = "unhealthy",
             error_kind = "unhealthy",
             human = %format!("Worker marked unhealthy due to {reason}"),
+        );
+    }
+}
+
+pub(crate) fn eviction_receipt(device: u32, receipt: &crate::slots::receipts::EvictionReceipt) {
+    let gpu = gpu(device);
+    let (bytes, rose, waited_ms) = (receipt.bytes, receipt.free_rose_by, receipt.waited.as_secs_f64() * 1e3);
+    if receipt.reclaimed {
+        tracing::debug!(
+            actor = ACTOR_VRAM_RESIDENCY, action = "vram_receipt", target = %gpu, bytes, free_rose_by = rose, waited_ms,
+            human = %format!("The driver took back {} evicted from {gpu} ({waited_ms:.2} ms)", bytes_human(bytes)),
+        );
+    } else {
+        tracing::warn!(
+            actor = ACTOR_VRAM_RESIDENCY, action = "vram_receipt", target = %gpu, bytes, free_rose_by = rose, waited_ms,
+            error_kind = "eviction_unreclaimed",
+            human = %format!(
+                "{gpu}'s free memory rose by {} of the {} evicted within {waited_ms:.0} ms: the rest is counted unreclaimed",
+                bytes_human(rose), bytes_human(bytes)
+            ),
         );
     }
 }

@@ -109,6 +109,7 @@ pub mod sys;
 mod tracker;
 mod usage;
 pub mod weights;
+pub mod witness;
 
 pub use budget::{Budget, BudgetBuilder, BudgetCharge, Refusal};
 pub use budgeted_allocator::{BudgetedAllocator, BudgetedBuffer};
@@ -119,6 +120,8 @@ pub use error::{Error, LoadedModels, OomSource, OutOfMemory, Result};
 pub use periodic::PeriodicTask;
 pub use pressure::{utilization_percent, Level, MemoryPressure, PressureThresholds, Thresholds};
 pub use purpose::{AllocationKind, Purpose, PurposeSet};
-pub use residency::{check_pointer, MemoryType, PointerCheck, ResidencyReport, Violation, ViolationReason};
+pub use residency::{
+    check_pointer, MemoryType, PointerCheck, ResidencyReport, SweepSample, Violation, ViolationReason,
+};
 pub use tracker::{Allocation, Tracker};
 pub use usage::{PurposeUsage, Usage};

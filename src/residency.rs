@@ -120,8 +120,12 @@ pub struct ResidencyReport {
     pub resident: bool,
     /// The ordinal of the tracker's GPU.
     pub device: i32,
-    /// Allocations whose purpose was checked.
+    /// Allocations whose purpose was checked, queried by this sweep.
     pub checked: u64,
+    /// vramguard's own device and pool memory of those purposes that a sampled sweep
+    /// ([`Tracker::verify_sampled`]) did not query: device memory by construction, classified
+    /// when allocated. 0 for a full sweep.
+    pub not_queried: u64,
     /// Every allocation found outside device memory, with the reason.
     pub violations: Vec<Violation>,
     /// Bytes of all live allocations in the tracker, checked or not.
@@ -132,6 +136,16 @@ pub struct ResidencyReport {
     pub device_used_bytes: u64,
     /// The device's total memory, from `cudaMemGetInfo`.
     pub device_total_bytes: u64,
+}
+
+/// Which of vramguard's own allocations a sampled sweep queries ([`Tracker::verify_sampled`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SweepSample {
+    /// About this many of vramguard's own `Device` and `Pool` allocations are queried per sweep
+    /// (0: none; `u64::MAX`: all of them, as [`Tracker::verify`]).
+    pub own_per_sweep: u64,
+    /// Which part of them: consecutive values cover them all.
+    pub rotation: u64,
 }
 
 /// Classifies one pointer against the GPU it should live on.
@@ -153,21 +167,46 @@ impl Tracker {
     /// H2: verifies every allocation whose purpose is in `purposes`. The tracker is snapshotted
     /// under its locks and CUDA is queried outside them.
     pub fn verify(&self, purposes: PurposeSet) -> Result<ResidencyReport> {
+        // SAFETY (of the call): the arguments are those verify_with documents.
+        self.verify_with(|summary, violations, capacity| unsafe {
+            sys::vg_verify(self.inner().raw(), purposes.bits(), summary, violations, capacity)
+        })
+    }
+
+    /// H2 with fewer pointer queries (issue 16): recorded and adopted pointers, and vramguard's
+    /// own managed and pinned host memory, are queried as [`Tracker::verify`] queries them; of
+    /// vramguard's own `Device` and `Pool` allocations — device memory by construction, whose
+    /// placement a query cannot change (the bandwidth witness judges where their bytes are) —
+    /// about `sample.own_per_sweep` are queried, a different part for each `sample.rotation`, so
+    /// that consecutive rotations cover them all.
+    pub fn verify_sampled(&self, purposes: PurposeSet, sample: SweepSample) -> Result<ResidencyReport> {
+        // SAFETY (of the call): the arguments are those verify_with documents.
+        self.verify_with(|summary, violations, capacity| unsafe {
+            sys::vg_verify_sampled(
+                self.inner().raw(),
+                purposes.bits(),
+                sample.own_per_sweep,
+                sample.rotation,
+                summary,
+                violations,
+                capacity,
+            )
+        })
+    }
+
+    /// Runs a sweep that copies its summary and up to `capacity` violations, growing the room for
+    /// violations until they fit.
+    fn verify_with(
+        &self,
+        mut sweep: impl FnMut(*mut sys::vg_residency, *mut sys::vg_violation, u64) -> sys::vg_status,
+    ) -> Result<ResidencyReport> {
         let mut capacity = self.allocation_count() as usize + 16;
         loop {
             let mut summary = sys::vg_residency::default();
             let mut violations: Vec<sys::vg_violation> = Vec::with_capacity(capacity);
-            // SAFETY: violations has room for `capacity` entries; the core copies at most that.
-            check(unsafe {
-                sys::vg_verify(
-                    self.inner().raw(),
-                    purposes.bits(),
-                    &mut summary,
-                    violations.as_mut_ptr(),
-                    capacity as u64,
-                )
-            })
-            .inspect_err(|error| crate::events::verify_error(self.device(), error))?;
+            // violations has room for `capacity` entries; the core copies at most that.
+            check(sweep(&mut summary, violations.as_mut_ptr(), capacity as u64))
+                .inspect_err(|error| crate::events::verify_error(self.device(), error))?;
             if summary.violation_count as usize > capacity {
                 capacity = summary.violation_count as usize + 16; // grew while we looked: again
                 continue;
@@ -183,6 +222,7 @@ impl Tracker {
                 resident: summary.resident != 0,
                 device: summary.device,
                 checked: summary.checked,
+                not_queried: summary.not_queried,
                 violations,
                 tracked_bytes: summary.tracked_bytes,
                 allocation_count: summary.allocation_count,

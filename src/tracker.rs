@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::buffer::DeviceBuffer;
 use crate::error::{check, Error, Result};
-use crate::purpose::{AllocationKind, Purpose};
+use crate::purpose::{AllocationKind, Purpose, PurposeSet};
 use crate::sys;
 use crate::usage::Usage;
 
@@ -235,14 +235,30 @@ impl Tracker {
 
     /// Copies of the live allocations, oldest first.
     pub fn snapshot(&self) -> Result<Vec<Allocation>> {
+        // SAFETY (of the call): `out` has room for `capacity` entries (see copy_records).
+        self.copy_records(|out, capacity, count| unsafe { sys::vg_snapshot(self.inner.raw(), out, capacity, count) })
+    }
+
+    /// Copies of the live allocations of `purposes`, oldest first: a recent view, read one shard at
+    /// a time (unlike [`Tracker::snapshot`], not consistent with [`Tracker::usage`] while others
+    /// record), that costs nothing for the allocations of other purposes.
+    pub fn snapshot_of(&self, purposes: PurposeSet) -> Result<Vec<Allocation>> {
+        // SAFETY (of the call): `out` has room for `capacity` entries (see copy_records).
+        self.copy_records(|out, capacity, count| unsafe {
+            sys::vg_snapshot_of(self.inner.raw(), purposes.bits(), out, capacity, count)
+        })
+    }
+
+    /// Runs a copy of records into a vector, growing it until the records fit.
+    fn copy_records(
+        &self,
+        mut copy: impl FnMut(*mut sys::vg_allocation, u64, &mut u64) -> sys::vg_status,
+    ) -> Result<Vec<Allocation>> {
         let mut records: Vec<sys::vg_allocation> = Vec::new();
         loop {
             let mut count = 0u64;
-            // SAFETY: records has room for records.capacity() entries; the core writes at most
-            // `capacity` of them and reports how many in count.
-            let status = unsafe {
-                sys::vg_snapshot(self.inner.raw(), records.as_mut_ptr(), records.capacity() as u64, &mut count)
-            };
+            // The core writes at most `capacity` entries and reports how many in count.
+            let status = copy(records.as_mut_ptr(), records.capacity() as u64, &mut count);
             if status == sys::VG_ERR_BUFFER_TOO_SMALL {
                 records.reserve(count as usize + count as usize / 8 + 16);
                 continue;
@@ -253,6 +269,17 @@ impl Tracker {
             break;
         }
         records.iter().map(allocation_from_raw).collect()
+    }
+
+    /// The tracker's memory pool (where its `Pool` allocations come from): the bytes it holds from
+    /// the driver and the bytes allocated from it now, `(reserved, used)`; `(0, 0)` before the
+    /// first `Pool` allocation made it. The difference is the pool's cache of freed blocks: device
+    /// memory of this process that no allocation tracks.
+    pub fn pool_usage(&self) -> Result<(u64, u64)> {
+        let (mut reserved, mut used) = (0u64, 0u64);
+        // SAFETY: a live tracker and valid out-pointers.
+        check(unsafe { sys::vg_pool_usage(self.inner.raw(), &mut reserved, &mut used) })?;
+        Ok((reserved, used))
     }
 
     /// Human-readable usage report (T5).

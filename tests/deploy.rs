@@ -95,14 +95,14 @@ fn metrics_in_openmetrics_differ_for_promtool_only_in_the_counters_naming() {
         .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
         .map(|family| format!("{family}_total no help text"))
         .collect();
-    assert_eq!(counters.len(), 3, "{exposition}");
+    assert_eq!(counters.len(), 5, "{exposition}");
     assert_eq!(findings, counters, "{exposition}");
 }
 
 #[test]
 fn alerting_rules_pass_promtool_and_their_unit_tests() {
     let check = promtool(&["check", "rules", "vramguard-alerts.yml"], "");
-    assert!(check.status.success() && text(&check).contains("SUCCESS: 7 rules found"), "{}", text(&check));
+    assert!(check.status.success() && text(&check).contains("SUCCESS: 9 rules found"), "{}", text(&check));
     let tests = promtool(&["test", "rules", "vramguard-alerts.test.yml"], "");
     assert!(tests.status.success() && text(&tests).contains("SUCCESS"), "{}", text(&tests));
 }

@@ -27,6 +27,8 @@ mod residency;
 mod service;
 #[path = "gpu/weights.rs"]
 mod weights;
+#[path = "gpu/witness.rs"]
+mod witness;
 
 use libtest_mimic::Arguments;
 
@@ -47,6 +49,7 @@ fn main() -> std::process::ExitCode {
     trials.extend(checksum::trials());
     trials.extend(faults::trials());
     trials.extend(weights::trials());
+    trials.extend(witness::trials());
 
     warm_up_unified_memory();
     let free_before = free_bytes_per_device();

@@ -24,6 +24,7 @@ fn main() -> std::process::ExitCode {
     let trials = vec![
         gpu_gate::gpu("soak::mixed_churn_returns_every_byte", mixed_churn_returns_every_byte),
         gpu_gate::gpu("soak::real_oom_carries_breakdown_and_recovers", real_oom_carries_breakdown_and_recovers),
+        gpu_gate::gpu("soak::every_eviction_of_device_slots_has_a_receipt", every_eviction_has_a_receipt),
     ];
     libtest_mimic::run(&args, trials).exit_code()
 }
@@ -178,5 +179,74 @@ fn real_oom_carries_breakdown_and_recovers() -> Result<(), Failed> {
     let after = free_bytes()?;
     crate::ensure!(tracker.total_bytes() == 0, "tracker not empty");
     crate::ensure!(before.saturating_sub(after) <= 2 * MIB, "driver free memory short by {} bytes", before - after);
+    Ok(())
+}
+
+/// Issue 16, part 3: 8 threads load slots of `Device` memory through a 256 MiB budget, so that
+/// loads evict; every eviction, and the unloads at the end, get a receipt from the driver: the
+/// bytes reclaimed are exactly the bytes evicted and unloaded, none unreclaimed.
+fn every_eviction_has_a_receipt() -> Result<(), Failed> {
+    let ops: u64 = std::env::var("VRAMGUARD_SOAK_OPS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000) / 100;
+    let tracker = Device::new(0)?.tracker()?;
+    let slots = ModelSlotManager::<String>::with_config(SlotConfig {
+        budget_bytes: 256 * MIB,
+        backing: Some(DeviceBacking { tracker: tracker.clone(), kind: AllocationKind::Device }),
+        ..SlotConfig::default()
+    });
+    let evicted = Arc::new(AtomicU64::new(0));
+    let sink = Arc::clone(&evicted);
+    slots.on_evict(move |eviction| {
+        sink.fetch_add(eviction.size_bytes, Ordering::Relaxed);
+    });
+    let started = Instant::now();
+    let failures: Vec<String> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let slots = slots.clone();
+                scope.spawn(move || -> Result<(), String> {
+                    let mut rng = Rng(0x2545_F491_4F6C_DD1D ^ (t + 1));
+                    for _ in 0..ops {
+                        let name = format!("t{t}-{}", rng.below(6));
+                        if !slots.has_slot(&name) {
+                            match slots.load_slot(name, MIB * (1 + rng.below(48))) {
+                                Ok(_) | Err(Error::OutOfMemory(_)) | Err(Error::SlotExists(_)) => {}
+                                Err(e) => return Err(e.to_string()),
+                            }
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        workers.into_iter().filter_map(|w| w.join().unwrap().err()).collect()
+    });
+    let mut unloaded = 0;
+    for slot in slots.slots() {
+        unloaded += slots.deallocate_slot(&slot.key);
+    }
+    let stats = slots.stats();
+    let receipts = stats.receipts;
+    println!(
+        "[ vramguard ] receipts: {THREADS} threads x {ops} loads in {:.1} s, {} evictions ({} MiB) and {} MiB unloaded; \
+         {} receipts confirmed, {} not; {} MiB reclaimed, {} MiB unreclaimed",
+        started.elapsed().as_secs_f64(),
+        stats.evictions,
+        evicted.load(Ordering::Relaxed) / MIB,
+        unloaded / MIB,
+        receipts.confirmed,
+        receipts.unconfirmed,
+        receipts.reclaimed_bytes / MIB,
+        receipts.unreclaimed_bytes / MIB,
+    );
+    crate::ensure!(failures.is_empty(), "{failures:?}");
+    crate::ensure!(stats.evictions > 0, "no eviction happened: {stats:?}");
+    crate::ensure!(receipts.unconfirmed == 0 && receipts.unreclaimed_bytes == 0, "{receipts:?}");
+    crate::ensure!(
+        receipts.reclaimed_bytes == evicted.load(Ordering::Relaxed) + unloaded,
+        "reclaimed {} bytes, evicted {} + unloaded {unloaded}",
+        receipts.reclaimed_bytes,
+        evicted.load(Ordering::Relaxed)
+    );
+    crate::ensure!(tracker.total_bytes() == 0, "{} bytes still tracked", tracker.total_bytes());
     Ok(())
 }

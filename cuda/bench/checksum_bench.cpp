@@ -2,13 +2,19 @@
 // kernel that loads every 16-byte word once: the checksum must reach 90 % of its bytes per second.
 #include <cuda_runtime_api.h>
 
+#include <chrono>
+#include <cstdint>
 #include <vector>
 
 #include "bench.hpp"
 #include "timing.hpp"
 #include "vramguard/checksum.hpp"
+#include "vramguard/read_witness.hpp"
 
 namespace bench {
+
+void witness_benchmarks(int device);
+
 namespace {
 
 template <typename Kernel>
@@ -56,6 +62,67 @@ void checksum_benchmarks(int device) {
                       fmt("%.1f %%", 100.0 * checksum / read_only), ">= 90 %",
                       checksum >= 0.9 * read_only});
     cudaFree(buffer);
+  }
+  witness_benchmarks(device);
+}
+
+// Issue 16, part 1: what the bandwidth witness costs a health check. A check reads one slice of
+// each ModelWeights allocation, at least 256 MiB per reading; the time is the call's wall time
+// (launch, kernel, polling), against the integrity checksum of the same bytes that the check
+// already pays. Medians of 7.
+void witness_benchmarks(int device) {
+  using vramguard::measure_read_bandwidth;
+  constexpr std::uint64_t kMinRead = 256ull << 20;
+  constexpr std::chrono::milliseconds kTimeout{30'000};
+  const vramguard::WitnessCalibration calibration = vramguard::calibrate_read_witness(
+      device, vramguard::kWitnessCalibrationBytes, kMinRead, kTimeout);
+  rows().push_back({"witness calibration: device memory vs mapped host memory (64 MiB each)",
+                    fmt("%.0f GB/s", calibration.device_memory.gb_per_second()),
+                    fmt("%.1f GB/s host", calibration.host_memory.gb_per_second()),
+                    fmt("%.0fx", calibration.device_memory.gb_per_second() /
+                                     calibration.host_memory.gb_per_second()),
+                    fmt("threshold %.0f GB/s", calibration.threshold_gb_per_second()), true});
+  for (std::size_t mib : {std::size_t{1}, std::size_t{64}, std::size_t{1024}, std::size_t{4096}}) {
+    const std::size_t bytes = mib << 20;
+    void* buffer = nullptr;
+    if (cudaMalloc(&buffer, bytes) != cudaSuccess) {
+      cudaGetLastError();
+      continue;
+    }
+    cudaMemset(buffer, 0x5a, bytes);
+    cudaDeviceSynchronize();
+    std::vector<double> witness_s, checksum_s, gbps;
+    for (int i = 0; i < 7; ++i) {
+      double start = now_seconds();
+      const vramguard::ReadBandwidth read =
+          measure_read_bandwidth(buffer, bytes, device, kMinRead, kTimeout);
+      witness_s.push_back(now_seconds() - start);
+      gbps.push_back(read.gb_per_second());
+      start = now_seconds();
+      vramguard::device_checksum(buffer, bytes, device);
+      checksum_s.push_back(now_seconds() - start);
+    }
+    rows().push_back(
+        {"witness reading of a " + std::to_string(mib) + " MiB device slice (per check)",
+         fmt("%.3f ms", median(witness_s) * 1e3) + fmt(" (%.0f GB/s)", median(gbps)),
+         fmt("%.3f ms integrity checksum of it", median(checksum_s) * 1e3),
+         fmt("%.2fx", median(witness_s) / median(checksum_s)), "reported", true});
+    cudaFree(buffer);
+  }
+  void* host = nullptr;
+  if (cudaHostAlloc(&host, 64 << 20, cudaHostAllocMapped) == cudaSuccess) {
+    std::vector<double> witness_s, gbps;
+    for (int i = 0; i < 7; ++i) {
+      const double start = now_seconds();
+      const vramguard::ReadBandwidth read =
+          measure_read_bandwidth(host, 64 << 20, device, kMinRead, kTimeout);
+      witness_s.push_back(now_seconds() - start);
+      gbps.push_back(read.gb_per_second());
+    }
+    rows().push_back({"witness reading of a 64 MiB mapped host slice (a violation)",
+                      fmt("%.2f ms", median(witness_s) * 1e3) + fmt(" (%.1f GB/s)", median(gbps)),
+                      "-", "-", "reported", true});
+    cudaFreeHost(host);
   }
 }
 

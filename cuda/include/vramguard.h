@@ -164,12 +164,14 @@ typedef struct vg_violation {
 typedef struct vg_residency {
   int32_t resident; /* 1 when no violation was found */
   int32_t device;
-  uint64_t checked;         /* allocations whose purpose was in the mask */
+  uint64_t checked;         /* allocations whose purpose was in the mask, queried by this sweep */
   uint64_t violation_count; /* may exceed the capacity passed in: only that many were copied */
   uint64_t tracked_bytes;
   uint64_t allocation_count;
   uint64_t device_used_bytes; /* total - free from cudaMemGetInfo */
   uint64_t device_total_bytes;
+  uint64_t not_queried; /* vramguard's own device and pool memory of the mask left out by the
+                           sample (vg_verify_sampled; 0 from vg_verify) */
 } vg_residency;
 
 /* Errors and names ------------------------------------------------------------------------- */
@@ -245,6 +247,12 @@ vg_status vg_allocation_count(const vg_tracker* tracker, uint64_t* out_count);
 /* Copies the live allocations, oldest first. With too small a capacity: VG_ERR_BUFFER_TOO_SMALL,
  * nothing copied, *out_count = the number needed. out may be NULL when capacity is 0.
  * VG_ERR_NULL_ARGUMENT (tracker or out_count NULL, or out NULL with allocations to copy). */
+/* The live allocations whose purpose bit is in purpose_mask, oldest first, as vg_snapshot copies
+ * them; shards are read one at a time, so while others record the list is a recent view, not one
+ * consistent with vg_usage_get. VG_ERR_INVALID_ENUM (purpose_mask 0 or outside
+ * VG_PURPOSE_MASK_ALL) and the statuses of vg_snapshot. */
+vg_status vg_snapshot_of(const vg_tracker* tracker, uint32_t purpose_mask, vg_allocation* out,
+                         uint64_t capacity, uint64_t* out_count);
 vg_status vg_snapshot(const vg_tracker* tracker, vg_allocation* out, uint64_t capacity,
                       uint64_t* out_count);
 /* Copies the human-readable usage report, NUL-terminated. *out_needed counts the NUL.
@@ -320,6 +328,24 @@ vg_status vg_check_pointer(int32_t device, const void* ptr, vg_pointer_check* ou
  * exist), VG_ERR_CUDA / VG_ERR_CUDA_STICKY. */
 vg_status vg_verify(vg_tracker* tracker, uint32_t purpose_mask, vg_residency* out_residency,
                     vg_violation* violations, uint64_t capacity);
+/* For every own allocation in a full sweep. */
+#define VG_SWEEP_ALL_OWN UINT64_MAX
+/* vg_verify with fewer pointer queries: recorded and adopted pointers, and vramguard's own
+ * managed and pinned host memory, are queried as vg_verify queries them; of vramguard's own
+ * device and pool memory (device memory by construction, classified when allocated) only about
+ * own_sample of them, those whose id is `rotation` modulo ceil(allocations / own_sample), so that
+ * consecutive rotations cover them all. own_sample VG_SWEEP_ALL_OWN is vg_verify; 0 queries none
+ * of them. out_residency->not_queried counts those left out. The statuses of vg_verify. */
+vg_status vg_verify_sampled(vg_tracker* tracker, uint32_t purpose_mask, uint64_t own_sample,
+                            uint64_t rotation, vg_residency* out_residency,
+                            vg_violation* violations, uint64_t capacity);
+/* What the tracker's memory pool (the one its VG_KIND_POOL allocations come from, made on the
+ * first of them) holds from the driver, and how much of that is allocated now: the difference is
+ * the pool's cache of freed blocks, device memory the process holds that no allocation tracks.
+ * Both 0 before the pool exists (then no device is touched). VG_ERR_NULL_ARGUMENT (any argument
+ * NULL), the device statuses of vg_verify. */
+vg_status vg_pool_usage(vg_tracker* tracker, uint64_t* out_reserved_bytes,
+                        uint64_t* out_used_bytes);
 /* Runs a verification of every purpose and copies the human-readable residency report,
  * NUL-terminated; *out_needed counts the NUL. VG_ERR_NULL_ARGUMENT (tracker or out_needed NULL,
  * or out NULL with a large enough capacity), VG_ERR_BUFFER_TOO_SMALL (nothing copied;
@@ -369,6 +395,39 @@ vg_status vg_checksum_device(vg_tracker* tracker, const void* ptr, uint64_t offs
  * is 0); touches no device. VG_ERR_NULL_ARGUMENT (out NULL, or ptr NULL with bytes > 0),
  * VG_ERR_INVALID_SIZE (ptr + bytes wraps around the address space). */
 vg_status vg_checksum_host(const void* ptr, uint64_t bytes, vg_checksum* out);
+
+/* The bandwidth witness (issue 16) ---------------------------------------------------------- */
+/* Where bytes are, judged by how fast the GPU reads them: about 4.5 TB/s from its own memory on
+ * an H200, about 50 GB/s from host memory over PCIe, whatever the pointer's attributes say
+ * (vramguard/read_witness.hpp). */
+/* The smallest range whose reading the witness judges (below it, host memory can read faster than
+ * PCIe delivers it). */
+#define VG_WITNESS_SMALLEST_JUDGED_BYTES (1ull << 20)
+typedef struct vg_read_bandwidth {
+  uint64_t range_bytes; /* the 16-byte-aligned part of the range that was read */
+  uint64_t bytes_read;  /* range_bytes times the passes made */
+  double seconds;       /* the kernel's time between CUDA events */
+} vg_read_bandwidth;
+/* Reads the aligned 16-byte words of [ptr + offset, ptr + offset + bytes) on the tracker's device,
+ * as many passes as make at least min_bytes_read bytes (at most 2^20 passes), with loads that
+ * re-fetch host memory on every pass, and times the kernel. ptr, the range, timeout_ms and the
+ * pinning against vg_free are as for vg_checksum_device_within, with the same statuses; a range
+ * holding no aligned 16-byte word -> VG_ERR_INVALID_SIZE. */
+vg_status vg_read_bandwidth_measure(vg_tracker* tracker, const void* ptr, uint64_t offset,
+                                    uint64_t bytes, uint64_t min_bytes_read, uint64_t timeout_ms,
+                                    vg_read_bandwidth* out);
+typedef struct vg_witness_calibration {
+  int32_t device;
+  uint64_t buffer_bytes;
+  vg_read_bandwidth device_memory; /* the best of three reads of a cudaMalloc buffer */
+  vg_read_bandwidth host_memory;   /* the best of three reads of mapped pinned host memory */
+} vg_witness_calibration;
+/* Calibrates the witness on `device`: buffer_bytes of device memory and of mapped pinned host
+ * memory, allocated for the call and freed before it returns (untracked), each read as
+ * vg_read_bandwidth_measure reads. buffer_bytes under 16 or over VG_MAX_ALLOCATION_BYTES ->
+ * VG_ERR_INVALID_SIZE; timeout_ms 0 -> VG_ERR_INVALID_SIZE; the device statuses of vg_alloc. */
+vg_status vg_read_witness_calibrate(int32_t device, uint64_t buffer_bytes, uint64_t min_bytes_read,
+                                    uint64_t timeout_ms, vg_witness_calibration* out);
 
 /* Loading weights (W1, I1) ------------------------------------------------------------------ */
 /* A loader fills device memory with bytes read from files through pinned staging memory it

@@ -17,6 +17,7 @@
 #include "vramguard/device_memory.hpp"
 #include "vramguard/error.hpp"
 #include "vramguard/memory_pool.hpp"
+#include "vramguard/read_witness.hpp"
 #include "vramguard/record_pin.hpp"
 #include "vramguard/residency_check.hpp"
 #include "vramguard/tracker.hpp"
@@ -143,6 +144,42 @@ void require_copy_target(const vramguard::RecordPin& target, uint64_t offset, ui
   if (!target) throw Error(VG_ERR_UNKNOWN_POINTER, "copy target is not a tracked allocation");
   vramguard::detail::check_copy_range(offset, bytes, target->bytes);
 }
+
+void copy_records(const std::vector<vramguard::AllocationRecord>& records, vg_allocation* out,
+                  uint64_t capacity, uint64_t* out_count) {
+  *out_count = records.size();
+  if (capacity < records.size()) {
+    throw Error(VG_ERR_BUFFER_TOO_SMALL, "capacity " + std::to_string(capacity) + " < " +
+                                             std::to_string(records.size()) + " allocations");
+  }
+  if (!records.empty()) require(out, "out");
+  for (std::size_t i = 0; i < records.size(); ++i) {
+    const auto& r = records[i];
+    vg_allocation& a = out[i];
+    a = vg_allocation{};
+    a.id = r.id;
+    a.address = reinterpret_cast<uint64_t>(r.ptr);
+    a.bytes = r.bytes;
+    a.purpose = static_cast<int32_t>(r.purpose);
+    a.kind = static_cast<int32_t>(r.kind);
+    a.device = r.device;
+    a.owned = r.owned ? 1 : 0;
+    a.recorded_at_unix_ns = r.recorded_at_unix_ns;
+    copy_description(r.description, a.description);
+  }
+}
+
+void require_purpose_mask(uint32_t purpose_mask) {
+  if (purpose_mask == 0 || (purpose_mask & ~uint32_t{VG_PURPOSE_MASK_ALL}) != 0) {
+    throw Error(VG_ERR_INVALID_ENUM,
+                "purpose mask " + std::to_string(purpose_mask) + " is invalid");
+  }
+}
+
+// vg_verify and vg_verify_sampled, under the caller's name.
+vg_status verify(const char* function, vg_tracker* tracker, uint32_t purpose_mask,
+                 vramguard::SweepSample sample, vg_residency* out_residency,
+                 vg_violation* violations, uint64_t capacity) noexcept;
 
 }  // namespace
 
@@ -324,27 +361,17 @@ vg_status vg_snapshot(const vg_tracker* tracker, vg_allocation* out, uint64_t ca
   return guarded(__func__, [&] {
     require(tracker, "tracker");
     require(out_count, "out_count");
-    const auto records = tracker->tracker.snapshot();
-    *out_count = records.size();
-    if (capacity < records.size()) {
-      throw Error(VG_ERR_BUFFER_TOO_SMALL, "capacity " + std::to_string(capacity) + " < " +
-                                               std::to_string(records.size()) + " allocations");
-    }
-    if (!records.empty()) require(out, "out");
-    for (std::size_t i = 0; i < records.size(); ++i) {
-      const auto& r = records[i];
-      vg_allocation& a = out[i];
-      a = vg_allocation{};
-      a.id = r.id;
-      a.address = reinterpret_cast<uint64_t>(r.ptr);
-      a.bytes = r.bytes;
-      a.purpose = static_cast<int32_t>(r.purpose);
-      a.kind = static_cast<int32_t>(r.kind);
-      a.device = r.device;
-      a.owned = r.owned ? 1 : 0;
-      a.recorded_at_unix_ns = r.recorded_at_unix_ns;
-      copy_description(r.description, a.description);
-    }
+    copy_records(tracker->tracker.snapshot(), out, capacity, out_count);
+  });
+}
+
+vg_status vg_snapshot_of(const vg_tracker* tracker, uint32_t purpose_mask, vg_allocation* out,
+                         uint64_t capacity, uint64_t* out_count) {
+  return guarded(__func__, [&] {
+    require(tracker, "tracker");
+    require(out_count, "out_count");
+    require_purpose_mask(purpose_mask);
+    copy_records(tracker->tracker.records_of(purpose_mask), out, capacity, out_count);
   });
 }
 
@@ -440,37 +467,28 @@ vg_status vg_check_pointer(int32_t device, const void* ptr, vg_pointer_check* ou
 
 vg_status vg_verify(vg_tracker* tracker, uint32_t purpose_mask, vg_residency* out_residency,
                     vg_violation* violations, uint64_t capacity) {
+  return verify(__func__, tracker, purpose_mask, {}, out_residency, violations, capacity);
+}
+
+vg_status vg_verify_sampled(vg_tracker* tracker, uint32_t purpose_mask, uint64_t own_sample,
+                            uint64_t rotation, vg_residency* out_residency,
+                            vg_violation* violations, uint64_t capacity) {
+  vramguard::SweepSample sample;
+  sample.own_limit = own_sample;
+  sample.rotation = rotation;
+  return verify(__func__, tracker, purpose_mask, sample, out_residency, violations, capacity);
+}
+
+vg_status vg_pool_usage(vg_tracker* tracker, uint64_t* out_reserved_bytes,
+                        uint64_t* out_used_bytes) {
   return guarded(__func__, [&] {
     require(tracker, "tracker");
-    require(out_residency, "out_residency");
-    if (capacity > 0) require(violations, "violations");
-    const auto report = vramguard::ResidencyCheck::check_residency(tracker->tracker, purpose_mask);
-    vg_residency residency{};
-    residency.resident = report.resident;
-    residency.device = report.device;
-    residency.checked = report.checked;
-    residency.violation_count = report.violations.size();
-    residency.tracked_bytes = report.tracked_bytes;
-    residency.allocation_count = report.allocation_count;
-    residency.device_used_bytes = report.memory.used_bytes();
-    residency.device_total_bytes = report.memory.total_bytes;
-    const uint64_t copied = std::min<uint64_t>(capacity, report.violations.size());
-    for (uint64_t i = 0; i < copied; ++i) {
-      const auto& v = report.violations[i];
-      vg_violation& out = violations[i];
-      out = vg_violation{};
-      out.id = v.allocation.id;
-      out.address = reinterpret_cast<uint64_t>(v.allocation.ptr);
-      out.bytes = v.allocation.bytes;
-      out.purpose = static_cast<int32_t>(v.allocation.purpose);
-      out.kind = static_cast<int32_t>(v.allocation.kind);
-      out.reason = static_cast<int32_t>(v.observed.reason);
-      out.memory_type = static_cast<int32_t>(v.observed.type);
-      out.observed_device = v.observed.device;
-      out.cuda_error = v.observed.cuda_error;
-      copy_description(v.allocation.description, out.description);
-    }
-    *out_residency = residency;
+    require(out_reserved_bytes, "out_reserved_bytes");
+    require(out_used_bytes, "out_used_bytes");
+    vramguard::MemoryPool::Usage usage;
+    if (auto* pool = tracker->pool_ready.load(std::memory_order_acquire)) usage = pool->usage();
+    *out_reserved_bytes = usage.reserved_bytes;
+    *out_used_bytes = usage.used_bytes;
   });
 }
 
@@ -490,11 +508,16 @@ vg_status vg_residency_report(vg_tracker* tracker, char* out, uint64_t capacity,
 namespace {
 
 // The pinned record of a checksum's range, as require_copy_target.
-void require_checksum_target(const vramguard::RecordPin& target, uint64_t offset, uint64_t bytes) {
-  if (!target) throw Error(VG_ERR_UNKNOWN_POINTER, "checksum target is not a tracked allocation");
+// The range [offset, offset + bytes) of a pinned record that a checksum or a witness reads.
+void require_checksum_target(const vramguard::RecordPin& target, uint64_t offset, uint64_t bytes,
+                             const char* what = "checksum") {
+  if (!target) {
+    throw Error(VG_ERR_UNKNOWN_POINTER, std::string(what) + " target is not a tracked allocation");
+  }
   if (offset > target->bytes || bytes > target->bytes - offset) {
-    throw Error(VG_ERR_OUT_OF_RANGE, "checksum of " + std::to_string(bytes) + " bytes at offset " +
-                                         std::to_string(offset) + " exceeds the allocation of " +
+    throw Error(VG_ERR_OUT_OF_RANGE, std::string(what) + " of " + std::to_string(bytes) +
+                                         " bytes at offset " + std::to_string(offset) +
+                                         " exceeds the allocation of " +
                                          std::to_string(target->bytes) + " bytes");
   }
 }
@@ -506,6 +529,15 @@ vg_checksum to_vg_checksum(const vramguard::Checksum& checksum) {
   return result;
 }
 
+// A timeout in ms as the C++ API takes it: 0 refused, past 2^40 ms (35 years) cut there.
+std::chrono::milliseconds checked_timeout(uint64_t timeout_ms, const char* what) {
+  if (timeout_ms == 0) {
+    throw Error(VG_ERR_INVALID_SIZE, std::string("a ") + what + " timeout of 0 ms was asked for");
+  }
+  return std::chrono::milliseconds(
+      static_cast<std::int64_t>(std::min<uint64_t>(timeout_ms, uint64_t{1} << 40)));
+}
+
 // vg_checksum_device and vg_checksum_device_within, under the caller's name.
 vg_status checksum_device(const char* function, vg_tracker* tracker, const void* ptr,
                           uint64_t offset, uint64_t bytes, uint64_t timeout_ms,
@@ -515,11 +547,7 @@ vg_status checksum_device(const char* function, vg_tracker* tracker, const void*
     require(ptr, "ptr");
     require(out, "out");
     if (bytes == 0) throw Error(VG_ERR_INVALID_SIZE, "a checksum of 0 bytes was asked for");
-    if (timeout_ms == 0)
-      throw Error(VG_ERR_INVALID_SIZE, "a checksum timeout of 0 ms was asked for");
-    // Past 2^40 ms (35 years) a deadline means nothing more; the C++ API cuts it there too.
-    const std::chrono::milliseconds timeout(
-        static_cast<std::int64_t>(std::min<uint64_t>(timeout_ms, uint64_t{1} << 40)));
+    const std::chrono::milliseconds timeout = checked_timeout(timeout_ms, "checksum");
     const vramguard::RecordPin target(tracker->tracker, ptr);
     require_checksum_target(target, offset, bytes);
     *out = to_vg_checksum(vramguard::device_checksum(static_cast<const char*>(ptr) + offset, bytes,
@@ -527,9 +555,51 @@ vg_status checksum_device(const char* function, vg_tracker* tracker, const void*
   });
 }
 
+vg_read_bandwidth to_vg_read_bandwidth(const vramguard::ReadBandwidth& read) {
+  vg_read_bandwidth result{};
+  result.range_bytes = read.range_bytes;
+  result.bytes_read = read.bytes_read;
+  result.seconds = read.seconds;
+  return result;
+}
+
 }  // namespace
 
 extern "C" {
+
+vg_status vg_read_bandwidth_measure(vg_tracker* tracker, const void* ptr, uint64_t offset,
+                                    uint64_t bytes, uint64_t min_bytes_read, uint64_t timeout_ms,
+                                    vg_read_bandwidth* out) {
+  return guarded(__func__, [&] {
+    require(tracker, "tracker");
+    require(ptr, "ptr");
+    require(out, "out");
+    const std::chrono::milliseconds timeout = checked_timeout(timeout_ms, "read witness");
+    const vramguard::RecordPin target(tracker->tracker, ptr);
+    require_checksum_target(target, offset, bytes, "read witness");
+    *out = to_vg_read_bandwidth(vramguard::measure_read_bandwidth(
+        static_cast<const char*>(ptr) + offset, bytes, target->device, min_bytes_read, timeout));
+  });
+}
+
+vg_status vg_read_witness_calibrate(int32_t device, uint64_t buffer_bytes, uint64_t min_bytes_read,
+                                    uint64_t timeout_ms, vg_witness_calibration* out) {
+  return guarded(__func__, [&] {
+    require(out, "out");
+    if (buffer_bytes > VG_MAX_ALLOCATION_BYTES) {
+      throw Error(VG_ERR_INVALID_SIZE, "a calibration buffer of " + std::to_string(buffer_bytes) +
+                                           " bytes exceeds VG_MAX_ALLOCATION_BYTES");
+    }
+    const vramguard::WitnessCalibration calibration = vramguard::calibrate_read_witness(
+        device, buffer_bytes, min_bytes_read, checked_timeout(timeout_ms, "calibration"));
+    vg_witness_calibration result{};
+    result.device = calibration.device;
+    result.buffer_bytes = calibration.buffer_bytes;
+    result.device_memory = to_vg_read_bandwidth(calibration.device_memory);
+    result.host_memory = to_vg_read_bandwidth(calibration.host_memory);
+    *out = result;
+  });
+}
 
 vg_status vg_checksum_device_within(vg_tracker* tracker, const void* ptr, uint64_t offset,
                                     uint64_t bytes, uint64_t timeout_ms, vg_checksum* out) {
@@ -678,3 +748,46 @@ vg_status vg_load_weights(vg_loader* loader, vg_tracker* tracker, void* dst, uin
 }
 
 }  // extern "C"
+
+namespace {
+
+vg_status verify(const char* function, vg_tracker* tracker, uint32_t purpose_mask,
+                 vramguard::SweepSample sample, vg_residency* out_residency,
+                 vg_violation* violations, uint64_t capacity) noexcept {
+  return guarded(function, [&] {
+    require(tracker, "tracker");
+    require(out_residency, "out_residency");
+    if (capacity > 0) require(violations, "violations");
+    const auto report =
+        vramguard::ResidencyCheck::check_residency(tracker->tracker, purpose_mask, sample);
+    vg_residency residency{};
+    residency.resident = report.resident;
+    residency.device = report.device;
+    residency.checked = report.checked;
+    residency.not_queried = report.not_queried;
+    residency.violation_count = report.violations.size();
+    residency.tracked_bytes = report.tracked_bytes;
+    residency.allocation_count = report.allocation_count;
+    residency.device_used_bytes = report.memory.used_bytes();
+    residency.device_total_bytes = report.memory.total_bytes;
+    const uint64_t copied = std::min<uint64_t>(capacity, report.violations.size());
+    for (uint64_t i = 0; i < copied; ++i) {
+      const auto& v = report.violations[i];
+      vg_violation& out = violations[i];
+      out = vg_violation{};
+      out.id = v.allocation.id;
+      out.address = reinterpret_cast<uint64_t>(v.allocation.ptr);
+      out.bytes = v.allocation.bytes;
+      out.purpose = static_cast<int32_t>(v.allocation.purpose);
+      out.kind = static_cast<int32_t>(v.allocation.kind);
+      out.reason = static_cast<int32_t>(v.observed.reason);
+      out.memory_type = static_cast<int32_t>(v.observed.type);
+      out.observed_device = v.observed.device;
+      out.cuda_error = v.observed.cuda_error;
+      copy_description(v.allocation.description, out.description);
+    }
+    *out_residency = residency;
+  });
+}
+
+}  // namespace

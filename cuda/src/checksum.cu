@@ -263,38 +263,6 @@ void check_launch(const char* kernel) {
   if (result != cudaSuccess) throw CudaError(static_cast<int>(result), kernel);
 }
 
-// The address the device reads the memory at; refuses memory it cannot read.
-const void* readable_address(const void* ptr, int device) {
-  cudaPointerAttributes attributes{};
-  VG_CUDA_CHECK(cudaPointerGetAttributes(&attributes, ptr));
-  switch (attributes.type) {
-    case cudaMemoryTypeDevice:
-      if (attributes.device == device) return ptr;
-      throw CudaError(cudaErrorInvalidValue,
-                      ("checksum: the memory belongs to GPU " + std::to_string(attributes.device) +
-                       ", not GPU " + std::to_string(device))
-                          .c_str());
-    case cudaMemoryTypeManaged: return ptr;
-    case cudaMemoryTypeHost:
-      if (attributes.devicePointer != nullptr) return attributes.devicePointer;
-      throw CudaError(cudaErrorInvalidValue,
-                      "checksum: the pinned host memory is not mapped into the device");
-    default:
-      throw CudaError(cudaErrorInvalidValue,
-                      "checksum: the memory is not readable by the GPU (pageable host memory, or "
-                      "a freed or wild address)");
-  }
-}
-
-// Arguments common to the checksum and the sweep; returns the device-readable address.
-const void* prepare(const void* ptr, std::size_t bytes, int device, const char* function) {
-  if (ptr == nullptr) throw Error(VG_ERR_NULL_ARGUMENT, std::string(function) + ": ptr is null");
-  if (reinterpret_cast<std::uintptr_t>(ptr) + bytes < reinterpret_cast<std::uintptr_t>(ptr)) {
-    throw Error(VG_ERR_INVALID_SIZE, std::string(function) + ": ptr + bytes wraps around");
-  }
-  return readable_address(ptr, device);
-}
-
 std::string describe_timeout(std::chrono::milliseconds timeout, int device) {
   return "device_checksum: GPU " + std::to_string(device) + " did not finish within " +
          std::to_string(timeout.count()) +
@@ -327,6 +295,40 @@ Checksum checksum_on_device(const void* ptr, std::size_t bytes, int device, Laun
 }
 
 }  // namespace
+
+// The address the device reads the memory at; refuses memory it cannot read.
+static const void* readable_address(const void* ptr, int device, const std::string& function) {
+  cudaPointerAttributes attributes{};
+  VG_CUDA_CHECK(cudaPointerGetAttributes(&attributes, ptr));
+  switch (attributes.type) {
+    case cudaMemoryTypeDevice:
+      if (attributes.device == device) return ptr;
+      throw CudaError(cudaErrorInvalidValue,
+                      (function + ": the memory belongs to GPU " +
+                       std::to_string(attributes.device) + ", not GPU " + std::to_string(device))
+                          .c_str());
+    case cudaMemoryTypeManaged: return ptr;
+    case cudaMemoryTypeHost:
+      if (attributes.devicePointer != nullptr) return attributes.devicePointer;
+      throw CudaError(
+          cudaErrorInvalidValue,
+          (function + ": the pinned host memory is not mapped into the device").c_str());
+    default:
+      throw CudaError(cudaErrorInvalidValue,
+                      (function + ": the memory is not readable by the GPU (pageable host memory, "
+                                  "or a freed or wild address)")
+                          .c_str());
+  }
+}
+
+// Arguments common to the checksum and the sweep; returns the device-readable address.
+const void* prepare(const void* ptr, std::size_t bytes, int device, const char* function) {
+  if (ptr == nullptr) throw Error(VG_ERR_NULL_ARGUMENT, std::string(function) + ": ptr is null");
+  if (reinterpret_cast<std::uintptr_t>(ptr) + bytes < reinterpret_cast<std::uintptr_t>(ptr)) {
+    throw Error(VG_ERR_INVALID_SIZE, std::string(function) + ": ptr + bytes wraps around");
+  }
+  return readable_address(ptr, device, function);
+}
 
 LaunchShape resolve_shape(int device, std::size_t bytes, LaunchShape requested, bool misaligned) {
   LaunchShape shape = requested;

@@ -29,6 +29,13 @@ LaunchShape resolve_shape(int device, std::size_t bytes, LaunchShape requested,
 void enqueue_lanes(const void* ptr, std::size_t bytes, unsigned long long* lanes_device,
                    LaunchShape shape, CUstream_st* stream);
 
+// The address at which `device` (the current device) reads the `bytes` bytes at `ptr`: ptr itself
+// for its device memory and managed memory, the device pointer of mapped pinned host memory.
+// `function` names the caller in errors: Error(VG_ERR_NULL_ARGUMENT) for a null ptr,
+// Error(VG_ERR_INVALID_SIZE) when ptr + bytes wraps, CudaError(cudaErrorInvalidValue) for memory
+// the device cannot read (pageable, unmapped, freed, another GPU's).
+const void* prepare(const void* ptr, std::size_t bytes, int device, const char* function);
+
 // Enqueues read_only_sweep's kernel. Does not wait. Throws CudaError.
 void enqueue_sweep(const void* ptr, std::size_t bytes, LaunchShape shape, CUstream_st* stream);
 

@@ -29,6 +29,16 @@ MemoryPool::MemoryPool(int device) : device_(device) {
   pool_ = pool;
 }
 
+MemoryPool::Usage MemoryPool::usage() const {
+  detail::ScopedDevice scope(device_);
+  Usage usage;
+  const auto pool = static_cast<cudaMemPool_t>(pool_);
+  VG_CUDA_CHECK(
+      cudaMemPoolGetAttribute(pool, cudaMemPoolAttrReservedMemCurrent, &usage.reserved_bytes));
+  VG_CUDA_CHECK(cudaMemPoolGetAttribute(pool, cudaMemPoolAttrUsedMemCurrent, &usage.used_bytes));
+  return usage;
+}
+
 MemoryPool::~MemoryPool() noexcept {
   try {
     // Frees still queued on the pool's device's legacy default stream (raw_free's cudaFreeAsync)

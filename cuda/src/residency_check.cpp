@@ -88,7 +88,8 @@ bool ResidencyCheck::check_pointer_residency(const void* ptr) {
   return check_pointer_residency(ptr, detail::current_device());
 }
 
-ResidencyReport ResidencyCheck::check_residency(const VramTracker& tracker, unsigned purpose_mask) {
+ResidencyReport ResidencyCheck::check_residency(const VramTracker& tracker, unsigned purpose_mask,
+                                                SweepSample sample) {
   if (purpose_mask == 0 || (purpose_mask & ~kAllPurposes) != 0) {
     throw Error(VG_ERR_INVALID_ENUM,
                 "purpose mask " + std::to_string(purpose_mask) + " is invalid");
@@ -96,10 +97,11 @@ ResidencyReport ResidencyCheck::check_residency(const VramTracker& tracker, unsi
   ResidencyReport report;
   report.device = tracker.device();
   report.memory = memory_info(tracker.device());  // fails first, and clearly, without a GPU
-  const auto candidates = tracker.residency_candidates(purpose_mask);
-  report.checked = candidates.size();
+  const ResidencyCandidates candidates = tracker.residency_candidates(purpose_mask, sample);
+  report.checked = candidates.queried.size();
+  report.not_queried = candidates.not_queried;
   detail::ScopedDevice scope(tracker.device());  // once for the sweep, not once per pointer
-  for (const auto& candidate : candidates) {
+  for (const auto& candidate : candidates.queried) {
     const PointerResidency observed = inspect_in_scope(candidate.ptr, tracker.device());
     if (observed.resident) continue;
     // Freed (or freed and reused) while the sweep ran: not a violation of a live allocation.
@@ -131,7 +133,12 @@ std::string ResidencyCheck::format(const ResidencyReport& report) {
   out << "  Device VRAM used: " << mib(report.memory.used_bytes()) << " MiB of "
       << mib(report.memory.total_bytes) << " MiB\n";
   out << "  Tracked VRAM: " << mib(report.tracked_bytes) << " MiB in " << report.allocation_count
-      << " allocation(s); " << report.checked << " checked\n";
+      << " allocation(s); " << report.checked << " checked";
+  if (report.not_queried > 0) {
+    out << ", " << report.not_queried
+        << " of vramguard's own device memory classified when allocated";
+  }
+  out << '\n';
   if (!report.resident) {
     out << "  WARNING: RAM fallback or unified memory detected in " << report.violations.size()
         << " allocation(s):\n";

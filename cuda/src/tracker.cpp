@@ -321,16 +321,46 @@ std::vector<AllocationRecord> VramTracker::snapshot() const {
   return consistent_snapshot().records;
 }
 
-std::vector<ResidencyCandidate> VramTracker::residency_candidates(unsigned purpose_mask) const {
-  // One shard at a time: a sweep never stops every allocating thread at once.
-  std::vector<ResidencyCandidate> candidates;
-  candidates.reserve(allocation_count());
+std::vector<AllocationRecord> VramTracker::records_of(unsigned purpose_mask) const {
+  std::vector<AllocationRecord> records;
   for (const auto& shard : shards_) {
     std::lock_guard<ShardMutex> lock(shard.mutex);
     for (const AllocationRecord& record : shard.records) {
-      if (purpose_mask & (1u << static_cast<unsigned>(record.purpose))) {
-        candidates.push_back({record.id, record.ptr});
+      if (purpose_mask & (1u << static_cast<unsigned>(record.purpose))) records.push_back(record);
+    }
+  }
+  std::sort(records.begin(), records.end(),
+            [](const AllocationRecord& a, const AllocationRecord& b) {
+              return a.order != b.order ? a.order < b.order : a.id < b.id;
+            });
+  return records;
+}
+
+ResidencyCandidates VramTracker::residency_candidates(unsigned purpose_mask,
+                                                      SweepSample sample) const {
+  // Every own Device/Pool allocation whose id is `rotation` modulo the stride is queried.
+  const std::uint64_t live = allocation_count();
+  const bool query_all_own = sample.own_limit == SweepSample::kAllOwn;
+  const std::uint64_t stride =
+      query_all_own || sample.own_limit == 0
+          ? 1
+          : std::max<std::uint64_t>(1, (live + sample.own_limit - 1) / sample.own_limit);
+  const std::uint64_t residue = sample.rotation % stride;
+  ResidencyCandidates candidates;
+  candidates.queried.reserve(query_all_own ? live : std::min(live, sample.own_limit + 1024));
+  // One shard at a time: a sweep never stops every allocating thread at once.
+  for (const auto& shard : shards_) {
+    std::lock_guard<ShardMutex> lock(shard.mutex);
+    for (const AllocationRecord& record : shard.records) {
+      if (!(purpose_mask & (1u << static_cast<unsigned>(record.purpose)))) continue;
+      const bool by_construction = record.owned && (record.kind == AllocationKind::Device ||
+                                                    record.kind == AllocationKind::Pool);
+      if (by_construction && !query_all_own &&
+          (sample.own_limit == 0 || record.id % stride != residue)) {
+        ++candidates.not_queried;
+        continue;
       }
+      candidates.queried.push_back({record.id, record.ptr});
     }
   }
   return candidates;

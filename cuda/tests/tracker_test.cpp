@@ -5,18 +5,21 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <functional>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "vramguard/error.hpp"
 #include "vramguard/record_pin.hpp"
+#include "vramguard/residency_check.hpp"
 
 using namespace vramguard;
 
@@ -371,4 +374,65 @@ TEST(TrackerPin, ConcurrentUsersNeverTouchMemoryFreedUnderThem) {
   EXPECT_EQ(tracker.allocation_count(), static_cast<std::size_t>(kBlocks));
   std::printf("[ vramguard ] pinned uses: %ld landed in the named block, %ld refused cleanly\n",
               landed.load(), refused.load());
+}
+
+// Issue 16, part 2: a sampled sweep queries every recorded, adopted, managed and pinned host
+// allocation, about own_limit of vramguard's own Device/Pool ones, and consecutive rotations cover
+// every own one; records_of lists one purpose's records, oldest first.
+TEST(Tracker, SampledSweepQueriesForeignMemoryAlwaysAndOwnMemoryInRotation) {
+  VramTracker tracker(0);
+  auto address = [](std::uint64_t i) {
+    return reinterpret_cast<void*>(0x700000000000ull + (i << 8));
+  };
+  constexpr std::uint64_t kOwn = 10'000;
+  constexpr std::uint64_t kAdopted = 100;
+  constexpr std::uint64_t kManaged = 10;
+  std::uint64_t next = 0;
+  for (std::uint64_t i = 0; i < kOwn; ++i) {
+    tracker.record_owned_allocation(address(next++), 256, VramPurpose::KVCache, {},
+                                    i % 2 ? AllocationKind::Pool : AllocationKind::Device);
+  }
+  std::vector<std::uint64_t> always;
+  for (std::uint64_t i = 0; i < kAdopted; ++i) {
+    always.push_back(tracker.adopt(address(next++), 256, VramPurpose::ModelWeights));
+  }
+  for (std::uint64_t i = 0; i < kManaged; ++i) {
+    always.push_back(tracker.record_owned_allocation(
+        address(next++), 256, VramPurpose::IntermediateBuffers, {}, AllocationKind::Managed));
+  }
+  const std::uint64_t live = kOwn + kAdopted + kManaged;
+  const std::uint64_t limit = 1000;
+  const std::uint64_t stride = (live + limit - 1) / limit;
+  std::set<std::uint64_t> own_seen;
+  for (std::uint64_t rotation = 0; rotation < stride; ++rotation) {
+    const ResidencyCandidates sample =
+        tracker.residency_candidates(kAllPurposes, {limit, rotation});
+    std::set<std::uint64_t> ids;
+    for (const auto& c : sample.queried) ids.insert(c.id);
+    for (std::uint64_t id : always) EXPECT_EQ(ids.count(id), 1u) << "rotation " << rotation;
+    const std::uint64_t own_queried = sample.queried.size() - kAdopted - kManaged;
+    EXPECT_LE(own_queried, limit);
+    EXPECT_EQ(own_queried + sample.not_queried, kOwn);
+    for (std::uint64_t id : ids) {
+      if (std::find(always.begin(), always.end(), id) == always.end()) own_seen.insert(id);
+    }
+  }
+  EXPECT_EQ(own_seen.size(), kOwn) << "the rotations together query every own allocation";
+  // The default queries everything; a limit of 0 no own allocation; a mask restricts both.
+  EXPECT_EQ(tracker.residency_candidates(kAllPurposes).queried.size(), live);
+  EXPECT_EQ(tracker.residency_candidates(kAllPurposes).not_queried, 0u);
+  EXPECT_EQ(tracker.residency_candidates(kAllPurposes, {0, 0}).queried.size(), kAdopted + kManaged);
+  const unsigned weights = 1u << static_cast<unsigned>(VramPurpose::ModelWeights);
+  EXPECT_EQ(tracker.residency_candidates(weights, {0, 0}).queried.size(), kAdopted);
+  const std::vector<AllocationRecord> records = tracker.records_of(weights);
+  ASSERT_EQ(records.size(), kAdopted);
+  for (std::size_t i = 1; i < records.size(); ++i)
+    EXPECT_LT(records[i - 1].order, records[i].order);
+  for (const auto& r : records) EXPECT_EQ(r.purpose, VramPurpose::ModelWeights);
+  for (std::uint64_t i = 0; i < next; ++i) {
+    AllocationRecord out;
+    if (tracker.take_owned(address(i), &out) != Removal::Removed)
+      tracker.record_deallocation(address(i));
+  }
+  EXPECT_EQ(tracker.allocation_count(), 0u);
 }

@@ -3,6 +3,7 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::purpose::{Purpose, PurposeSet};
+use crate::witness::WitnessConfig;
 
 /// The shortest interval accepted: a check reads every tracked pointer and the device's free
 /// memory, and faster than this it would compete with the worker for the driver's lock.
@@ -27,6 +28,20 @@ pub struct HealthConfig {
     /// past it too: a device that takes this long to answer is not serving. 30 s by default;
     /// also the longest the integrity checksum waits for the GPU.
     pub check_deadline: Duration,
+    /// The bandwidth witness over `ModelWeights` allocations (on by default; `None` turns it
+    /// off): see [`crate::witness`].
+    pub witness: Option<WitnessConfig>,
+    /// About how many of vramguard's own `Device` and `Pool` allocations each check queries with
+    /// `cudaPointerGetAttributes` (a different part each check); recorded and adopted pointers,
+    /// and own managed and pinned host memory, are queried every check. 1,024 by default;
+    /// `u64::MAX` queries every allocation every check (see [`crate::Tracker::verify_sampled`]).
+    pub own_queries_per_check: u64,
+    /// The leak trend's window: a figure (the untracked remainder, or a purpose's tracked bytes)
+    /// that never fell over this many checks and grew by at least `leak_min_growth_bytes` is a
+    /// suspected leak ([`super::ledger`]). 10 by default; 2..=10,000.
+    pub leak_window_checks: u32,
+    /// The least growth over the window that is flagged: 256 MiB by default.
+    pub leak_min_growth_bytes: u64,
 }
 
 impl Default for HealthConfig {
@@ -36,6 +51,10 @@ impl Default for HealthConfig {
             purposes: PurposeSet::of(&[Purpose::ModelWeights, Purpose::KVCache, Purpose::IntermediateBuffers]),
             stale_after: 3,
             check_deadline: Duration::from_secs(30),
+            witness: Some(WitnessConfig::default()),
+            own_queries_per_check: 1024,
+            leak_window_checks: 10,
+            leak_min_growth_bytes: 256 << 20,
         }
     }
 }
@@ -61,6 +80,15 @@ impl HealthConfig {
                 "stale_after is {} intervals; it must be between 1 and 1000",
                 self.stale_after
             )));
+        }
+        if !(2..=10_000).contains(&self.leak_window_checks) {
+            return Err(Error::InvalidArgument(format!(
+                "the leak trend's window is {} checks; it must be between 2 and 10,000",
+                self.leak_window_checks
+            )));
+        }
+        if let Some(witness) = &self.witness {
+            witness.validate()?;
         }
         if self.purposes == PurposeSet::of(&[]) {
             return Err(Error::InvalidArgument("the health check needs at least one purpose".into()));

@@ -1,6 +1,7 @@
 //! The health service (S1–S4): periodic residency checks and the cached report that the HTTP
 //! layer serves.
 mod config;
+pub mod ledger;
 mod monitor;
 mod plan;
 mod report;
@@ -11,6 +12,6 @@ pub use monitor::{HealthHandle, HealthMonitor, ProcessVramProbe};
 pub use plan::FitPlan;
 pub use report::{
     BudgetReport, DeviceReport, HealthCounters, HealthReport, HealthSource, HealthStatus, SlotReport,
-    SlotWeightsReport, ViolationReport,
+    SlotWeightsReport, ViolationReport, WitnessReport,
 };
 pub use slot_view::SlotView;

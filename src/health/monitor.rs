@@ -11,11 +11,15 @@ use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::periodic::PeriodicTask;
 use crate::purpose::Purpose;
-use crate::residency::ResidencyReport;
+use crate::residency::{ResidencyReport, SweepSample};
 use crate::tracker::Tracker;
+use crate::witness::{BandwidthWitness, WitnessCalibration, WitnessReading, SMALLEST_JUDGED_BYTES};
 
 use super::config::HealthConfig;
-use super::report::{DeviceReport, HealthCounters, HealthReport, HealthSource, HealthStatus, ViolationReport};
+use super::ledger::{self, LeakTrend};
+use super::report::{
+    DeviceReport, HealthCounters, HealthReport, HealthSource, HealthStatus, ViolationReport, WitnessReport,
+};
 use super::slot_view::SlotView;
 
 /// This process's VRAM on a device (None = unknown).
@@ -41,6 +45,8 @@ pub type HealthHandle = PeriodicTask;
 pub struct HealthMonitor {
     tracker: Tracker,
     config: HealthConfig,
+    /// Times reads of the `ModelWeights` allocations (None when the config turns it off).
+    witness: Option<BandwidthWitness>,
     slots: Option<Arc<dyn SlotView>>,
     process_vram: ProcessVramProbe,
     cached: RwLock<Cached>,
@@ -54,6 +60,11 @@ pub struct HealthMonitor {
     /// Since when a verdict is owed: creation, then `start`. Before the first check completes,
     /// the report goes stale measured from here.
     owed_since: Mutex<Instant>,
+    /// The CUDA context's VRAM, measured when the device was opened ([`HealthMonitor::with_context_bytes`]).
+    context_bytes: Option<u64>,
+    /// Without that, the first check's untracked bytes stand for it.
+    first_untracked: OnceLock<u64>,
+    trend: Mutex<LeakTrend>,
     /// The first unrecoverable CUDA error this process met. Once set the context is corrupt for
     /// good: the report is unhealthy and not live for ever, whatever later checks say.
     fatal: OnceLock<serde_json::Value>,
@@ -71,9 +82,14 @@ impl HealthMonitor {
     pub fn new(tracker: Tracker, config: HealthConfig) -> Result<HealthMonitor> {
         config.validate()?;
         let device = DeviceReport { ordinal: tracker.device(), ..DeviceReport::default() };
+        let witness = match config.witness {
+            Some(witness) if config.purposes.contains(Purpose::ModelWeights) => Some(BandwidthWitness::new(witness)?),
+            _ => None,
+        };
         Ok(HealthMonitor {
             tracker,
             config,
+            witness,
             slots: None,
             process_vram: Arc::new(crate::nvml::process_vram_bytes),
             cached: RwLock::new(Cached { report: HealthReport::starting(device), checked_at: None }),
@@ -83,12 +99,23 @@ impl HealthMonitor {
             next_check: AtomicU64::new(0),
             owed_since: Mutex::new(Instant::now()),
             fatal: OnceLock::new(),
+            context_bytes: None,
+            first_untracked: OnceLock::new(),
+            trend: Mutex::new(LeakTrend::new(config.leak_window_checks, config.leak_min_growth_bytes)),
         })
     }
 
     /// Include a slot manager's budget, pressure and slots in the report.
     pub fn with_slots(mut self, slots: Arc<dyn SlotView>) -> HealthMonitor {
         self.slots = Some(slots);
+        self
+    }
+
+    /// The process's VRAM measured when the device was opened, before any allocation: the CUDA
+    /// context the untracked-memory ledger accounts for. Without it the first check's untracked
+    /// bytes stand for the context.
+    pub fn with_context_bytes(mut self, bytes: Option<u64>) -> HealthMonitor {
+        self.context_bytes = bytes;
         self
     }
 
@@ -113,11 +140,24 @@ impl HealthMonitor {
     /// not serving. An unrecoverable CUDA error (VRAM-E018) ends the process's liveness.
     pub fn check_now(&self) -> HealthReport {
         let started = Instant::now();
-        let _running = InFlight::enter(&self.in_flight, self.next_check.fetch_add(1, Ordering::Relaxed), started);
-        let verification = self.tracker.verify(self.config.purposes);
+        let check = self.next_check.fetch_add(1, Ordering::Relaxed);
+        let _running = InFlight::enter(&self.in_flight, check, started);
+        // Own Device/Pool memory is sampled, a different part each check (issue 16, part 2).
+        let sample = SweepSample { own_per_sweep: self.config.own_queries_per_check, rotation: check };
+        let verification = self.tracker.verify_sampled(self.config.purposes, sample);
+        let left = || self.config.check_deadline.saturating_sub(started.elapsed()).max(Duration::from_millis(1));
         // I1: weights whose checksum changed since load make the worker unhealthy too.
-        let left = self.config.check_deadline.saturating_sub(started.elapsed()).max(Duration::from_millis(1));
-        let integrity = self.slots.as_ref().map(|view| view.integrity_violations(left)).unwrap_or_default();
+        let integrity = self.slots.as_ref().map(|view| view.integrity_violations(left())).unwrap_or_default();
+        // The witness: weights read at host-memory speed are not resident, whatever their labels.
+        let (verification, witnessed) = match (&self.witness, verification) {
+            (Some(witness), Ok(residency)) => match witness.check(&self.tracker, left()) {
+                Ok(witnessed) => (Ok(residency), Some(witnessed)),
+                Err(error) => (Err(error), None),
+            },
+            (_, verification) => (verification, None),
+        };
+        let integrity = integrity.into_iter().chain(witnessed.as_ref().map(bandwidth_violations).unwrap_or_default());
+        let integrity: Vec<ViolationReport> = integrity.collect();
         let duration = started.elapsed();
         let (verification, integrity) = if duration > self.config.check_deadline {
             let late = Error::Timeout(format!(
@@ -135,7 +175,10 @@ impl HealthMonitor {
             }
         }
         let finished = SystemTime::now();
-        let report = self.build_report(&verification, integrity, duration.as_secs_f64(), finished);
+        let mut report = self.build_report(&verification, integrity, duration.as_secs_f64(), finished);
+        if let (Some(witness), Some((calibration, readings))) = (&self.witness, witnessed) {
+            report.witness = Some(witness_report(witness, &calibration, readings));
+        }
         let previous = {
             let mut cached = self.cached.write().unwrap_or_else(|p| p.into_inner());
             let previous = cached.report.status;
@@ -191,23 +234,49 @@ impl HealthMonitor {
         let (status, violations) = if integrity.is_empty() {
             (status, violations)
         } else {
-            crate::events::integrity_failed(self.tracker.device(), integrity.len(), &integrity[0].description);
+            let (bandwidth, changed): (Vec<&ViolationReport>, Vec<&ViolationReport>) =
+                integrity.iter().partition(|v| v.error_kind == "residency_violation");
+            if let Some(first) = changed.first() {
+                crate::events::integrity_failed(self.tracker.device(), changed.len(), &first.description);
+            }
+            if let Some(first) = bandwidth.first() {
+                crate::events::bandwidth_violation(self.tracker.device(), bandwidth.len(), &first.description);
+            }
             if status == HealthStatus::Healthy {
                 self.counters.passed.fetch_sub(1, Ordering::Relaxed);
                 self.counters.violated.fetch_add(1, Ordering::Relaxed);
             }
             (HealthStatus::Unhealthy, violations.into_iter().chain(integrity).collect())
         };
+        let (mut ledger, mut leak_suspected) = (None, Vec::new());
         if verification.is_ok() {
             device.process_bytes = (self.process_vram)(self.tracker.device());
             // Tracked memory that lives outside the device (a violation) is not in NVML's figure.
             device.untracked_bytes = device.process_bytes.map(|process| process.saturating_sub(usage.total_bytes));
-        }
-        let (budget, slots, expected_slots, evictions, ooms) = match &self.slots {
-            Some(view) => {
-                (Some(view.budget_report()), view.slot_reports(), view.expected_slots(), view.evictions(), view.ooms())
+            let pool_cache = self.tracker.pool_usage().map_or(0, |(reserved, used)| reserved.saturating_sub(used));
+            ledger = device.process_bytes.map(|process| {
+                ledger::ledger(process, usage.total_bytes, pool_cache, self.context_bytes, &self.first_untracked)
+            });
+            let mut figures: BTreeMap<String, u64> = by_purpose.clone();
+            if let Some(ledger) = &ledger {
+                figures.insert(ledger::UNTRACKED.to_string(), ledger.remainder_bytes);
             }
-            None => (None, Vec::new(), 0, 0, 0),
+            let (now, newly) = lock(&self.trend).observe(&figures);
+            for suspicion in &newly {
+                crate::events::leak_suspected(self.tracker.device(), suspicion);
+            }
+            leak_suspected = now;
+        }
+        let (budget, slots, expected_slots, evictions, ooms, receipts) = match &self.slots {
+            Some(view) => (
+                Some(view.budget_report()),
+                view.slot_reports(),
+                view.expected_slots(),
+                view.evictions(),
+                view.ooms(),
+                view.receipts(),
+            ),
+            None => (None, Vec::new(), 0, 0, 0, Default::default()),
         };
         // A corrupt context stays corrupt: later checks cannot make the process live again.
         let (status, last_error) = match self.fatal.get() {
@@ -230,12 +299,17 @@ impl HealthMonitor {
             budget,
             slots,
             expected_slots,
+            witness: None,
+            ledger,
+            leak_suspected,
             counters: HealthCounters {
                 checks_passed: self.counters.passed.load(Ordering::Relaxed),
                 checks_violated: self.counters.violated.load(Ordering::Relaxed),
                 checks_failed: self.counters.failed.load(Ordering::Relaxed),
                 evictions,
                 ooms,
+                eviction_reclaimed_bytes: receipts.reclaimed_bytes,
+                eviction_unreclaimed_bytes: receipts.unreclaimed_bytes,
             },
         }
     }
@@ -344,6 +418,46 @@ fn violation_report(v: &crate::residency::Violation) -> ViolationReport {
         bytes: v.bytes,
         reason: format!("{} (memory type {})", v.reason, v.memory_type),
         error_kind: "residency_violation".into(),
+    }
+}
+
+/// The witness's host-backed readings as residency violations of reason `bandwidth`.
+fn bandwidth_violations((calibration, readings): &(WitnessCalibration, Vec<WitnessReading>)) -> Vec<ViolationReport> {
+    readings
+        .iter()
+        .filter(|r| r.host_backed)
+        .map(|r| ViolationReport {
+            description: r.description.clone(),
+            purpose: Purpose::ModelWeights.to_string(),
+            kind: r.kind.clone(),
+            bytes: r.bytes,
+            reason: format!(
+                "bandwidth: bytes {}..{} read at {:.1} GB/s, below the {:.0} GB/s that separates this GPU's memory ({:.0} GB/s) from host memory ({:.1} GB/s)",
+                r.offset,
+                r.offset + r.slice_bytes,
+                r.gb_per_s,
+                calibration.threshold_gb_per_second(),
+                calibration.device_memory.gb_per_second(),
+                calibration.host_memory.gb_per_second()
+            ),
+            error_kind: "residency_violation".into(),
+        })
+        .collect()
+}
+
+fn witness_report(
+    witness: &BandwidthWitness,
+    calibration: &WitnessCalibration,
+    readings: Vec<WitnessReading>,
+) -> WitnessReport {
+    WitnessReport {
+        device_gb_per_s: calibration.device_memory.gb_per_second(),
+        host_gb_per_s: calibration.host_memory.gb_per_second(),
+        threshold_gb_per_s: calibration.threshold_gb_per_second(),
+        smallest_judged_bytes: SMALLEST_JUDGED_BYTES,
+        full_pass_checks: witness.config().full_pass_checks,
+        not_judging: calibration.cannot_judge(),
+        readings,
     }
 }
 

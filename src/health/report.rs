@@ -116,6 +116,27 @@ pub struct SlotWeightsReport {
     pub checksum: String,
 }
 
+/// The bandwidth witness as the last check saw it ([`crate::witness`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WitnessReport {
+    /// What the GPU read its own memory at when calibrated.
+    pub device_gb_per_s: f64,
+    /// What it read mapped pinned host memory at.
+    pub host_gb_per_s: f64,
+    /// A slice read below this is judged host-backed (the geometric mean of the two).
+    pub threshold_gb_per_s: f64,
+    /// Slices smaller than this are read but not judged.
+    pub smallest_judged_bytes: u64,
+    /// A full pass over every `ModelWeights` allocation takes this many checks.
+    pub full_pass_checks: u32,
+    /// Why the witness reads without judging here, when it does (see
+    /// [`crate::witness::WitnessCalibration::cannot_judge`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_judging: Option<String>,
+    /// Each `ModelWeights` allocation's reading in the last check.
+    pub readings: Vec<crate::witness::WitnessReading>,
+}
+
 /// Counters since the service started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
 pub struct HealthCounters {
@@ -129,6 +150,10 @@ pub struct HealthCounters {
     pub evictions: u64,
     /// Out-of-memory failures of the slot manager (0 without one).
     pub ooms: u64,
+    /// Evicted or unloaded bytes the driver's free memory was seen to take back (receipts).
+    pub eviction_reclaimed_bytes: u64,
+    /// Evicted or unloaded bytes it was not seen to take back within the receipt's deadline.
+    pub eviction_unreclaimed_bytes: u64,
 }
 
 /// Everything `/health` and `/metrics` show.
@@ -168,6 +193,16 @@ pub struct HealthReport {
     pub expected_slots: usize,
     /// Check and slot counters since the service started.
     pub counters: HealthCounters,
+    /// The bandwidth witness's calibration and last readings (absent when it is off, or before
+    /// a check could run it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub witness: Option<WitnessReport>,
+    /// Where the untracked VRAM goes (absent without NVML's process figure).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ledger: Option<super::ledger::UntrackedLedger>,
+    /// Figures that grew steadily over the leak trend's window (advisory: never a change of
+    /// health on its own).
+    pub leak_suspected: Vec<super::ledger::LeakSuspicion>,
 }
 
 impl HealthReport {
@@ -195,6 +230,9 @@ impl HealthReport {
             slots: Vec::new(),
             expected_slots: 0,
             counters: HealthCounters::default(),
+            witness: None,
+            ledger: None,
+            leak_suspected: Vec::new(),
         }
     }
 }

@@ -21,6 +21,10 @@ pub trait SlotView: Send + Sync {
     fn evictions(&self) -> u64;
     /// Out-of-memory failures since the manager was made.
     fn ooms(&self) -> u64;
+    /// Eviction receipts since the manager was made.
+    fn receipts(&self) -> crate::slots::receipts::ReceiptCounts {
+        crate::slots::receipts::ReceiptCounts::default()
+    }
     /// I1: slots whose memory changed since it was loaded, checked within `deadline` (the time
     /// the health check has left).
     fn integrity_violations(&self, _deadline: Duration) -> Vec<ViolationReport> {
@@ -76,6 +80,10 @@ impl<K: SlotKey> SlotView for ModelSlotManager<K> {
 
     fn ooms(&self) -> u64 {
         self.stats().ooms
+    }
+
+    fn receipts(&self) -> crate::slots::receipts::ReceiptCounts {
+        self.stats().receipts
     }
 
     fn integrity_violations(&self, deadline: Duration) -> Vec<ViolationReport> {

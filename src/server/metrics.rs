@@ -123,12 +123,18 @@ fn to_text_format(open_metrics: &str) -> String {
 /// `vramguard_tracked_allocations`, `vramguard_budget_bytes`, `vramguard_budget_allocated_bytes`,
 /// `vramguard_budget_available_bytes`, `vramguard_memory_pressure_level` (the four with a budget),
 /// `vramguard_device_used_bytes`, `vramguard_device_total_bytes`, `vramguard_process_vram_known`,
-/// `vramguard_process_vram_bytes`, `vramguard_untracked_vram_bytes` (when known),
+/// `vramguard_process_vram_bytes`, `vramguard_untracked_vram_bytes`,
+/// `vramguard_cuda_context_bytes`, `vramguard_pool_cache_bytes`,
+/// `vramguard_untracked_remainder_bytes` (when known), `vramguard_leak_suspected{source}`,
 /// `vramguard_resident`, `vramguard_healthy`, `vramguard_health_status{status}`,
 /// `vramguard_residency_checks_total{result}`, `vramguard_residency_violations`,
-/// `vramguard_integrity_violations`,
+/// `vramguard_integrity_violations`, `vramguard_bandwidth_violations`,
+/// `vramguard_witness_threshold_gigabytes_per_second`,
+/// `vramguard_witness_read_gigabytes_per_second{allocation}` (with the witness on),
 /// `vramguard_last_check_timestamp_seconds`, `vramguard_last_check_duration_seconds` (after a
-/// check), `vramguard_evictions_total`, `vramguard_ooms_total`, `vramguard_loaded_slots`,
+/// check), `vramguard_evictions_total`, `vramguard_ooms_total`,
+/// `vramguard_eviction_reclaimed_bytes_total`, `vramguard_eviction_unreclaimed_bytes_total`,
+/// `vramguard_loaded_slots`,
 /// `vramguard_expected_slots`. Errors: VRAM-E012 if the encoder fails.
 pub fn encode_metrics(report: &HealthReport) -> Result<String> {
     let mut registry = Registry::with_prefix("vramguard");
@@ -171,6 +177,24 @@ impl Collector for ReportCollector {
         if let Some(untracked) = r.device.untracked_bytes {
             gauge(&mut e, "untracked_vram", "Process VRAM not tracked by vramguard.", bytes, untracked)?;
         }
+        if let Some(ledger) = &r.ledger {
+            let help = "The CUDA context's VRAM, measured when the device was opened (or at the first check).";
+            gauge(&mut e, "cuda_context", help, bytes, ledger.cuda_context_bytes)?;
+            let help = "vramguard's memory pool's cache of freed blocks (reserved - used).";
+            gauge(&mut e, "pool_cache", help, bytes, ledger.pool_cache_bytes)?;
+            let help = "Untracked VRAM that neither the context nor the pool's cache explains.";
+            gauge(&mut e, "untracked_remainder", help, bytes, ledger.remainder_bytes)?;
+        }
+        let help = "1 when the figure (the untracked remainder, or a purpose's tracked bytes) grew steadily over the leak trend's window.";
+        let mut family = e.encode_descriptor("leak_suspected", help, None, MetricType::Gauge)?;
+        let mut sources: Vec<String> = purpose_bytes(r).into_keys().collect();
+        if r.ledger.is_some() {
+            sources.push(crate::health::ledger::UNTRACKED.to_string());
+        }
+        for source in sources {
+            let suspected = r.leak_suspected.iter().any(|s| purpose_label(&s.source) == source || s.source == source);
+            ConstGauge::new(i64::from(suspected)).encode(family.encode_family(&[("source", source.as_str())])?)?;
+        }
         gauge(
             &mut e,
             "resident",
@@ -203,6 +227,19 @@ impl Collector for ReportCollector {
         gauge(&mut e, "residency_violations", "Allocations the last check found off the device.", None, residency)?;
         let help = "Model slots whose weights the last check found changed since they were loaded.";
         gauge(&mut e, "integrity_violations", help, None, integrity)?;
+        if let Some(witness) = &r.witness {
+            let help = "Model weights the last check's bandwidth witness read at host-memory speed (within residency_violations).";
+            let slow = witness.readings.iter().filter(|reading| reading.host_backed).count() as u64;
+            gauge(&mut e, "bandwidth_violations", help, None, slow)?;
+            let help = "Reads slower than this are judged host-backed: the geometric mean of the calibrated device and host figures.";
+            gauge(&mut e, "witness_threshold_gigabytes_per_second", help, None, witness.threshold_gb_per_s)?;
+            let help = "What the bandwidth witness read each ModelWeights allocation at in the last check.";
+            let mut family = e.encode_descriptor("witness_read_gigabytes_per_second", help, None, MetricType::Gauge)?;
+            for reading in &witness.readings {
+                let labels = [("allocation", reading.description.as_str())];
+                ConstGauge::new(reading.gb_per_s).encode(family.encode_family(&labels)?)?;
+            }
+        }
         if let Some(at) = r.last_check_unix_secs.filter(|v| v.is_finite()) {
             gauge(&mut e, "last_check_timestamp", "Unix time of the last completed check.", seconds, at)?;
         }
@@ -211,6 +248,10 @@ impl Collector for ReportCollector {
         }
         counter(&mut e, "evictions", "Model slots evicted.", c.evictions)?;
         counter(&mut e, "ooms", "Out-of-memory errors seen.", c.ooms)?;
+        let help = "Evicted or unloaded bytes the driver's free memory was seen to take back.";
+        counter(&mut e, "eviction_reclaimed_bytes", help, c.eviction_reclaimed_bytes)?;
+        let help = "Evicted or unloaded bytes the driver did not take back within the receipt's deadline.";
+        counter(&mut e, "eviction_unreclaimed_bytes", help, c.eviction_unreclaimed_bytes)?;
         gauge(&mut e, "loaded_slots", "Model slots loaded.", None, r.slots.len() as u64)?;
         gauge(&mut e, "expected_slots", "Model slots the workload expects.", None, r.expected_slots as u64)?;
         Ok(())

@@ -73,7 +73,12 @@ impl Service {
         config.health.validate()?;
         config.server.validate()?;
         config.workload.validate()?;
-        let tracker = Device::new(config.device)?.tracker()?;
+        let device = Device::new(config.device)?;
+        let tracker = device.tracker()?;
+        // The CUDA context, before anything is allocated: the known part of untracked VRAM that
+        // the ledger subtracts (reading the memory makes the context, if nothing had yet).
+        device.memory_info()?;
+        let context_bytes = crate::nvml::process_vram_bytes(config.device);
         let backing = DeviceBacking { tracker: tracker.clone(), kind: AllocationKind::Device };
         let expected_slots = config.workload.slots.iter().filter(|s| s.purpose == Purpose::ModelWeights).count();
         let slots = ModelSlotManager::with_config(SlotConfig {
@@ -99,7 +104,11 @@ impl Service {
                 buffers.push(tracker.allocate(slot.bytes.unwrap_or(0), slot.purpose, &slot.name)?);
             }
         }
-        let health = Arc::new(HealthMonitor::new(tracker.clone(), config.health)?.with_slots(Arc::new(slots.clone())));
+        let health = Arc::new(
+            HealthMonitor::new(tracker.clone(), config.health)?
+                .with_slots(Arc::new(slots.clone()))
+                .with_context_bytes(context_bytes),
+        );
         let checks = health.start()?;
         let server = HealthServer::start(config.server, health.clone())?;
         Ok(Service { server, _checks: checks, health, _buffers: buffers, slots, tracker })

@@ -56,6 +56,10 @@ pub struct SlotConfig {
     pub loader: LoaderConfig,
     /// How much of a weights file's header is believed (see [`WeightLimits`]).
     pub weight_limits: WeightLimits,
+    /// How long an eviction or unload of `Device` slots waits for the driver's free memory to
+    /// rise by their bytes (the receipt, [`super::receipts`]) before it counts them unreclaimed
+    /// and returns: 1 s by default; zero takes no receipts.
+    pub eviction_receipt_deadline: Duration,
 }
 
 impl Default for SlotConfig {
@@ -71,6 +75,7 @@ impl Default for SlotConfig {
             backing: None,
             loader: LoaderConfig::default(),
             weight_limits: WeightLimits::default(),
+            eviction_receipt_deadline: super::receipts::DEFAULT_RECEIPT_DEADLINE,
         }
     }
 }

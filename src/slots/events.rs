@@ -71,6 +71,9 @@ pub struct SlotStats {
     pub ooms: u64,
     /// Callbacks that panicked; the panic was contained.
     pub callback_panics: u64,
+    /// Eviction receipts: bytes the driver was seen to take back, and not (see
+    /// [`receipts`](super::receipts)).
+    pub receipts: super::receipts::ReceiptCounts,
 }
 
 /// I1: a slot whose device memory no longer has the checksum it had when its holder declared it

@@ -11,7 +11,7 @@ use crate::callbacks::Callbacks;
 use crate::error::{Error, LoadedModels, OomSource, Result};
 use crate::loader::{Verification, WeightsLoader};
 use crate::pressure::MemoryPressure;
-use crate::purpose::Purpose;
+use crate::purpose::{AllocationKind, Purpose};
 use crate::usage::Usage;
 use crate::weights::WeightsSet;
 
@@ -19,6 +19,7 @@ use super::config::{DeviceBacking, SlotConfig};
 use super::events::{Eviction, EvictionReason, IntegrityViolation, LoadOutcome, SlotStats, WeightsLoaded};
 use super::fit_plan;
 use super::presets;
+use super::receipts::{self, EvictionReceipt, Receipts};
 use super::slot::{device_checksum, ChecksumFn, Holds, ModelSlot, Reader, SlotKey, SlotMemory, SlotUse};
 
 /// How [`ModelSlotManager::load_weights_set`] loads.
@@ -62,6 +63,11 @@ struct Shared<K> {
     /// Made by the first load of weights from files, kept for the manager's life (its pinned
     /// staging is allocated once).
     loader: Mutex<Option<Arc<WeightsLoader>>>,
+    receipts: Receipts,
+    /// Held around each device allocation and each free with its receipt, when receipts are
+    /// taken: a receipt's two readings of the driver's free memory then see no allocation of
+    /// this manager between them.
+    device_ops: Mutex<()>,
 }
 
 /// Named model slots within a budget. Cloning shares the manager.
@@ -133,6 +139,8 @@ impl<K: SlotKey> ModelSlotManager<K> {
                 on_oom: Callbacks::new(),
                 counters: Counters::default(),
                 loader: Mutex::new(None),
+                receipts: Receipts::default(),
+                device_ops: Mutex::new(()),
             }),
         }
     }
@@ -294,10 +302,14 @@ impl<K: SlotKey> ModelSlotManager<K> {
         };
         let buffer = match &self.shared.config.backing {
             None => Ok(None),
-            Some(backing) => backing
-                .tracker
-                .allocate_kind(size_bytes, Purpose::ModelWeights, backing.kind, &key.to_string())
-                .map(Some),
+            Some(backing) => {
+                let _receipts_see_no_allocation =
+                    self.receipt_device().map(|_| super::slot::lock(&self.shared.device_ops));
+                backing
+                    .tracker
+                    .allocate_kind(size_bytes, Purpose::ModelWeights, backing.kind, &key.to_string())
+                    .map(Some)
+            }
         };
         let mut state = self.state();
         loading.finish(&mut state);
@@ -328,9 +340,33 @@ impl<K: SlotKey> ModelSlotManager<K> {
         let removed = self.state().slots.remove(key);
         removed.map_or(0, |entry| {
             let size_bytes = entry.size_bytes;
-            self.shared.holds.free(entry.memory); // outside the lock
+            self.free_with_receipt(vec![entry.memory]); // outside the lock
             size_bytes
         })
+    }
+
+    /// The device whose free memory receipts read: slots of `Device` memory, with a deadline.
+    fn receipt_device(&self) -> Option<u32> {
+        let backing = self.shared.config.backing.as_ref()?;
+        let taken = backing.kind == AllocationKind::Device && !self.shared.config.eviction_receipt_deadline.is_zero();
+        taken.then(|| backing.tracker.device())
+    }
+
+    /// Frees slots' memory (after any integrity check reading it), then, for `Device` slots,
+    /// waits for the receipt of the bytes freed now (memory still in use goes when its last user
+    /// drops, and is not in the receipt).
+    fn free_with_receipt(&self, memories: Vec<Arc<super::slot::SlotMemory>>) -> Option<EvictionReceipt> {
+        let Some(device) = self.receipt_device() else {
+            for memory in memories {
+                self.shared.holds.free(memory);
+            }
+            return None;
+        };
+        let _no_allocation_between = super::slot::lock(&self.shared.device_ops);
+        let before = receipts::free_bytes(device);
+        let freed: u64 = memories.into_iter().map(|memory| self.shared.holds.free(memory)).sum();
+        let before = before.filter(|_| freed > 0)?;
+        Some(self.shared.receipts.await_rise(device, before, freed, self.shared.config.eviction_receipt_deadline))
     }
 
     /// Marks a slot as just used. False when there is no such slot.
@@ -509,17 +545,19 @@ impl<K: SlotKey> ModelSlotManager<K> {
             removed
         };
         let mut evicted = Vec::with_capacity(removed.len());
+        let mut memories = Vec::with_capacity(removed.len());
         for (key, entry) in removed {
             let eviction = Eviction { key: key.clone(), size_bytes: entry.size_bytes, reason };
             let device = self.shared.config.backing.as_ref().map(|b| b.tracker.device());
             crate::events::slot_evicted(device, &key.to_string(), entry.size_bytes, reason.as_str());
             self.shared.on_evict.fire(&eviction);
-            // Frees the device memory, then returns the bytes to the budget — after an integrity
-            // check reading this slot right now is done with it.
-            self.shared.holds.free(entry.memory);
+            memories.push(entry.memory);
             self.shared.counters.evictions.fetch_add(1, Ordering::Relaxed);
             evicted.push(key);
         }
+        // Frees the device memory, then returns the bytes to the budget — after an integrity
+        // check reading a slot right now is done with it — and waits for the driver's receipt.
+        self.free_with_receipt(memories);
         evicted
     }
 
@@ -599,6 +637,7 @@ impl<K: SlotKey> ModelSlotManager<K> {
             oom_retries: c.oom_retries.load(Ordering::Relaxed),
             ooms: c.ooms.load(Ordering::Relaxed),
             callback_panics: self.shared.on_evict.panics() + self.shared.on_oom.panics(),
+            receipts: self.shared.receipts.counts(),
         }
     }
 

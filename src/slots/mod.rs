@@ -14,6 +14,7 @@ mod events;
 mod fit_plan;
 mod manager;
 pub mod presets;
+pub mod receipts;
 mod slot;
 
 pub use clock::{Clock, ManualClock, MonotonicClock};

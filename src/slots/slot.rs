@@ -118,6 +118,11 @@ impl SlotMemory {
         self.buffer.is_some()
     }
 
+    /// The bytes of device memory that back the slot (0 without).
+    pub(crate) fn device_bytes(&self) -> u64 {
+        self.buffer.as_ref().map_or(0, |buffer| buffer.len())
+    }
+
     fn retire(&self) {
         self.retired.store(true, Ordering::SeqCst);
     }
@@ -181,7 +186,8 @@ impl Holds {
     /// (an integrity pass in the middle of its checksum, one slot's checksum at most), so that
     /// the memory and its budget come back before an eviction returns. Memory that still has
     /// users is not waited for: it goes when its last [`SlotUse`] drops.
-    pub(crate) fn free(&self, memory: Arc<SlotMemory>) {
+    /// Returns the device bytes freed now (0 when users keep the memory, or it has none).
+    pub(crate) fn free(&self, memory: Arc<SlotMemory>) -> u64 {
         memory.retire();
         let mut guard = lock(&self.lock);
         // No user can appear (the slot is out of the table); a user that is dropping notifies.
@@ -189,7 +195,9 @@ impl Holds {
             guard = self.let_go.wait(guard).unwrap_or_else(PoisonError::into_inner);
         }
         drop(guard);
+        let freed_now = if Arc::strong_count(&memory) == 1 { memory.device_bytes() } else { 0 };
         drop(memory);
+        freed_now
     }
 }
 

@@ -56,3 +56,39 @@ fn intervals_and_deadlines_out_of_range_are_e007() {
     };
     assert!(longest.validate().is_ok());
 }
+
+/// The bandwidth witness's settings: a full pass in 1..=1000 checks, readings of 1 MiB..=16 GiB.
+#[test]
+fn witness_settings_out_of_range_are_e007() {
+    use vramguard::witness::WitnessConfig;
+    for witness in [
+        WitnessConfig { full_pass_checks: 0, ..WitnessConfig::default() },
+        WitnessConfig { full_pass_checks: 1001, ..WitnessConfig::default() },
+        WitnessConfig { min_bytes_read: (1 << 20) - 1, ..WitnessConfig::default() },
+        WitnessConfig { min_bytes_read: (16 << 30) + 1, ..WitnessConfig::default() },
+    ] {
+        let config = HealthConfig { witness: Some(witness), ..HealthConfig::default() };
+        assert_eq!(code(config.validate()), "VRAM-E007", "{witness:?}");
+        assert_eq!(code(HealthMonitor::new(Tracker::new(0).unwrap(), config)), "VRAM-E007", "{witness:?}");
+    }
+    let edges = [
+        WitnessConfig { full_pass_checks: 1, min_bytes_read: 1 << 20 },
+        WitnessConfig { full_pass_checks: 1000, min_bytes_read: 16 << 30 },
+    ];
+    for witness in edges {
+        assert!(HealthConfig { witness: Some(witness), ..HealthConfig::default() }.validate().is_ok());
+    }
+    assert!(HealthConfig { witness: None, ..HealthConfig::default() }.validate().is_ok());
+}
+
+/// The leak trend's window: 2..=10,000 checks.
+#[test]
+fn leak_window_out_of_range_is_e007() {
+    for leak_window_checks in [0, 1, 10_001, u32::MAX] {
+        let config = HealthConfig { leak_window_checks, ..HealthConfig::default() };
+        assert_eq!(code(config.validate()), "VRAM-E007", "window {leak_window_checks}");
+    }
+    for leak_window_checks in [2, 10_000] {
+        assert!(HealthConfig { leak_window_checks, ..HealthConfig::default() }.validate().is_ok());
+    }
+}

@@ -19,6 +19,7 @@ pub fn trials() -> Vec<Trial> {
         gpu("process_vram::nvml_finds_the_cuda_device", nvml_finds_the_cuda_device),
         gpu("process_vram::known_or_explained", known_or_explained),
         gpu("process_vram::follows_a_1_gib_allocation", follows_a_1_gib_allocation),
+        gpu("ledger::splits_untracked_vram_and_flags_steady_growth", ledger_splits_and_flags_growth),
     ]
 }
 
@@ -118,4 +119,67 @@ fn wait_for(done: impl Fn(u64) -> bool) -> Result<u64, Failed> {
 /// runs in its own PID namespace.
 fn hidden_by_pid_namespace(why: &str) -> bool {
     in_own_pid_namespace() == Some(true) && why.contains("PID namespace")
+}
+
+/// Issue 16, part 5: with NVML's real figure, the ledger splits untracked VRAM into the context
+/// measured before any allocation, the pool's cache (a freed Pool allocation stays in it) and the
+/// remainder; untracked memory that grows every check (a raw cudaMalloc outside vramguard, 320 MiB
+/// a check) is a suspected leak after the window, and so is a purpose that grows steadily — both
+/// in the report and the metrics, while the worker stays healthy.
+fn ledger_splits_and_flags_growth() -> Result<(), Failed> {
+    use vramguard::health::{HealthConfig, HealthMonitor, HealthSource, HealthStatus};
+    use vramguard::AllocationKind;
+    extern "C" {
+        fn cudaMalloc(ptr: *mut *mut std::ffi::c_void, bytes: usize) -> i32;
+        fn cudaFree(ptr: *mut std::ffi::c_void) -> i32;
+    }
+    let device = Device::new(0)?;
+    let tracker = device.tracker()?;
+    device.memory_info()?;
+    let context = vramguard::nvml::process_vram_bytes(0);
+    let Some(context) = context else {
+        return Err(format!("NVML gives no process figure here: {:?}", process_vram(0)).into());
+    };
+    // 64 MiB of Pool memory, freed: it stays in the pool's cache.
+    drop(tracker.allocate_kind(64 << 20, Purpose::KVCache, AllocationKind::Pool, "cached")?);
+    let config = HealthConfig { leak_window_checks: 3, leak_min_growth_bytes: 512 << 20, ..HealthConfig::default() };
+    let monitor = HealthMonitor::new(tracker.clone(), config)?.with_context_bytes(Some(context));
+    let first = monitor.check_now();
+    let ledger = first.ledger.clone().ok_or("no ledger with NVML's figure")?;
+    println!("[ vramguard ] ledger at the first check: {ledger:?}");
+    ensure!(ledger.cuda_context_bytes == context && ledger.cuda_context_measured == "at device open", "{ledger:?}");
+    ensure!(ledger.pool_cache_bytes >= 64 << 20, "{ledger:?}");
+    ensure!(
+        ledger.untracked_bytes == ledger.cuda_context_bytes + ledger.pool_cache_bytes + ledger.remainder_bytes
+            || ledger.remainder_bytes == 0,
+        "{ledger:?}"
+    );
+    let mut raw = Vec::new();
+    let mut weights = Vec::new();
+    let mut suspected = Vec::new();
+    for _ in 0..3 {
+        let mut ptr = std::ptr::null_mut();
+        // SAFETY: a valid out-pointer; freed below.
+        ensure!(unsafe { cudaMalloc(&mut ptr, 320 << 20) } == 0, "cudaMalloc failed");
+        raw.push(ptr);
+        weights.push(tracker.allocate(320 << 20, Purpose::ModelWeights, "growing weights")?);
+        let report = monitor.check_now();
+        ensure!(report.status == HealthStatus::Healthy, "a suspicion never changes health: {report:?}");
+        suspected = report.leak_suspected.iter().map(|s| (s.source.clone(), s.grew_bytes)).collect::<Vec<_>>();
+    }
+    println!("[ vramguard ] suspected after 3 growing checks: {suspected:?}");
+    ensure!(suspected.iter().any(|(source, grew)| source == "untracked" && *grew >= 640 << 20), "{suspected:?}");
+    ensure!(suspected.iter().any(|(source, grew)| source == "ModelWeights" && *grew == 640 << 20), "{suspected:?}");
+    let metrics = vramguard::server::encode_metrics(&monitor.report())?;
+    ensure!(metrics.contains("vramguard_leak_suspected{source=\"untracked\"} 1"), "{metrics}");
+    ensure!(metrics.contains("vramguard_leak_suspected{source=\"model_weights\"} 1"), "{metrics}");
+    ensure!(metrics.contains("vramguard_leak_suspected{source=\"kv_cache\"} 0"), "{metrics}");
+    for ptr in raw {
+        // SAFETY: allocated above by cudaMalloc, freed once.
+        unsafe { cudaFree(ptr) };
+    }
+    drop(weights);
+    let report = monitor.check_now();
+    ensure!(report.leak_suspected.is_empty(), "the growth fell back: {:?}", report.leak_suspected);
+    Ok(())
 }

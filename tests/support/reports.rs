@@ -78,7 +78,18 @@ pub fn healthy() -> HealthReport {
             },
         ],
         expected_slots: 2,
-        counters: HealthCounters { checks_passed: 41, checks_violated: 2, checks_failed: 1, evictions: 3, ooms: 4 },
+        witness: None,
+        ledger: None,
+        leak_suspected: Vec::new(),
+        counters: HealthCounters {
+            checks_passed: 41,
+            checks_violated: 2,
+            checks_failed: 1,
+            evictions: 3,
+            ooms: 4,
+            eviction_reclaimed_bytes: 3 << 20,
+            eviction_unreclaimed_bytes: 0,
+        },
     }
 }
 

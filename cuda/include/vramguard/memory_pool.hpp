@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 
 namespace vramguard {
 
@@ -17,6 +18,14 @@ class MemoryPool {
   int device() const noexcept { return device_; }
   // The cudaMemPool_t, as an opaque pointer so this header needs no CUDA include.
   void* handle() const noexcept { return pool_; }
+  // What the pool holds from the driver, and how much of it is allocated now; the difference is
+  // the pool's cache of freed blocks (kept: the release threshold is the maximum). Throws
+  // CudaError.
+  struct Usage {
+    std::uint64_t reserved_bytes = 0;
+    std::uint64_t used_bytes = 0;
+  };
+  Usage usage() const;
 
  private:
   int device_;

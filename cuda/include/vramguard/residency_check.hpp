@@ -46,7 +46,8 @@ constexpr unsigned purpose_bit(VramPurpose p) { return 1u << static_cast<unsigne
 struct ResidencyReport {
   bool resident = true;
   int device = 0;
-  std::uint64_t checked = 0;
+  std::uint64_t checked = 0;      // allocations of the mask queried by this sweep
+  std::uint64_t not_queried = 0;  // own Device/Pool allocations of the mask the sample left out
   std::vector<Violation> violations;
   std::uint64_t tracked_bytes = 0;
   std::uint64_t allocation_count = 0;
@@ -64,9 +65,11 @@ class ResidencyCheck {
   static bool check_pointer_residency(const void* ptr);
 
   // H2: snapshot under the tracker's locks, query CUDA outside them. An allocation freed while
-  // the sweep runs is not reported. Throws CudaError when the check itself cannot run.
+  // the sweep runs is not reported. Throws CudaError when the check itself cannot run. The
+  // sample says which of vramguard's own allocations are queried (every one by default).
   static ResidencyReport check_residency(const VramTracker& tracker,
-                                         unsigned purpose_mask = kAllPurposes);
+                                         unsigned purpose_mask = kAllPurposes,
+                                         SweepSample sample = {});
   static bool check_vram_residency(const VramTracker& tracker);
   // Device-wide used VRAM (total - free from cudaMemGetInfo) for the tracker's device.
   static std::uint64_t device_used_bytes(int device);

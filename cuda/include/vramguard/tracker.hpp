@@ -47,6 +47,25 @@ struct ResidencyCandidate {
   const void* ptr;
 };
 
+// Which of vramguard's own allocations a sweep asks CUDA about (issue 16, part 2). Memory that
+// vramguard allocated with cudaMalloc or from its pool is device memory by construction: its
+// placement was classified when it was allocated and a pointer query cannot change the answer
+// (the bandwidth witness judges where its bytes are). Recorded and adopted pointers, and
+// vramguard's own Managed and PinnedHost memory, are queried by every sweep; of its own Device
+// and Pool allocations a sweep queries a rotating sample of about `own_limit`: those whose id is
+// `rotation` modulo ceil(live allocations / own_limit), so that consecutive rotations cover them
+// all. own_limit kAllOwn (the default) queries every allocation; 0 none of them.
+struct SweepSample {
+  static constexpr std::uint64_t kAllOwn = ~std::uint64_t{0};
+  std::uint64_t own_limit = kAllOwn;
+  std::uint64_t rotation = 0;
+};
+
+struct ResidencyCandidates {
+  std::vector<ResidencyCandidate> queried;
+  std::uint64_t not_queried = 0;  // own Device/Pool allocations of the mask left out by the sample
+};
+
 class VramTracker {
  public:
   explicit VramTracker(int device = 0);
@@ -102,7 +121,10 @@ class VramTracker {
     std::vector<AllocationRecord> records;
   };
   Snapshot consistent_snapshot() const;
-  std::vector<ResidencyCandidate> residency_candidates(unsigned purpose_mask) const;
+  // The records whose purpose bit is in the mask, oldest first; shards are read one at a time, so
+  // unlike snapshot() the list is not consistent with usage() while others record.
+  std::vector<AllocationRecord> records_of(unsigned purpose_mask) const;
+  ResidencyCandidates residency_candidates(unsigned purpose_mask, SweepSample sample = {}) const;
   std::string usage_report() const;
 
  private:
