@@ -199,15 +199,20 @@ fn every_eviction_has_a_receipt() -> Result<(), Failed> {
         sink.fetch_add(eviction.size_bytes, Ordering::Relaxed);
     });
     let started = Instant::now();
+    let unloaded_during = AtomicU64::new(0);
     let failures: Vec<String> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..THREADS)
             .map(|t| {
-                let slots = slots.clone();
+                let (slots, unloaded_during) = (slots.clone(), &unloaded_during);
                 scope.spawn(move || -> Result<(), String> {
                     let mut rng = Rng(0x2545_F491_4F6C_DD1D ^ (t + 1));
                     for _ in 0..ops {
-                        let name = format!("t{t}-{}", rng.below(6));
-                        if !slots.has_slot(&name) {
+                        // 24 names a thread, 8 threads, slots of 1-48 MiB in 256 MiB: most loads evict.
+                        let name = format!("t{t}-{}", rng.below(24));
+                        if rng.below(4) == 0 {
+                            // An unload, with its own receipt.
+                            unloaded_during.fetch_add(slots.deallocate_slot(&name), Ordering::Relaxed);
+                        } else if !slots.has_slot(&name) {
                             match slots.load_slot(name, MIB * (1 + rng.below(48))) {
                                 Ok(_) | Err(Error::OutOfMemory(_)) | Err(Error::SlotExists(_)) => {}
                                 Err(e) => return Err(e.to_string()),
@@ -220,7 +225,8 @@ fn every_eviction_has_a_receipt() -> Result<(), Failed> {
             .collect();
         workers.into_iter().filter_map(|w| w.join().unwrap().err()).collect()
     });
-    let mut unloaded = 0;
+    let unloaded_during = unloaded_during.load(Ordering::Relaxed);
+    let mut unloaded = unloaded_during;
     for slot in slots.slots() {
         unloaded += slots.deallocate_slot(&slot.key);
     }
