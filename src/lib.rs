@@ -24,7 +24,7 @@
 //!    vramguard never falls back to the CPU) and [`Device::info`] says what it is. A [`Tracker`]
 //!    records every allocation on that device by purpose. It is a cheap, cloneable, `Send + Sync`
 //!    handle, and its figures ([`Tracker::total_bytes`], [`Tracker::bytes_for`],
-//!    [`Tracker::usage`]) are read from atomic counters, never by walking the allocations.
+//!    [`Tracker::usage`]) are sums of per-thread counter stripes, never a walk of the allocations.
 //! 2. **Allocating by purpose.** [`Tracker::allocate`] returns a [`DeviceBuffer`] of device memory
 //!    recorded with its [`Purpose`] (model weights, KV cache, intermediate buffers) and freed when
 //!    it drops. [`Tracker::allocate_kind`] picks the [`AllocationKind`]: `Pool` is the fast path;

@@ -103,8 +103,8 @@ double sharded_table_alone(int threads) {
       [&](const void* p) {
         const std::uint64_t hash =
             vramguard::RecordTable::hash_of(reinterpret_cast<std::uintptr_t>(p));
-        vramguard::AllocationRecord record;
-        record.ptr = const_cast<void*>(p);
+        vramguard::StoredRecord record;
+        record.key = reinterpret_cast<std::uintptr_t>(p);
         record.bytes = 4096;
         Shard& shard = shard_of(hash);
         std::lock_guard<vramguard::ShardMutex> lock(shard.mutex);
@@ -115,8 +115,8 @@ double sharded_table_alone(int threads) {
         const std::uint64_t hash = vramguard::RecordTable::hash_of(key);
         Shard& shard = shard_of(hash);
         std::lock_guard<vramguard::ShardMutex> lock(shard.mutex);
-        if (vramguard::AllocationRecord* record = shard.records.find(key, hash))
-          shard.records.erase(record, hash, nullptr);
+        if (vramguard::StoredRecord* record = shard.records.find(key, hash))
+          shard.records.erase(record, nullptr);
       });
 }
 

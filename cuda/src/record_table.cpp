@@ -13,12 +13,12 @@ std::size_t RecordTable::slot_of(std::uintptr_t key, std::uint64_t hash) const n
   }
 }
 
-AllocationRecord* RecordTable::find(std::uintptr_t key, std::uint64_t hash) noexcept {
+StoredRecord* RecordTable::find(std::uintptr_t key, std::uint64_t hash) noexcept {
   const std::size_t i = slot_of(key, hash);
   return i == kNoSlot ? nullptr : &records_[slots_[i].position];
 }
 
-const AllocationRecord* RecordTable::find(std::uintptr_t key, std::uint64_t hash) const noexcept {
+const StoredRecord* RecordTable::find(std::uintptr_t key, std::uint64_t hash) const noexcept {
   const std::size_t i = slot_of(key, hash);
   return i == kNoSlot ? nullptr : &records_[slots_[i].position];
 }
@@ -31,45 +31,56 @@ void RecordTable::grow() {
   const std::size_t bigger_mask = count - 1;
   for (const Slot& slot : slots_) {
     if (slot.position == kEmpty) continue;
-    const std::uint64_t h = hash_of(slot.key);
-    std::size_t i = static_cast<std::size_t>((h << kShardBits) >> (64 - bits));
+    std::size_t i = static_cast<std::size_t>(slot.hash_bits >> (32 - bits));
     while (bigger[i].position != kEmpty) i = (i + 1) & bigger_mask;
     bigger[i] = slot;
+  }
+  // Nothing below throws: the records learn their new slots.
+  for (std::size_t i = 0; i < count; ++i) {
+    if (bigger[i].position != kEmpty)
+      records_[bigger[i].position].slot = static_cast<std::uint32_t>(i);
   }
   slots_.swap(bigger);
   slot_bits_ = bits;
 }
 
-std::pair<AllocationRecord*, bool> RecordTable::try_insert(AllocationRecord&& record,
-                                                           std::uint64_t hash) {
-  const auto key = reinterpret_cast<std::uintptr_t>(record.ptr);
-  if (AllocationRecord* existing = find(key, hash)) return {existing, false};
+std::pair<StoredRecord*, bool> RecordTable::try_insert(StoredRecord&& record, std::uint64_t hash) {
+  const std::uintptr_t key = record.key;
+  // One probe finds the record or the empty slot that ends its run, where it goes; only a growth
+  // (which moves every slot) probes again.
+  std::size_t i = kNoSlot;
+  if (!slots_.empty()) {
+    for (i = home(hash); slots_[i].position != kEmpty; i = (i + 1) & mask()) {
+      if (slots_[i].key == key) return {&records_[slots_[i].position], false};
+    }
+  }
   if (records_.size() >= kEmpty - 1) throw std::bad_alloc();
   // Everything that can throw happens before anything changes.
   if (records_.size() == records_.capacity())
     records_.reserve(records_.empty() ? 8 : records_.size() * 2);
-  if ((records_.size() + 1) * 2 > slots_.size()) grow();  // load factor at most 1/2
-  std::size_t i = home(hash);
-  while (slots_[i].position != kEmpty) i = (i + 1) & mask();
-  slots_[i] = Slot{key, static_cast<std::uint32_t>(records_.size())};
+  if ((records_.size() + 1) * 2 > slots_.size()) {  // load factor at most 1/2
+    grow();
+    for (i = home(hash); slots_[i].position != kEmpty; i = (i + 1) & mask()) {
+    }
+  }
+  slots_[i] = Slot{key, static_cast<std::uint32_t>(records_.size()), hash_bits_of(hash)};
+  record.slot = static_cast<std::uint32_t>(i);
   records_.push_back(std::move(record));  // capacity reserved: cannot throw
   return {&records_.back(), true};
 }
 
-void RecordTable::erase(AllocationRecord* record, std::uint64_t hash,
-                        AllocationRecord* out) noexcept {
-  const auto key = reinterpret_cast<std::uintptr_t>(record->ptr);
-  std::size_t hole = slot_of(key, hash);
+void RecordTable::erase(StoredRecord* record, StoredRecord* out) noexcept {
+  std::size_t hole = record->slot;
   const std::uint32_t position = slots_[hole].position;
   if (out != nullptr) *out = std::move(*record);
 
   // Backward-shift deletion: pull later members of the probe run into the hole whenever their
   // home slot does not lie cyclically in (hole, j], so every key stays reachable from its home.
   for (std::size_t j = (hole + 1) & mask(); slots_[j].position != kEmpty; j = (j + 1) & mask()) {
-    const std::size_t k = home(hash_of(slots_[j].key));
+    const std::size_t k = home_of_bits(slots_[j].hash_bits);
     const bool stays = hole <= j ? (hole < k && k <= j) : (hole < k || k <= j);
     if (stays) continue;
-    slots_[hole] = slots_[j];
+    place(hole, slots_[j]);
     hole = j;
   }
   slots_[hole] = Slot{};
@@ -77,9 +88,8 @@ void RecordTable::erase(AllocationRecord* record, std::uint64_t hash,
   // Keep the array dense: the last record fills the gap, and its slot follows it.
   const std::uint32_t last = static_cast<std::uint32_t>(records_.size() - 1);
   if (position != last) {
-    AllocationRecord& moved = records_[last];
-    const auto moved_key = reinterpret_cast<std::uintptr_t>(moved.ptr);
-    slots_[slot_of(moved_key, hash_of(moved_key))].position = position;
+    StoredRecord& moved = records_[last];
+    slots_[moved.slot].position = position;
     records_[position] = std::move(moved);
   }
   records_.pop_back();

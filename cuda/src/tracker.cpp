@@ -16,23 +16,9 @@ namespace vramguard {
 
 namespace {
 
-// A record's wall-clock time is for people: the coarse clock (a few ms of resolution) costs a few
-// ns, the fine one a quarter of a record. Order comes from order_ticks() instead.
-std::uint64_t unix_now_ns() {
-  timespec now{};
-  clock_gettime(CLOCK_REALTIME_COARSE, &now);
-  return static_cast<std::uint64_t>(now.tv_sec) * 1'000'000'000ull +
-         static_cast<std::uint64_t>(now.tv_nsec);
-}
-
-// For counters written only under one lock: a load and a store, no locked instruction.
-void add_locked(std::atomic<std::uint64_t>& counter, std::uint64_t delta) noexcept {
-  counter.store(counter.load(std::memory_order_relaxed) + delta, std::memory_order_relaxed);
-}
-
 // Monotonic and comparable across threads: the invariant time-stamp counter on x86-64 (a few ns),
-// the steady clock elsewhere.
-std::uint64_t order_ticks() {
+// the steady clock elsewhere: a record's order.
+std::uint64_t ticks_now() noexcept {
 #if defined(__x86_64__)
   return __rdtsc();
 #else
@@ -40,11 +26,77 @@ std::uint64_t order_ticks() {
 #endif
 }
 
+// A record's wall-clock time is for people: the coarse clock (a few ms of resolution) costs a few
+// ns, the fine one a quarter of a record. Order comes from ticks_now() instead.
+std::uint64_t unix_now_ns() noexcept {
+  timespec now{};
+  clock_gettime(CLOCK_REALTIME_COARSE, &now);
+  return static_cast<std::uint64_t>(now.tv_sec) * 1'000'000'000ull +
+         static_cast<std::uint64_t>(now.tv_nsec);
+}
+
 void raise_max(std::atomic<std::uint64_t>& peak, std::uint64_t value) noexcept {
   std::uint64_t seen = peak.load(std::memory_order_relaxed);
   while (value > seen && !peak.compare_exchange_weak(seen, value, std::memory_order_relaxed)) {
   }
 }
+
+// Which stripe each live thread writes: 0..62 to itself, handed out on a thread's first update
+// and back when it exits (the next thread carries its sums on); 63 shared by any thread beyond.
+constexpr int kSharedStripe = kCounterStripes - 1;
+class ThreadStripes {
+ public:
+  ThreadStripes() { free_.reserve(kSharedStripe); }
+  int take() noexcept {
+    std::lock_guard<ShardMutex> lock(mutex_);
+    if (!free_.empty()) {
+      const int index = free_.back();
+      free_.pop_back();
+      return index;
+    }
+    return next_ < kSharedStripe ? next_++ : kSharedStripe;
+  }
+  void give_back(int index) noexcept {
+    if (index == kSharedStripe) return;
+    std::lock_guard<ShardMutex> lock(mutex_);
+    free_.push_back(index);  // capacity reserved: no allocation
+  }
+
+ private:
+  ShardMutex mutex_;
+  std::vector<int> free_;
+  int next_ = 0;
+};
+ThreadStripes& thread_stripes() {
+  static ThreadStripes* const stripes =
+      new ThreadStripes;  // never destroyed: threads outlive statics
+  return *stripes;
+}
+struct ThreadStripe {
+  int index = -1;
+  ~ThreadStripe() {
+    if (index >= 0) thread_stripes().give_back(index);
+  }
+};
+thread_local ThreadStripe t_stripe;
+
+// One thread's update of its stripe: plain load and store when the stripe is the thread's own,
+// an atomic add when shared.
+void bump(std::atomic<std::int64_t>& counter, std::int64_t delta, bool exclusive) noexcept {
+  if (exclusive) {
+    counter.store(counter.load(std::memory_order_relaxed) + delta, std::memory_order_relaxed);
+  } else {
+    counter.fetch_add(delta, std::memory_order_relaxed);
+  }
+}
+
+std::uint64_t at_least_zero(std::int64_t value) noexcept {
+  return value > 0 ? static_cast<std::uint64_t>(value) : 0;
+}
+
+// At most this many bytes per shard (2^57): the sum over 64 shards cannot wrap a signed 64-bit
+// counter, and no device comes near it.
+constexpr std::uint64_t kMaxShardBytes = std::uint64_t{1} << 57;
 
 std::string format_bytes(std::uint64_t bytes) {
   static constexpr const char* kUnits[] = {"B", "KiB", "MiB", "GiB", "TiB"};
@@ -64,6 +116,62 @@ std::string format_bytes(std::uint64_t bytes) {
 
 VramTracker::VramTracker(int device) : device_(device) {
   if (device < 0) throw Error(VG_ERR_INVALID_DEVICE, "device ordinal must be >= 0");
+}
+
+VramTracker::Stripe& VramTracker::own_stripe(bool* exclusive) const noexcept {
+  if (t_stripe.index < 0) t_stripe.index = thread_stripes().take();
+  const int index = t_stripe.index;
+  *exclusive = index != kSharedStripe;
+  const std::uint64_t bit = std::uint64_t{1} << index;
+  if ((stripes_in_use_.load(std::memory_order_relaxed) & bit) == 0) {
+    stripes_in_use_.fetch_or(bit, std::memory_order_relaxed);
+  }
+  return stripes_[index];
+}
+
+template <typename Field>
+std::int64_t VramTracker::sum(Field field) const noexcept {
+  std::int64_t total = 0;
+  for (std::uint64_t left = stripes_in_use_.load(std::memory_order_relaxed); left != 0;
+       left &= left - 1) {
+    total += field(stripes_[__builtin_ctzll(left)]).load(std::memory_order_relaxed);
+  }
+  return total;
+}
+
+std::uint64_t VramTracker::settle_peak(int dimension) const noexcept {
+  const std::uint64_t now =
+      at_least_zero(sum([dimension](Stripe & s) -> auto& { return s.bytes[dimension]; }));
+  raise_max(peaks_.bytes[dimension], now);
+  return now;
+}
+
+void VramTracker::settle_peaks(int purpose_dimension) const noexcept {
+  std::int64_t total = 0;
+  std::int64_t purpose = 0;
+  for (std::uint64_t left = stripes_in_use_.load(std::memory_order_relaxed); left != 0;
+       left &= left - 1) {
+    const Stripe& stripe = stripes_[__builtin_ctzll(left)];
+    total += stripe.bytes[0].load(std::memory_order_relaxed);
+    purpose += stripe.bytes[purpose_dimension].load(std::memory_order_relaxed);
+  }
+  raise_max(peaks_.bytes[0], at_least_zero(total));
+  raise_max(peaks_.bytes[purpose_dimension], at_least_zero(purpose));
+}
+
+AllocationRecord VramTracker::copy_out(const StoredRecord& stored) const {
+  AllocationRecord record;
+  record.id = stored.id;
+  record.ptr = reinterpret_cast<void*>(stored.key);
+  record.bytes = stored.bytes;
+  record.purpose = stored.purpose;
+  record.kind = stored.kind;
+  record.device = device_;
+  record.owned = stored.owned;
+  record.recorded_at_unix_ns = stored.unix_ns;
+  record.order = stored.ticks;
+  if (stored.description) record.description = stored.description.get();
+  return record;
 }
 
 void VramTracker::validate(const void* ptr, std::size_t bytes, std::string_view description) {
@@ -120,42 +228,45 @@ std::uint64_t VramTracker::insert(const void* ptr, std::size_t bytes, VramPurpos
 std::uint64_t VramTracker::insert_validated(const void* ptr, std::size_t bytes, VramPurpose purpose,
                                             std::string_view description, AllocationKind kind,
                                             bool owned) {
-  const std::uint64_t hash = RecordTable::hash_of(reinterpret_cast<std::uintptr_t>(ptr));
+  const auto key = reinterpret_cast<std::uintptr_t>(ptr);
+  const std::uint64_t hash = RecordTable::hash_of(key);
   Shard& shard = shard_for(hash);
   const auto shard_index = static_cast<std::uint64_t>(&shard - shards_.data());
 
-  AllocationRecord record;
-  record.ptr = const_cast<void*>(ptr);
+  StoredRecord record;
+  record.key = key;
   record.bytes = bytes;
   record.purpose = purpose;
   record.kind = kind;
-  record.device = device_;
   record.owned = owned;
-  record.recorded_at_unix_ns = unix_now_ns();
-  record.order = order_ticks();
-  if (!description.empty()) record.description.assign(description.data(), description.size());
+  record.ticks = ticks_now();
+  record.unix_ns = unix_now_ns();
+  if (!description.empty()) {  // may throw: nothing has changed yet
+    record.description = std::make_unique<char[]>(description.size() + 1);
+    std::copy(description.begin(), description.end(), record.description.get());
+    record.description[description.size()] = '\0';
+  }
 
   std::lock_guard<ShardMutex> lock(shard.mutex);
+  if (shard.bytes + bytes > kMaxShardBytes) {
+    throw Error(VG_ERR_INVALID_SIZE, "tracked total would overflow");
+  }
   // One lookup: the record is moved in only when the pointer is new.
   const auto [stored, inserted] = shard.records.try_insert(std::move(record), hash);
   if (!inserted) throw Error(VG_ERR_ALREADY_TRACKED, "pointer is already tracked");
-  // One add, not a compare-exchange loop that threads would retry against each other. A total
-  // that would wrap (2^64 bytes of adopted fakes) is taken back at once and refused.
-  const std::uint64_t total = bytes_.total.fetch_add(bytes, std::memory_order_relaxed);
-  if (total + bytes < total) {
-    bytes_.total.fetch_sub(bytes, std::memory_order_relaxed);
-    shard.records.erase(stored, hash, nullptr);
-    throw Error(VG_ERR_INVALID_SIZE, "tracked total would overflow");
-  }
   const std::uint64_t id = (shard.next_sequence++ << 6) | shard_index;
   stored->id = id;
-  const int p = static_cast<int>(purpose);
-  const auto purpose_total = bytes_.purpose[p].fetch_add(bytes, std::memory_order_relaxed) + bytes;
-  raise_max(peaks_.total, total + bytes);
-  raise_max(peaks_.purpose[p], purpose_total);
-  add_locked(shard.purpose_count[static_cast<int>(purpose)], 1);
-  add_locked(shard.count, 1);
-  add_locked(shard.lifetime, 1);
+  shard.bytes += bytes;
+  const int p = 1 + static_cast<int>(purpose);
+  bool exclusive = true;
+  Stripe& stripe = own_stripe(&exclusive);
+  const auto delta = static_cast<std::int64_t>(bytes);
+  bump(stripe.bytes[0], delta, exclusive);
+  bump(stripe.bytes[p], delta, exclusive);
+  bump(stripe.count, 1, exclusive);
+  bump(stripe.purpose_count[p - 1], 1, exclusive);
+  bump(stripe.lifetime, 1, exclusive);
+  settle_peaks(p);
   return id;
 }
 
@@ -171,10 +282,11 @@ Removal VramTracker::remove(const void* ptr, bool owned, AllocationRecord* out) 
   const std::uint64_t hash = RecordTable::hash_of(key);
   Shard& shard = shard_for(hash);
   std::unique_lock<ShardMutex> lock(shard.mutex);
-  AllocationRecord* record = shard.records.find(key, hash);
+  StoredRecord* record = shard.records.find(key, hash);
+  bool exclusive = true;
   for (;;) {
     if (record == nullptr) {
-      add_locked(shard.unknown, 1);
+      bump(own_stripe(&exclusive).unknown, 1, exclusive);
       return Removal::Unknown;
     }
     if (record->owned != owned) return Removal::OwnershipMismatch;
@@ -187,13 +299,37 @@ Removal VramTracker::remove(const void* ptr, bool owned, AllocationRecord* out) 
     --shard.waiting;
     record = shard.records.find(key, hash);
   }
-  const std::uint64_t bytes = record->bytes;
-  const int purpose = static_cast<int>(record->purpose);
-  bytes_.total.fetch_sub(bytes, std::memory_order_relaxed);
-  bytes_.purpose[purpose].fetch_sub(bytes, std::memory_order_relaxed);
-  add_locked(shard.purpose_count[purpose], ~std::uint64_t{0});  // minus one
-  add_locked(shard.count, ~std::uint64_t{0});
-  shard.records.erase(record, hash, out);  // no allocation: safe in a noexcept function
+  const auto delta = -static_cast<std::int64_t>(record->bytes);
+  const int p = 1 + static_cast<int>(record->purpose);
+  shard.bytes -= record->bytes;
+  Stripe& stripe = own_stripe(&exclusive);
+  bump(stripe.bytes[0], delta, exclusive);
+  bump(stripe.bytes[p], delta, exclusive);
+  bump(stripe.count, -1, exclusive);
+  bump(stripe.purpose_count[p - 1], -1, exclusive);
+  if (out == nullptr) {
+    shard.records.erase(record, nullptr);
+    return Removal::Removed;
+  }
+  // Copied out before the erase, which no longer needs it. Filling *out may allocate (a long
+  // description): the caller reads the record's kind and address, which are set first.
+  out->id = record->id;
+  out->ptr = reinterpret_cast<void*>(record->key);
+  out->bytes = record->bytes;
+  out->purpose = record->purpose;
+  out->kind = record->kind;
+  out->device = device_;
+  out->owned = record->owned;
+  out->order = record->ticks;
+  out->recorded_at_unix_ns = record->unix_ns;
+  StoredRecord removed;
+  shard.records.erase(record, &removed);
+  lock.unlock();
+  try {
+    if (removed.description) out->description = removed.description.get();
+  } catch (...) {
+    // No memory for the description's copy: the record is removed all the same.
+  }
   return Removal::Removed;
 }
 
@@ -202,9 +338,9 @@ std::optional<AllocationRecord> VramTracker::pin(const void* ptr) const {
   const std::uint64_t hash = RecordTable::hash_of(key);
   Shard& shard = shard_for(hash);
   std::lock_guard<ShardMutex> lock(shard.mutex);
-  const AllocationRecord* record = shard.records.find(key, hash);
+  const StoredRecord* record = shard.records.find(key, hash);
   if (record == nullptr) return std::nullopt;
-  std::optional<AllocationRecord> copy(*record);  // may throw: nothing pinned yet
+  std::optional<AllocationRecord> copy(copy_out(*record));  // may throw: nothing pinned
   for (auto& [address, count] : shard.pinned) {
     if (address == key) {
       ++count;
@@ -239,40 +375,34 @@ Removal VramTracker::take_owned(const void* ptr, AllocationRecord* out) noexcept
   return remove(ptr, true, out);
 }
 
-std::size_t VramTracker::total_usage() const noexcept {
-  return bytes_.total.load(std::memory_order_relaxed);
-}
+std::size_t VramTracker::total_usage() const noexcept { return settle_peak(0); }
 
 std::size_t VramTracker::usage_by_purpose(VramPurpose purpose) const noexcept {
   if (!is_valid_purpose(static_cast<int>(purpose))) return 0;
-  return bytes_.purpose[static_cast<int>(purpose)].load(std::memory_order_relaxed);
+  return settle_peak(1 + static_cast<int>(purpose));
 }
 
 std::size_t VramTracker::allocation_count() const noexcept {
-  std::uint64_t count = 0;
-  for (const Shard& shard : shards_) count += shard.count.load(std::memory_order_relaxed);
-  return count;
+  return at_least_zero(sum([](Stripe & s) -> auto& { return s.count; }));
 }
 
 std::size_t VramTracker::peak_usage() const noexcept {
-  return peaks_.total.load(std::memory_order_relaxed);
+  settle_peak(0);
+  return peaks_.bytes[0].load(std::memory_order_relaxed);
 }
 
 UsageStats VramTracker::read_counters() const noexcept {
   UsageStats stats;
-  stats.total_bytes = bytes_.total.load(std::memory_order_relaxed);
-  for (const Shard& shard : shards_) {
-    stats.allocation_count += shard.count.load(std::memory_order_relaxed);
-    stats.lifetime_allocations += shard.lifetime.load(std::memory_order_relaxed);
-    stats.unknown_deallocations += shard.unknown.load(std::memory_order_relaxed);
-    for (int p = 0; p < kPurposeCount; ++p) {
-      stats.purpose_count[p] += shard.purpose_count[p].load(std::memory_order_relaxed);
-    }
-  }
-  stats.peak_total_bytes = peaks_.total.load(std::memory_order_relaxed);
+  stats.total_bytes = settle_peak(0);
+  stats.allocation_count = allocation_count();
+  stats.lifetime_allocations = at_least_zero(sum([](Stripe & s) -> auto& { return s.lifetime; }));
+  stats.unknown_deallocations = at_least_zero(sum([](Stripe & s) -> auto& { return s.unknown; }));
+  stats.peak_total_bytes = peaks_.bytes[0].load(std::memory_order_relaxed);
   for (int p = 0; p < kPurposeCount; ++p) {
-    stats.purpose_bytes[p] = bytes_.purpose[p].load(std::memory_order_relaxed);
-    stats.peak_purpose_bytes[p] = peaks_.purpose[p].load(std::memory_order_relaxed);
+    stats.purpose_bytes[p] = settle_peak(1 + p);
+    stats.purpose_count[p] =
+        at_least_zero(sum([p](Stripe & s) -> auto& { return s.purpose_count[p]; }));
+    stats.peak_purpose_bytes[p] = peaks_.bytes[1 + p].load(std::memory_order_relaxed);
   }
   return stats;
 }
@@ -281,9 +411,7 @@ UsageStats VramTracker::usage() const noexcept { return read_counters(); }
 
 std::array<std::size_t, kPurposeCount> VramTracker::usage_breakdown() const noexcept {
   std::array<std::size_t, kPurposeCount> breakdown{};
-  for (int p = 0; p < kPurposeCount; ++p) {
-    breakdown[p] = bytes_.purpose[p].load(std::memory_order_relaxed);
-  }
+  for (int p = 0; p < kPurposeCount; ++p) breakdown[p] = settle_peak(1 + p);
   return breakdown;
 }
 
@@ -292,9 +420,9 @@ std::optional<AllocationRecord> VramTracker::find(const void* ptr) const {
   const std::uint64_t hash = RecordTable::hash_of(key);
   Shard& shard = shard_for(hash);
   std::lock_guard<ShardMutex> lock(shard.mutex);
-  const AllocationRecord* record = shard.records.find(key, hash);
+  const StoredRecord* record = shard.records.find(key, hash);
   if (record == nullptr) return std::nullopt;
-  return *record;
+  return copy_out(*record);
 }
 
 VramTracker::Snapshot VramTracker::consistent_snapshot() const {
@@ -307,7 +435,9 @@ VramTracker::Snapshot VramTracker::consistent_snapshot() const {
   snapshot.usage = read_counters();
   snapshot.records.reserve(snapshot.usage.allocation_count);
   for (const auto& shard : shards_) {
-    snapshot.records.insert(snapshot.records.end(), shard.records.begin(), shard.records.end());
+    for (const StoredRecord& record : shard.records) {
+      snapshot.records.push_back(copy_out(record));
+    }
   }
   locks.clear();
   std::sort(snapshot.records.begin(), snapshot.records.end(),
@@ -325,8 +455,10 @@ std::vector<AllocationRecord> VramTracker::records_of(unsigned purpose_mask) con
   std::vector<AllocationRecord> records;
   for (const auto& shard : shards_) {
     std::lock_guard<ShardMutex> lock(shard.mutex);
-    for (const AllocationRecord& record : shard.records) {
-      if (purpose_mask & (1u << static_cast<unsigned>(record.purpose))) records.push_back(record);
+    for (const StoredRecord& record : shard.records) {
+      if (purpose_mask & (1u << static_cast<unsigned>(record.purpose))) {
+        records.push_back(copy_out(record));
+      }
     }
   }
   std::sort(records.begin(), records.end(),
@@ -351,7 +483,7 @@ ResidencyCandidates VramTracker::residency_candidates(unsigned purpose_mask,
   // One shard at a time: a sweep never stops every allocating thread at once.
   for (const auto& shard : shards_) {
     std::lock_guard<ShardMutex> lock(shard.mutex);
-    for (const AllocationRecord& record : shard.records) {
+    for (const StoredRecord& record : shard.records) {
       if (!(purpose_mask & (1u << static_cast<unsigned>(record.purpose)))) continue;
       const bool by_construction = record.owned && (record.kind == AllocationKind::Device ||
                                                     record.kind == AllocationKind::Pool);
@@ -360,7 +492,7 @@ ResidencyCandidates VramTracker::residency_candidates(unsigned purpose_mask,
         ++candidates.not_queried;
         continue;
       }
-      candidates.queried.push_back({record.id, record.ptr});
+      candidates.queried.push_back({record.id, reinterpret_cast<const void*>(record.key)});
     }
   }
   return candidates;

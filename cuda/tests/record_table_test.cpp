@@ -5,7 +5,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <memory>
 #include <random>
 #include <string>
 #include <unordered_map>
@@ -15,15 +17,20 @@ using namespace vramguard;
 
 namespace {
 
-AllocationRecord record_at(std::uintptr_t address, std::uint64_t bytes) {
-  AllocationRecord record;
-  record.ptr = reinterpret_cast<void*>(address);
+StoredRecord record_at(std::uintptr_t address, std::uint64_t bytes) {
+  StoredRecord record;
+  record.key = address;
   record.bytes = bytes;
-  record.description = "record " + std::to_string(address);
+  const std::string text = "record " + std::to_string(address);
+  record.description = std::make_unique<char[]>(text.size() + 1);
+  std::copy(text.begin(), text.end(), record.description.get());
+  record.description[text.size()] = '\0';
   return record;
 }
 
-AllocationRecord* find(RecordTable& table, std::uintptr_t address) {
+std::string description(const StoredRecord& record) { return record.description_or_empty(); }
+
+StoredRecord* find(RecordTable& table, std::uintptr_t address) {
   return table.find(address, RecordTable::hash_of(address));
 }
 
@@ -32,14 +39,14 @@ void expect_same(RecordTable& table,
                  const std::unordered_map<std::uintptr_t, std::uint64_t>& model) {
   ASSERT_EQ(table.size(), model.size());
   for (const auto& [address, bytes] : model) {
-    const AllocationRecord* found = find(table, address);
+    const StoredRecord* found = find(table, address);
     ASSERT_NE(found, nullptr) << "lost " << address;
     EXPECT_EQ(found->bytes, bytes);
-    EXPECT_EQ(found->description, "record " + std::to_string(address));
+    EXPECT_EQ(description(*found), "record " + std::to_string(address));
   }
   std::size_t listed = 0;
-  for (const AllocationRecord& record : table) {
-    const auto address = reinterpret_cast<std::uintptr_t>(record.ptr);
+  for (const StoredRecord& record : table) {
+    const auto address = record.key;
     ASSERT_EQ(model.count(address), 1u) << "lists " << address << ", which was removed";
     ++listed;
   }
@@ -58,10 +65,10 @@ TEST(RecordTable, InsertFindErase) {
   EXPECT_EQ(stored->bytes, 7u);
   EXPECT_EQ(find(table, 0x1000), stored);
 
-  AllocationRecord out;
-  table.erase(stored, RecordTable::hash_of(0x1000), &out);
+  StoredRecord out;
+  table.erase(stored, &out);
   EXPECT_EQ(out.bytes, 7u);
-  EXPECT_EQ(out.description, "record 4096");
+  EXPECT_EQ(description(out), "record 4096");
   EXPECT_TRUE(table.empty());
   EXPECT_EQ(find(table, 0x1000), nullptr);
 }
@@ -69,12 +76,12 @@ TEST(RecordTable, InsertFindErase) {
 TEST(RecordTable, DuplicateLeavesBothRecordsAlone) {
   RecordTable table;
   table.try_insert(record_at(0x2000, 1), RecordTable::hash_of(0x2000));
-  AllocationRecord again = record_at(0x2000, 99);
+  StoredRecord again = record_at(0x2000, 99);
   const auto [existing, inserted] =
       table.try_insert(std::move(again), RecordTable::hash_of(0x2000));
   EXPECT_FALSE(inserted);
   EXPECT_EQ(existing->bytes, 1u);
-  EXPECT_EQ(again.description, "record 8192");  // not moved from
+  EXPECT_EQ(description(again), "record 8192");  // not moved from
   EXPECT_EQ(table.size(), 1u);
 }
 
@@ -88,15 +95,15 @@ TEST(RecordTable, MatchesAMapOverRandomOperations) {
       const std::uintptr_t n = 1 + random() % key_space;
       const std::uintptr_t address = (step & 1) ? n : n << 12;
       const std::uint64_t hash = RecordTable::hash_of(address);
-      AllocationRecord* found = table.find(address, hash);
+      StoredRecord* found = table.find(address, hash);
       ASSERT_EQ(found != nullptr, model.count(address) == 1) << "step " << step;
       if (found == nullptr) {
         const std::uint64_t bytes = 1 + random() % 1000;
         ASSERT_TRUE(table.try_insert(record_at(address, bytes), hash).second);
         model[address] = bytes;
       } else if (random() % 3 != 0) {  // lean towards removal so the table shrinks and regrows
-        AllocationRecord out;
-        table.erase(found, hash, &out);
+        StoredRecord out;
+        table.erase(found, &out);
         EXPECT_EQ(out.bytes, model[address]);
         model.erase(address);
       }
@@ -107,7 +114,7 @@ TEST(RecordTable, MatchesAMapOverRandomOperations) {
     std::vector<std::uintptr_t> addresses;
     for (const auto& entry : model) addresses.push_back(entry.first);
     for (const std::uintptr_t address : addresses) {
-      table.erase(find(table, address), RecordTable::hash_of(address), nullptr);
+      table.erase(find(table, address), nullptr);
       model.erase(address);
     }
     expect_same(table, model);
@@ -122,7 +129,7 @@ TEST(RecordTable, GrowsPastManyRecords) {
   }
   EXPECT_EQ(table.size(), kCount);
   for (std::uintptr_t i = 1; i <= kCount; i += 7) {
-    const AllocationRecord* found = find(table, i << 8);
+    const StoredRecord* found = find(table, i << 8);
     ASSERT_NE(found, nullptr);
     EXPECT_EQ(found->bytes, i);
   }

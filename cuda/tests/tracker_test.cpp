@@ -6,12 +6,14 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <functional>
 #include <memory>
+#include <random>
 #include <set>
 #include <string>
 #include <thread>
@@ -435,4 +437,122 @@ TEST(Tracker, SampledSweepQueriesForeignMemoryAlwaysAndOwnMemoryInRotation) {
       tracker.record_deallocation(address(i));
   }
   EXPECT_EQ(tracker.allocation_count(), 0u);
+}
+
+// Issue 18: the counters are per-thread stripes summed on read. A model under concurrency: 8
+// writers record and remove their own pointers of random sizes; a reader raises a flag, reads,
+// then waits until every writer has parked (a writer checks the flag before each operation, so
+// only an operation already started when the flag went up can be in flight during the read).
+// The read lies between the totals with and without those operations; with every writer parked a
+// read is exact; every peak read is at least every total a read returned.
+TEST(Tracker, ReadsDuringUpdatesStayWithinTheOperationsInFlight) {
+  VramTracker tracker;
+  constexpr int kWriters = 8;
+  struct alignas(64) Writer {
+    std::atomic<std::int64_t> before{0};  // live bytes before the last operation it started
+    std::atomic<std::int64_t> after{0};   // live bytes after the last operation it finished
+    std::atomic<bool> parked{false};
+  };
+  std::array<Writer, kWriters> writers;
+  std::atomic<bool> reading{false};
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> threads;
+  for (int w = 0; w < kWriters; ++w) {
+    threads.emplace_back([&, w] {
+      std::mt19937_64 random(1000 + w);
+      std::vector<std::pair<std::uintptr_t, std::uint64_t>> live;
+      std::int64_t bytes = 0;
+      std::uint64_t next = 1;
+      while (!stop.load(std::memory_order_relaxed)) {
+        if (reading.load(std::memory_order_acquire)) {
+          writers[w].parked.store(true, std::memory_order_release);
+          while (reading.load(std::memory_order_acquire)) std::this_thread::yield();
+          writers[w].parked.store(false, std::memory_order_release);
+          continue;
+        }
+        writers[w].before.store(bytes, std::memory_order_relaxed);
+        if (live.size() < 32 && (live.empty() || random() % 2 == 0)) {
+          const std::uintptr_t address = (static_cast<std::uintptr_t>(w + 1) << 40) + (next++ << 8);
+          const std::uint64_t size = 1 + random() % (1 << 20);
+          tracker.record_allocation(reinterpret_cast<void*>(address), size, VramPurpose::KVCache);
+          live.emplace_back(address, size);
+          bytes += static_cast<std::int64_t>(size);
+        } else {
+          const std::size_t i = random() % live.size();
+          tracker.record_deallocation(reinterpret_cast<void*>(live[i].first));
+          bytes -= static_cast<std::int64_t>(live[i].second);
+          live[i] = live.back();
+          live.pop_back();
+        }
+        writers[w].after.store(bytes, std::memory_order_release);
+      }
+      for (const auto& [address, size] : live)
+        tracker.record_deallocation(reinterpret_cast<void*>(address));
+    });
+  }
+  std::uint64_t highest_read = 0;
+  int overlapped = 0;
+  for (int round = 0; round < 400; ++round) {
+    reading.store(true, std::memory_order_release);
+    const std::uint64_t read = tracker.total_usage();
+    const std::uint64_t kv = tracker.usage_by_purpose(VramPurpose::KVCache);
+    for (auto& writer : writers) {
+      while (!writer.parked.load(std::memory_order_acquire)) std::this_thread::yield();
+    }
+    std::int64_t low = 0, high = 0, exact = 0;
+    for (auto& writer : writers) {
+      const std::int64_t before = writer.before.load(std::memory_order_relaxed);
+      const std::int64_t after = writer.after.load(std::memory_order_relaxed);
+      low += std::min(before, after);
+      high += std::max(before, after);
+      exact += after;
+    }
+    overlapped += static_cast<std::int64_t>(read) != exact;  // it saw an operation unfinished
+    ASSERT_GE(static_cast<std::int64_t>(read), low) << "round " << round;
+    ASSERT_LE(static_cast<std::int64_t>(read), high) << "round " << round;
+    ASSERT_GE(static_cast<std::int64_t>(kv), low) << "round " << round;
+    ASSERT_LE(static_cast<std::int64_t>(kv), high) << "round " << round;
+    // Every writer parked: nothing in flight, the read is exact.
+    ASSERT_EQ(static_cast<std::int64_t>(tracker.total_usage()), exact) << "round " << round;
+    ASSERT_EQ(tracker.usage().total_bytes, static_cast<std::uint64_t>(exact));
+    highest_read = std::max(highest_read, read);
+    ASSERT_GE(tracker.peak_usage(), highest_read);
+    reading.store(false, std::memory_order_release);
+    std::this_thread::yield();
+  }
+  stop.store(true);
+  for (auto& thread : threads) thread.join();
+  EXPECT_EQ(tracker.total_usage(), 0u);
+  EXPECT_EQ(tracker.allocation_count(), 0u);
+  std::printf(
+      "[ vramguard ] 400 reads during 8 writers: %d saw an operation unfinished, all within "
+      "the bytes in flight\n",
+      overlapped);
+}
+
+// Peaks are exact when updates are not concurrent, whichever threads make them: threads taking
+// turns (one at a time) reach a peak that no single thread's stripe ever held.
+TEST(Tracker, PeaksAreExactForUpdatesTakingTurnsAcrossThreads) {
+  VramTracker tracker;
+  auto on_thread = [](auto work) { std::thread(work).join(); };
+  auto p = [](std::uintptr_t i) { return reinterpret_cast<void*>(i << 12); };
+  on_thread([&] { tracker.record_allocation(p(1), 100, VramPurpose::ModelWeights); });
+  on_thread([&] { tracker.record_allocation(p(2), 50, VramPurpose::KVCache); });
+  on_thread([&] { tracker.record_deallocation(p(1)); });  // a third thread frees the first's
+  EXPECT_EQ(tracker.peak_usage(), 150u);
+  on_thread([&] { tracker.record_allocation(p(3), 120, VramPurpose::KVCache); });
+  EXPECT_EQ(tracker.total_usage(), 170u);
+  EXPECT_EQ(tracker.peak_usage(), 170u);
+  const UsageStats usage = tracker.usage();
+  EXPECT_EQ(usage.peak_purpose_bytes[static_cast<int>(VramPurpose::ModelWeights)], 100u);
+  EXPECT_EQ(usage.peak_purpose_bytes[static_cast<int>(VramPurpose::KVCache)], 170u);
+  EXPECT_EQ(usage.purpose_count[static_cast<int>(VramPurpose::KVCache)], 2u);
+  EXPECT_EQ(usage.allocation_count, 2u);
+  EXPECT_EQ(usage.lifetime_allocations, 3u);
+  on_thread([&] {
+    tracker.record_deallocation(p(2));
+    tracker.record_deallocation(p(3));
+  });
+  EXPECT_EQ(tracker.total_usage(), 0u);
+  EXPECT_EQ(tracker.peak_usage(), 170u);
 }

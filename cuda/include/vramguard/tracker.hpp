@@ -1,9 +1,15 @@
 // VramTracker: every byte of VRAM a worker holds, by purpose (T1-T7).
 //
-// Records live in 64 shards, each a dense table behind its own mutex, so threads touching
-// different pointers rarely meet. Byte totals, per-purpose bytes and peaks are atomics updated
-// while the shard lock is held: reads are O(1), and a snapshot that holds every shard lock sees
-// counters that equal the sum of its records exactly.
+// Records live in 64 shards, each a dense table behind its own spin lock, so threads touching
+// different pointers rarely meet. The counters (bytes, per-purpose bytes, counts) are kept per
+// thread: each thread that records or removes adds its deltas to a stripe of its own (a cache line
+// no other thread writes), with plain stores, under the shard's lock; a read sums the stripes of
+// the threads that have used the tracker (a fixed number of loads, at most 64, whatever the number
+// of records). A read with no update in flight is exact; one taken during updates is within the
+// bytes of the updates in flight; a snapshot that holds every shard lock sees counters that equal
+// its records exactly. Peaks are raised by every record (from the sum of the stripes: exact when
+// updates are not concurrent) and by every read (so a peak never understates a total a read
+// returned).
 //
 // A record can be pinned while an operation uses its memory (a copy, a checksum: RecordPin):
 // removing a pinned record waits until the operation is done, so that memory looked up under the
@@ -65,6 +71,9 @@ struct ResidencyCandidates {
   std::vector<ResidencyCandidate> queried;
   std::uint64_t not_queried = 0;  // own Device/Pool allocations of the mask left out by the sample
 };
+
+// Counter stripes per tracker: one per live thread, the last shared beyond 63 threads.
+inline constexpr int kCounterStripes = 64;
 
 class VramTracker {
  public:
@@ -128,29 +137,30 @@ class VramTracker {
   std::string usage_report() const;
 
  private:
-  // Counts that only change under the shard's lock live in the shard: written with plain
-  // (relaxed) stores, never a contended read-modify-write; readers add up the shards.
   struct alignas(64) Shard {
     mutable ShardMutex mutex;
+    std::uint32_t waiting = 0;  // removals of this shard waiting for an unpin
+    std::uint64_t next_sequence = 0;
+    std::uint64_t bytes = 0;  // live bytes of this shard's records: the overflow guard
     RecordTable records;
     // Pinned addresses and their pin counts: a handful at most (one per copy or checksum in
     // flight), so a vector. Removal's fast path only reads pinned.empty().
     std::vector<std::pair<std::uintptr_t, std::uint32_t>> pinned;
-    std::uint32_t waiting = 0;  // removals of this shard waiting for an unpin
-    std::uint64_t next_sequence = 0;
-    std::atomic<std::uint64_t> count{0};
-    std::atomic<std::uint64_t> lifetime{0};
-    std::atomic<std::uint64_t> unknown{0};
-    std::array<std::atomic<std::uint64_t>, kPurposeCount> purpose_count{};
-  };
-  // Bytes stay global so that totals and per-purpose figures are exact and read in one load.
-  // The total and the per-purpose bytes share one cache line, so an allocation takes that line
-  // once for both updates; the peaks, read on every allocation but rarely written, have their own.
-  struct alignas(64) ByteCounters {
-    std::atomic<std::uint64_t> total{0};
-    std::array<std::atomic<std::uint64_t>, kPurposeCount> purpose{};
   };
   static constexpr std::size_t kShardCount = 64;
+  // Dimensions of the byte counters and peaks: [0] the total, [1 + p] purpose p.
+  static constexpr int kDims = 1 + kPurposeCount;
+  // The counters one thread has added (signed: a thread that frees what others recorded goes
+  // below zero; only the sum over the stripes means anything). 64 stripes; the 64th is shared,
+  // with atomic adds, by threads beyond the 63rd alive at once.
+  static constexpr int kStripes = kCounterStripes;
+  struct alignas(64) Stripe {
+    std::atomic<std::int64_t> bytes[kDims]{};
+    std::atomic<std::int64_t> count{0};
+    std::atomic<std::int64_t> lifetime{0};
+    std::atomic<std::int64_t> unknown{0};
+    std::atomic<std::int64_t> purpose_count[kPurposeCount]{};
+  };
 
   // Validates every argument, then inserts.
   std::uint64_t insert(const void* ptr, std::size_t bytes, VramPurpose purpose,
@@ -163,6 +173,17 @@ class VramTracker {
   Removal remove(const void* ptr, bool owned, AllocationRecord* out) noexcept;
   static bool is_pinned(const Shard& shard, std::uintptr_t key) noexcept;
   Shard& shard_for(std::uint64_t hash) const noexcept { return shards_[hash >> 58]; }  // top 6 bits
+  // The calling thread's stripe of this tracker (marked as used), and whether the thread has it
+  // to itself (plain stores) or shares it (atomic adds).
+  Stripe& own_stripe(bool* exclusive) const noexcept;
+  // The sum of one counter over the stripes in use.
+  template <typename Field>
+  std::int64_t sum(Field field) const noexcept;
+  // Raises peak `dimension` to the sum of its stripes now, and returns that sum (at least 0).
+  std::uint64_t settle_peak(int dimension) const noexcept;
+  // settle_peak of the total and of one purpose's dimension, in one pass over the stripes.
+  void settle_peaks(int purpose_dimension) const noexcept;
+  AllocationRecord copy_out(const StoredRecord& record) const;
   UsageStats read_counters() const noexcept;
 
   int device_;
@@ -170,8 +191,12 @@ class VramTracker {
   // Wakes removals waiting for an unpin (with their shard's lock). One per tracker: waits are rare
   // (a free racing a copy of the same allocation), so waking every waiter to recheck costs nothing.
   mutable std::condition_variable_any unpinned_;
-  ByteCounters bytes_;
-  ByteCounters peaks_;
+  mutable std::array<Stripe, kStripes> stripes_;
+  mutable std::atomic<std::uint64_t> stripes_in_use_{0};  // a bit per stripe ever written
+  struct alignas(64) Peaks {
+    std::atomic<std::uint64_t> bytes[kDims]{};
+  };
+  mutable Peaks peaks_;
 };
 
 }  // namespace vramguard
