@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "bench.hpp"
@@ -59,6 +60,24 @@ Measured measure(int device, int threads, int pairs, Pair pair) {
   return {threads * static_cast<double>(pairs) / seconds, median(all) * 1e6};
 }
 
+// Five rounds of tracked and raw in turn (so that a drift of the machine falls on both): the
+// median round of each, by pairs per second, and the median latency of that round.
+template <typename Ours, typename Raw>
+std::pair<Measured, Measured> alternated(int device, int threads, int pairs, Ours ours, Raw raw) {
+  std::vector<Measured> mine, theirs;
+  for (int round = 0; round < 5; ++round) {
+    theirs.push_back(measure(device, threads, pairs, raw));
+    mine.push_back(measure(device, threads, pairs, ours));
+  }
+  auto median_round = [](std::vector<Measured> rounds) {
+    std::sort(rounds.begin(), rounds.end(), [](const Measured& a, const Measured& b) {
+      return a.pairs_per_second < b.pairs_per_second;
+    });
+    return rounds[rounds.size() / 2];
+  };
+  return {median_round(mine), median_round(theirs)};
+}
+
 // One row: tracked against raw at one thread count, by throughput and by median latency; the
 // target is a ratio of the two (tracked cost / raw cost) for both.
 void row(const std::string& what, int threads, const Measured& ours, const Measured& raw,
@@ -102,15 +121,12 @@ void pool_benchmarks(int device) {
   };
   measure(device, 1, 10'000, raw);  // warm the pool
   for (int threads : {1, 4, 16}) {
-    // Alternated, so that a drift of the machine falls on both.
-    const Measured cuda = measure(device, threads, 100'000, raw);
-    const Measured ours = measure(device, threads, 100'000, tracked);
+    const auto [ours, cuda] = alternated(device, threads, 20'000, tracked, raw);
     row("Pool (cudaMallocAsync) alloc+free 4 KiB, one pool", threads, ours, cuda,
         "raw cudaMallocFromPoolAsync+cudaFreeAsync", 1.10);
   }
   for (int threads : {1, 4, 16}) {
-    const Measured cuda = measure(device, threads, 2'000, raw_device);
-    const Measured ours = measure(device, threads, 2'000, tracked_device);
+    const auto [ours, cuda] = alternated(device, threads, 400, tracked_device, raw_device);
     row("Device (cudaMalloc) alloc+free 4 KiB", threads, ours, cuda, "raw cudaMalloc+cudaFree",
         1.05);
   }

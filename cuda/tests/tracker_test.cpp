@@ -464,7 +464,7 @@ TEST(Tracker, ReadsDuringUpdatesStayWithinTheOperationsInFlight) {
       std::int64_t bytes = 0;
       std::uint64_t next = 1;
       while (!stop.load(std::memory_order_relaxed)) {
-        if (reading.load(std::memory_order_acquire)) {
+        if (reading.load(std::memory_order_relaxed)) {
           writers[w].parked.store(true, std::memory_order_release);
           while (reading.load(std::memory_order_acquire)) std::this_thread::yield();
           writers[w].parked.store(false, std::memory_order_release);
@@ -485,6 +485,10 @@ TEST(Tracker, ReadsDuringUpdatesStayWithinTheOperationsInFlight) {
           live.pop_back();
         }
         writers[w].after.store(bytes, std::memory_order_release);
+        // With the reader's fence: either this writer sees the flag before its next operation,
+        // or the reader's read sees every store of the operation just finished (so only the
+        // next one can be in flight during the read, as the model assumes).
+        std::atomic_thread_fence(std::memory_order_seq_cst);
       }
       for (const auto& [address, size] : live)
         tracker.record_deallocation(reinterpret_cast<void*>(address));
@@ -493,7 +497,8 @@ TEST(Tracker, ReadsDuringUpdatesStayWithinTheOperationsInFlight) {
   std::uint64_t highest_read = 0;
   int overlapped = 0;
   for (int round = 0; round < 400; ++round) {
-    reading.store(true, std::memory_order_release);
+    reading.store(true, std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_seq_cst);  // the flag before the read (see above)
     const std::uint64_t read = tracker.total_usage();
     const std::uint64_t kv = tracker.usage_by_purpose(VramPurpose::KVCache);
     for (auto& writer : writers) {
