@@ -159,7 +159,7 @@ void VramTracker::settle_peaks(int purpose_dimension) const noexcept {
   raise_max(peaks_.bytes[purpose_dimension], at_least_zero(purpose));
 }
 
-AllocationRecord VramTracker::copy_out(const StoredRecord& stored) const {
+AllocationRecord VramTracker::record_fields(const StoredRecord& stored) const noexcept {
   AllocationRecord record;
   record.id = stored.id;
   record.ptr = reinterpret_cast<void*>(stored.key);
@@ -170,6 +170,11 @@ AllocationRecord VramTracker::copy_out(const StoredRecord& stored) const {
   record.owned = stored.owned;
   record.recorded_at_unix_ns = stored.unix_ns;
   record.order = stored.ticks;
+  return record;
+}
+
+AllocationRecord VramTracker::copy_out(const StoredRecord& stored) const {
+  AllocationRecord record = record_fields(stored);
   if (stored.description) record.description = stored.description.get();
   return record;
 }
@@ -311,17 +316,9 @@ Removal VramTracker::remove(const void* ptr, bool owned, AllocationRecord* out) 
     shard.records.erase(record, nullptr);
     return Removal::Removed;
   }
-  // Copied out before the erase, which no longer needs it. Filling *out may allocate (a long
-  // description): the caller reads the record's kind and address, which are set first.
-  out->id = record->id;
-  out->ptr = reinterpret_cast<void*>(record->key);
-  out->bytes = record->bytes;
-  out->purpose = record->purpose;
-  out->kind = record->kind;
-  out->device = device_;
-  out->owned = record->owned;
-  out->order = record->ticks;
-  out->recorded_at_unix_ns = record->unix_ns;
+  // Everything but the description is copied without allocating, before the erase; the
+  // description's copy may allocate (the caller reads the record's kind and address, set here).
+  *out = record_fields(*record);
   StoredRecord removed;
   shard.records.erase(record, &removed);
   lock.unlock();

@@ -156,8 +156,10 @@ impl HealthMonitor {
             },
             (_, verification) => (verification, None),
         };
-        let integrity = integrity.into_iter().chain(witnessed.as_ref().map(bandwidth_violations).unwrap_or_default());
-        let integrity: Vec<ViolationReport> = integrity.collect();
+        let mut integrity = integrity;
+        if let Some(witnessed) = &witnessed {
+            integrity.extend(bandwidth_violations(witnessed));
+        }
         let duration = started.elapsed();
         let (verification, integrity) = if duration > self.config.check_deadline {
             let late = Error::Timeout(format!(

@@ -183,6 +183,9 @@ class VramTracker {
   std::uint64_t settle_peak(int dimension) const noexcept;
   // settle_peak of the total and of one purpose's dimension, in one pass over the stripes.
   void settle_peaks(int purpose_dimension) const noexcept;
+  // A stored record as the public copy: every field but the description (no allocation), and
+  // with it.
+  AllocationRecord record_fields(const StoredRecord& record) const noexcept;
   AllocationRecord copy_out(const StoredRecord& record) const;
   UsageStats read_counters() const noexcept;
 
