@@ -236,12 +236,16 @@ fn can_load_model_agrees_with_free_memory() -> Result<(), Failed> {
     Ok(())
 }
 
-fn dump_lists_real_tracker_allocations() -> Result<(), Failed> {
-    let dir = std::env::temp_dir().join(format!("vramguard-gpu-monitor-dump-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let result = dump_in(&dir);
+/// Runs `trial` in a fresh temporary directory, removed afterwards whatever the outcome.
+fn in_temp_dir(label: &str, trial: impl FnOnce(&std::path::Path) -> Result<(), Failed>) -> Result<(), Failed> {
+    let dir = crate::model_files::temp_dir(label);
+    let result = trial(&dir);
     let _ = std::fs::remove_dir_all(&dir);
     result
+}
+
+fn dump_lists_real_tracker_allocations() -> Result<(), Failed> {
+    in_temp_dir("gpu-monitor-dump", dump_in)
 }
 
 fn dump_in(dir: &std::path::Path) -> Result<(), Failed> {
@@ -317,11 +321,7 @@ fn no_gpu_background_records_no_device() -> Result<(), Failed> {
 /// python3 with torch on the GPU host): `stats` accounts every byte, `trace` lists the allocations,
 /// `trace_plot` renders the timeline, and each block's annotation names its description.
 fn memory_viz_snapshot_opens_in_pytorchs_visualiser() -> Result<(), Failed> {
-    let dir = std::env::temp_dir().join(format!("vramguard-gpu-memory-viz-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let result = memory_viz_in(&dir);
-    let _ = std::fs::remove_dir_all(&dir);
-    result
+    in_temp_dir("gpu-memory-viz", memory_viz_in)
 }
 
 fn memory_viz_in(dir: &std::path::Path) -> Result<(), Failed> {
