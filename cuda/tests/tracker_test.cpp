@@ -440,9 +440,11 @@ TEST(Tracker, SampledSweepQueriesForeignMemoryAlwaysAndOwnMemoryInRotation) {
 }
 
 // Issue 18: the counters are per-thread stripes summed on read. A model under concurrency: 8
-// writers record and remove their own pointers of random sizes; a reader raises a flag, reads,
-// then waits until every writer has parked (a writer checks the flag before each operation, so
-// only an operation already started when the flag went up can be in flight during the read).
+// writers record and remove their own pointers of random sizes; a reader raises a flag carrying
+// the round's number, reads, then waits until every writer has parked for that round (a writer
+// checks the flag before each operation, so only an operation already started when the flag went
+// up can be in flight during the read; a writer parks by storing the round it saw, so a park
+// left from an earlier round never passes for one in this round).
 // The read lies between the totals with and without those operations; with every writer parked a
 // read is exact; every peak read is at least every total a read returned.
 TEST(Tracker, ReadsDuringUpdatesStayWithinTheOperationsInFlight) {
@@ -451,10 +453,10 @@ TEST(Tracker, ReadsDuringUpdatesStayWithinTheOperationsInFlight) {
   struct alignas(64) Writer {
     std::atomic<std::int64_t> before{0};  // live bytes before the last operation it started
     std::atomic<std::int64_t> after{0};   // live bytes after the last operation it finished
-    std::atomic<bool> parked{false};
+    std::atomic<int> parked_for{0};       // the round it last parked for
   };
   std::array<Writer, kWriters> writers;
-  std::atomic<bool> reading{false};
+  std::atomic<int> reading{0};  // the round being read, 0 between rounds
   std::atomic<bool> stop{false};
   std::vector<std::thread> threads;
   for (int w = 0; w < kWriters; ++w) {
@@ -464,10 +466,9 @@ TEST(Tracker, ReadsDuringUpdatesStayWithinTheOperationsInFlight) {
       std::int64_t bytes = 0;
       std::uint64_t next = 1;
       while (!stop.load(std::memory_order_relaxed)) {
-        if (reading.load(std::memory_order_relaxed)) {
-          writers[w].parked.store(true, std::memory_order_release);
-          while (reading.load(std::memory_order_acquire)) std::this_thread::yield();
-          writers[w].parked.store(false, std::memory_order_release);
+        if (const int round = reading.load(std::memory_order_acquire); round != 0) {
+          writers[w].parked_for.store(round, std::memory_order_release);
+          while (reading.load(std::memory_order_acquire) == round) std::this_thread::yield();
           continue;
         }
         writers[w].before.store(bytes, std::memory_order_relaxed);
@@ -496,13 +497,13 @@ TEST(Tracker, ReadsDuringUpdatesStayWithinTheOperationsInFlight) {
   }
   std::uint64_t highest_read = 0;
   int overlapped = 0;
-  for (int round = 0; round < 400; ++round) {
-    reading.store(true, std::memory_order_relaxed);
+  for (int round = 1; round <= 400; ++round) {
+    reading.store(round, std::memory_order_relaxed);
     std::atomic_thread_fence(std::memory_order_seq_cst);  // the flag before the read (see above)
     const std::uint64_t read = tracker.total_usage();
     const std::uint64_t kv = tracker.usage_by_purpose(VramPurpose::KVCache);
     for (auto& writer : writers) {
-      while (!writer.parked.load(std::memory_order_acquire)) std::this_thread::yield();
+      while (writer.parked_for.load(std::memory_order_acquire) != round) std::this_thread::yield();
     }
     std::int64_t low = 0, high = 0, exact = 0;
     for (auto& writer : writers) {
@@ -522,7 +523,7 @@ TEST(Tracker, ReadsDuringUpdatesStayWithinTheOperationsInFlight) {
     ASSERT_EQ(tracker.usage().total_bytes, static_cast<std::uint64_t>(exact));
     highest_read = std::max(highest_read, read);
     ASSERT_GE(tracker.peak_usage(), highest_read);
-    reading.store(false, std::memory_order_release);
+    reading.store(0, std::memory_order_release);
     std::this_thread::yield();
   }
   stop.store(true);
