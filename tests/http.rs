@@ -408,6 +408,8 @@ fn metrics_are_well_formed_and_equal_the_report() {
     assert_eq!(v("vramguard_memory_pressure_level"), 1.0);
     assert_eq!(v("vramguard_device_used_bytes"), 5_000_000_000.0);
     assert_eq!(v("vramguard_device_total_bytes"), 80_000_000_000.0);
+    let gpu = [("ordinal", "0"), ("name", "Test GPU"), ("pci_bus_id", "0000:19:00.0")];
+    assert_eq!(value(&samples, "vramguard_device_info", &gpu), Some(1.0), "which GPU the figures are of");
     assert_eq!(v("vramguard_resident"), 0.0);
     assert_eq!(v("vramguard_healthy"), 0.0);
     assert_eq!(value(&samples, "vramguard_health_status", &[("status", "unhealthy")]), Some(1.0));

@@ -316,7 +316,7 @@ impl HealthMonitor {
         }
     }
 
-    /// Name, integration and unified-memory flags: read once, when the device answers.
+    /// Name, bus id, integration and unified-memory flags: read once, when the device answers.
     fn device_static(&self) -> DeviceReport {
         let mut known = self.device_static.lock().unwrap_or_else(|p| p.into_inner());
         if known.is_none() {
@@ -324,6 +324,7 @@ impl HealthMonitor {
                 *known = Some(DeviceReport {
                     ordinal: info.ordinal,
                     name: info.name.clone(),
+                    pci_bus_id: info.pci_bus_id.clone(),
                     total_bytes: info.memory.total_bytes,
                     integrated: info.integrated,
                     unified_memory: info.unified_memory(),

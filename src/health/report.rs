@@ -44,6 +44,9 @@ pub struct DeviceReport {
     pub ordinal: u32,
     /// The product name; empty until the device has answered.
     pub name: String,
+    /// The PCI bus id (`dddd:bb:dd.f`, as CUDA gives it), which tells GPUs of the same product
+    /// apart whatever `CUDA_VISIBLE_DEVICES` renumbers; empty until the device has answered.
+    pub pci_bus_id: String,
     /// The device's whole memory.
     pub total_bytes: u64,
     /// Device-wide used VRAM: total − free from cudaMemGetInfo.

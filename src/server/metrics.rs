@@ -122,7 +122,8 @@ fn to_text_format(open_metrics: &str) -> String {
 /// `vramguard_vram_used_bytes{purpose}`, `vramguard_vram_tracked_bytes`,
 /// `vramguard_tracked_allocations`, `vramguard_budget_bytes`, `vramguard_budget_allocated_bytes`,
 /// `vramguard_budget_available_bytes`, `vramguard_memory_pressure_level` (the four with a budget),
-/// `vramguard_device_used_bytes`, `vramguard_device_total_bytes`, `vramguard_process_vram_known`,
+/// `vramguard_device_used_bytes`, `vramguard_device_total_bytes`,
+/// `vramguard_device_info{ordinal,name,pci_bus_id}`, `vramguard_process_vram_known`,
 /// `vramguard_process_vram_bytes`, `vramguard_untracked_vram_bytes`,
 /// `vramguard_cuda_context_bytes`, `vramguard_pool_cache_bytes`,
 /// `vramguard_untracked_remainder_bytes` (when known), `vramguard_leak_suspected{source}`,
@@ -169,6 +170,13 @@ impl Collector for ReportCollector {
         }
         gauge(&mut e, "device_used", "Device-wide used VRAM (total - free).", bytes, r.device.used_bytes)?;
         gauge(&mut e, "device_total", "Device VRAM.", bytes, r.device.total_bytes)?;
+        // Which GPU the figures are of: two workers on one host serve two GPUs of the same name.
+        let help = "The GPU this worker serves, as labels (CUDA ordinal, product name, PCI bus id); always 1.";
+        let mut family = e.encode_descriptor("device_info", help, None, MetricType::Gauge)?;
+        let ordinal = r.device.ordinal.to_string();
+        let (name, bus) = (label_value(&r.device.name), label_value(&r.device.pci_bus_id));
+        let labels = [("ordinal", ordinal.as_str()), ("name", name.as_str()), ("pci_bus_id", bus.as_str())];
+        ConstGauge::new(1i64).encode(family.encode_family(&labels)?)?;
         let help = "1 when NVML reported this process's VRAM, else 0 (the two figures below are then absent).";
         gauge(&mut e, "process_vram_known", help, None, u64::from(r.device.process_bytes.is_some()))?;
         if let Some(process) = r.device.process_bytes {
@@ -236,7 +244,8 @@ impl Collector for ReportCollector {
             let help = "What the bandwidth witness read each ModelWeights allocation at in the last check.";
             let mut family = e.encode_descriptor("witness_read_gigabytes_per_second", help, None, MetricType::Gauge)?;
             for reading in &witness.readings {
-                let labels = [("allocation", reading.description.as_str())];
+                let allocation = label_value(&reading.description);
+                let labels = [("allocation", allocation.as_str())];
                 ConstGauge::new(reading.gb_per_s).encode(family.encode_family(&labels)?)?;
             }
         }
@@ -306,6 +315,22 @@ fn purpose_bytes(report: &HealthReport) -> BTreeMap<String, u64> {
     out
 }
 
+/// Free text as a label value: the encoder writes values as given, and the exposition formats
+/// (0.0.4 and OpenMetrics alike) end a value at an unescaped `"`, so a description with a quote or
+/// a line break would break the whole scrape.
+fn label_value(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// `ModelWeights` / `KVCache` / `model_weights` → `model_weights` / `kv_cache` / `model_weights`;
 /// anything outside `[a-z0-9_]` becomes `_`, so a label value never needs escaping.
 pub(crate) fn purpose_label(name: &str) -> String {
@@ -347,6 +372,48 @@ mod tests {
         assert_eq!(purpose_label("kv_cache"), "kv_cache");
         assert_eq!(purpose_label("a\"b\\c d"), "a_b_c_d");
         assert_eq!(purpose_label(""), "unknown");
+    }
+
+    /// A quote, backslash or line break in free text (a GPU's name, an allocation's description)
+    /// is escaped, so the scrape stays parseable; the 0.0.4 form carries the same escapes.
+    #[test]
+    fn free_text_labels_are_escaped() {
+        let device = DeviceReport {
+            ordinal: 1,
+            name: "GPU \"x\" \\ y".into(),
+            pci_bus_id: "0000:19:00.0".into(),
+            ..DeviceReport::default()
+        };
+        let mut report = HealthReport::starting(device);
+        report.witness = Some(crate::health::WitnessReport {
+            device_gb_per_s: 4000.0,
+            host_gb_per_s: 50.0,
+            threshold_gb_per_s: 447.0,
+            smallest_judged_bytes: 1 << 20,
+            full_pass_checks: 4,
+            not_judging: None,
+            readings: vec![crate::witness::WitnessReading {
+                id: 7,
+                description: "weights \"v2\"\nsecond line".into(),
+                kind: "Device".into(),
+                bytes: 1 << 20,
+                offset: 0,
+                slice_bytes: 1 << 20,
+                gb_per_s: 3000.0,
+                judged: true,
+                host_backed: false,
+            }],
+        });
+        let open_metrics = encode_metrics(&report).unwrap();
+        let info = r#"vramguard_device_info{ordinal="1",name="GPU \"x\" \\ y",pci_bus_id="0000:19:00.0"} 1"#;
+        assert!(open_metrics.contains(&format!("{info}\n")), "{open_metrics}");
+        let reading = r#"vramguard_witness_read_gigabytes_per_second{allocation="weights \"v2\"\nsecond line"} 3000.0"#;
+        assert!(open_metrics.contains(&format!("{reading}\n")), "{open_metrics}");
+        let text = to_text_format(&open_metrics);
+        assert!(text.contains(info) && text.contains(reading), "{text}");
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            assert!(line.starts_with("vramguard_"), "a line of the exposition broke: {line:?}");
+        }
     }
 
     #[test]

@@ -130,6 +130,16 @@ fn metrics_agree_with_the_tracker() -> Result<(), Failed> {
         ensure!(metric(&text, name) == Some(value as f64), "{name}: {:?} vs {value}\n{text}", metric(&text, name));
     }
     ensure!(metric(&text, "vramguard_device_total_bytes").unwrap_or(0.0) > 0.0, "{text}");
+    // Which GPU: /health and /metrics name the one the tracker is on, by CUDA's PCI bus id.
+    let info = vramguard::Device::new(0)?.info()?;
+    let health = http_client::get(service.local_addr(), "/health").json();
+    ensure!(
+        health["device"]["pci_bus_id"] == info.pci_bus_id.as_str() && health["device"]["name"] == info.name.as_str(),
+        "{health}"
+    );
+    let series =
+        format!("vramguard_device_info{{ordinal=\"0\",name=\"{}\",pci_bus_id=\"{}\"}}", info.name, info.pci_bus_id);
+    ensure!(metric(&text, &series) == Some(1.0), "no {series} in\n{text}");
     Ok(())
 }
 

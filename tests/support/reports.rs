@@ -22,6 +22,7 @@ pub fn device() -> DeviceReport {
     DeviceReport {
         ordinal: 0,
         name: "Test GPU".into(),
+        pci_bus_id: "0000:19:00.0".into(),
         total_bytes: 80_000_000_000,
         used_bytes: 5_000_000_000,
         integrated: false,
