@@ -15,6 +15,8 @@ mod http_client;
 mod model_files;
 #[path = "gpu/monitor.rs"]
 mod monitor;
+#[path = "gpu/multi_gpu.rs"]
+mod multi_gpu;
 #[path = "gpu/no_device.rs"]
 mod no_device;
 #[path = "gpu/policy.rs"]
@@ -50,6 +52,7 @@ fn main() -> std::process::ExitCode {
     trials.extend(faults::trials());
     trials.extend(weights::trials());
     trials.extend(witness::trials());
+    trials.extend(multi_gpu::trials());
 
     warm_up_unified_memory();
     let free_before = free_bytes_per_device();

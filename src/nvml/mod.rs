@@ -36,6 +36,7 @@ pub const NVML_LIBRARY: &str = "libnvidia-ml.so.1";
 const INIT: &str = "nvmlInit_v2";
 const HANDLE_BY_PCI_BUS_ID: &str = "nvmlDeviceGetHandleByPciBusId_v2";
 const COMPUTE_PROCESSES: &str = "nvmlDeviceGetComputeRunningProcesses_v3";
+const DEVICE_COUNT: &str = "nvmlDeviceGetCount_v2";
 
 /// Why NVML could not answer. Every variant ends in "unknown", never in a guessed figure.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -116,6 +117,12 @@ impl Nvml {
     /// The library this NVML came from.
     pub fn library(&self) -> &str {
         &self.library
+    }
+
+    /// The host's GPUs, all of them: NVML does not read `CUDA_VISIBLE_DEVICES`, so this is what
+    /// the machine has, not what this process may use.
+    pub fn device_count(&self) -> Result<u32, NvmlUnavailable> {
+        self.nvml.device_count().map_err(|error| NvmlUnavailable::new(&self.library, DEVICE_COUNT, error))
     }
 
     /// NVML's handle for the GPU at `pci_bus_id` (CUDA's or NVML's form), tried in NVML's form

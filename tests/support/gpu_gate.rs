@@ -24,6 +24,30 @@ pub fn gpu(name: &str, body: fn() -> Result<(), Failed>) -> Trial {
     .with_kind("gpu")
 }
 
+/// A test that needs two GPUs at once. With fewer visible it is reported as ignored ("needs 2
+/// GPUs"), and fails under VRAM_REQUIRE_GPU=1 only where the host has two or more (NVML counts
+/// the host's GPUs whatever `CUDA_VISIBLE_DEVICES` hides): on a one-GPU host the GPU suite runs
+/// everything else and says why these did not run.
+pub fn two_gpus(name: &str, body: fn() -> Result<(), Failed>) -> Trial {
+    Trial::ignorable_test(name, move || {
+        let visible = vramguard::device_count().unwrap_or(0);
+        if visible < 2 {
+            let host = host_gpu_count();
+            if gpu_required() && host >= 2 {
+                return Err(format!("VRAM_REQUIRE_GPU=1, the host has {host} GPUs and {visible} are visible").into());
+            }
+            return Ok(Completion::ignored_with(format!("needs 2 GPUs ({visible} visible, {host} on the host)")));
+        }
+        body().map(|()| Completion::Completed)
+    })
+    .with_kind("2 gpus")
+}
+
+/// The host's GPUs as NVML counts them; 0 without a driver.
+pub fn host_gpu_count() -> u32 {
+    vramguard::nvml::Nvml::load().and_then(|nvml| nvml.device_count()).unwrap_or(0)
+}
+
 /// A test of the no-GPU error path: it runs only where there is no GPU.
 pub fn without_gpu(name: &str, body: fn() -> Result<(), Failed>) -> Trial {
     Trial::ignorable_test(name, move || {
