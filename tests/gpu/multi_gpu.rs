@@ -15,7 +15,7 @@ use vramguard::nvml::{find_process, Nvml, ProcessVram};
 use vramguard::{Device, DeviceBuffer, MemoryType, Purpose, ViolationReason};
 
 use crate::ensure;
-use crate::gpu_gate::{two_gpus, vramguard_binary};
+use crate::gpu_gate::{gpu, two_gpus, vramguard_binary};
 use crate::http_client;
 
 const MIB: u64 = 1 << 20;
@@ -26,6 +26,7 @@ const DRIVER_PAGE: u64 = 2 * MIB;
 
 pub fn trials() -> Vec<Trial> {
     vec![
+        gpu("accounting::one_gpu_tracker_matches_the_driver_drop", one_gpu_tracker_matches_the_driver_drop),
         two_gpus("multi_gpu::trackers_of_two_gpus_from_the_same_threads", trackers_of_two_gpus_from_the_same_threads),
         two_gpus("multi_gpu::a_gpu1_buffer_adopted_by_gpu0_is_on_the_wrong_device", gpu1_buffer_adopted_by_gpu0),
         two_gpus("multi_gpu::serve_on_gpu1_makes_no_context_on_gpu0", serve_on_gpu1_makes_no_context_on_gpu0),
@@ -40,12 +41,25 @@ fn free_bytes(device: u32) -> Result<u64, Failed> {
 }
 
 fn trackers_of_two_gpus_from_the_same_threads() -> Result<(), Failed> {
+    threads_on_devices_match_driver_drops(&[0, 1])
+}
+
+/// The same accounting on one GPU, run on every GPU host (it is the premise the two-GPU trial
+/// rests on: a tracker's total equals its driver's drop, within a page).
+fn one_gpu_tracker_matches_the_driver_drop() -> Result<(), Failed> {
+    threads_on_devices_match_driver_drops(&[0])
+}
+
+/// 8 threads each allocate on every device of `devices` in turn, through each device's tracker;
+/// then each tracker's total equals what was allocated on it and its driver's free-memory drop,
+/// each buffer is found on its tracker's device, and the frees give everything back.
+fn threads_on_devices_match_driver_drops(devices: &[u32]) -> Result<(), Failed> {
     const THREADS: u64 = 8;
     const PER_THREAD: u64 = 6;
-    let trackers = [Device::new(0)?.tracker()?, Device::new(1)?.tracker()?];
-    let free_before = [free_bytes(0)?, free_bytes(1)?];
-    // Each thread allocates on both GPUs in turn; GPU 1's buffers are larger, so that bytes
-    // counted on the wrong GPU would show in both totals.
+    let trackers = devices.iter().map(|&d| Device::new(d)?.tracker()).collect::<vramguard::Result<Vec<_>>>()?;
+    let free_before = devices.iter().map(|&d| free_bytes(d)).collect::<Result<Vec<_>, _>>()?;
+    // Later devices get larger buffers, so that bytes counted on the wrong GPU would show in both
+    // totals.
     let size = |device: u64, i: u64| (1 + device + i % 3) * DRIVER_PAGE;
     let held: Vec<Vec<DeviceBuffer>> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..THREADS)
@@ -54,9 +68,10 @@ fn trackers_of_two_gpus_from_the_same_threads() -> Result<(), Failed> {
                 scope.spawn(move || -> vramguard::Result<Vec<DeviceBuffer>> {
                     let mut mine = Vec::new();
                     for i in 0..PER_THREAD {
-                        for (device, tracker) in trackers.iter().enumerate() {
+                        for tracker in trackers {
+                            let device = tracker.device();
                             let description = format!("thread {t} buffer {i} GPU{device}");
-                            mine.push(tracker.allocate(size(device as u64, i), Purpose::KVCache, &description)?);
+                            mine.push(tracker.allocate(size(u64::from(device), i), Purpose::KVCache, &description)?);
                         }
                     }
                     Ok(mine)
@@ -65,39 +80,38 @@ fn trackers_of_two_gpus_from_the_same_threads() -> Result<(), Failed> {
             .collect();
         workers.into_iter().map(|w| w.join().expect("an allocating thread panicked")).collect::<vramguard::Result<_>>()
     })?;
-    let expected: Vec<u64> = (0..2).map(|d| THREADS * (0..PER_THREAD).map(|i| size(d, i)).sum::<u64>()).collect();
-    let free_holding = [free_bytes(0)?, free_bytes(1)?];
-    for device in 0..2 {
-        let tracker = &trackers[device];
-        let drop = free_before[device].saturating_sub(free_holding[device]);
+    for (index, tracker) in trackers.iter().enumerate() {
+        let device = tracker.device();
+        let expected = THREADS * (0..PER_THREAD).map(|i| size(u64::from(device), i)).sum::<u64>();
+        let drop = free_before[index].saturating_sub(free_bytes(device)?);
         println!(
-            "[ vramguard ] GPU{device}: tracker total {} bytes in {} allocations, driver free memory fell {drop} bytes",
+            "[ vramguard ] GPU{device} of {devices:?}: tracker total {} bytes in {} allocations from {THREADS} threads, \
+             driver free memory fell {drop} bytes",
             tracker.total_bytes(),
             tracker.allocation_count()
         );
         ensure!(
-            tracker.total_bytes() == expected[device],
-            "GPU{device}: {} tracked, {} allocated",
-            tracker.total_bytes(),
-            expected[device]
+            tracker.total_bytes() == expected,
+            "GPU{device}: {} tracked, {expected} allocated",
+            tracker.total_bytes()
         );
         ensure!(
-            drop.abs_diff(expected[device]) <= DRIVER_PAGE,
-            "GPU{device}: the driver's free memory fell {drop} bytes for {} tracked",
-            expected[device]
+            drop.abs_diff(expected) <= DRIVER_PAGE,
+            "GPU{device}: the driver's free memory fell {drop} bytes for {expected} tracked"
         );
         // Every buffer is on the GPU whose tracker holds it (a wrong device is a violation).
         let report = tracker.verify_all()?;
         ensure!(report.resident && report.checked == THREADS * PER_THREAD, "GPU{device}: {report:?}");
     }
     drop(held);
-    for device in 0..2 {
-        ensure!(trackers[device].total_bytes() == 0, "GPU{device}: bytes left after the frees");
-        let free_after = free_bytes(device as u32)?;
+    for (index, tracker) in trackers.iter().enumerate() {
+        let device = tracker.device();
+        ensure!(tracker.total_bytes() == 0, "GPU{device}: bytes left after the frees");
+        let free_after = free_bytes(device)?;
         ensure!(
-            free_after.abs_diff(free_before[device]) <= DRIVER_PAGE,
+            free_after.abs_diff(free_before[index]) <= DRIVER_PAGE,
             "GPU{device}: free memory {} before, {free_after} after the frees",
-            free_before[device]
+            free_before[index]
         );
     }
     Ok(())
