@@ -159,6 +159,26 @@ void VramTracker::settle_peaks(int purpose_dimension) const noexcept {
   raise_max(peaks_.bytes[purpose_dimension], at_least_zero(purpose));
 }
 
+void VramTracker::settle_peaks_after_record(int purpose_dimension) const noexcept {
+  // Alone on this tracker (no other thread's stripe was ever used): sum, nothing to meet.
+  const std::uint64_t own = std::uint64_t{1} << t_stripe.index;
+  if (stripes_in_use_.load(std::memory_order_relaxed) == own) {
+    settle_peaks(purpose_dimension);
+    return;
+  }
+  // One recording thread sums at a time. A record that finds another thread summing overlaps
+  // that thread's record: the two updates are concurrent, for which a peak need not be exact,
+  // and the next read settles it in any case. Updates that are not concurrent never find the
+  // flag held, so each of them sums. The test before the exchange keeps waiting threads reading
+  // a shared line instead of bouncing it.
+  if (peak_sum_.busy.load(std::memory_order_relaxed) ||
+      peak_sum_.busy.exchange(true, std::memory_order_acquire)) {
+    return;
+  }
+  settle_peaks(purpose_dimension);
+  peak_sum_.busy.store(false, std::memory_order_release);
+}
+
 AllocationRecord VramTracker::record_fields(const StoredRecord& stored) const noexcept {
   AllocationRecord record;
   record.id = stored.id;
@@ -252,26 +272,33 @@ std::uint64_t VramTracker::insert_validated(const void* ptr, std::size_t bytes, 
     record.description[description.size()] = '\0';
   }
 
-  std::lock_guard<ShardMutex> lock(shard.mutex);
-  if (shard.bytes + bytes > kMaxShardBytes) {
-    throw Error(VG_ERR_INVALID_SIZE, "tracked total would overflow");
-  }
-  // One lookup: the record is moved in only when the pointer is new.
-  const auto [stored, inserted] = shard.records.try_insert(std::move(record), hash);
-  if (!inserted) throw Error(VG_ERR_ALREADY_TRACKED, "pointer is already tracked");
-  const std::uint64_t id = (shard.next_sequence++ << 6) | shard_index;
-  stored->id = id;
-  shard.bytes += bytes;
   const int p = 1 + static_cast<int>(purpose);
-  bool exclusive = true;
-  Stripe& stripe = own_stripe(&exclusive);
-  const auto delta = static_cast<std::int64_t>(bytes);
-  bump(stripe.bytes[0], delta, exclusive);
-  bump(stripe.bytes[p], delta, exclusive);
-  bump(stripe.count, 1, exclusive);
-  bump(stripe.purpose_count[p - 1], 1, exclusive);
-  bump(stripe.lifetime, 1, exclusive);
-  settle_peaks(p);
+  std::uint64_t id = 0;
+  {
+    std::lock_guard<ShardMutex> lock(shard.mutex);
+    if (shard.bytes + bytes > kMaxShardBytes) {
+      throw Error(VG_ERR_INVALID_SIZE, "tracked total would overflow");
+    }
+    // One lookup: the record is moved in only when the pointer is new.
+    const auto [stored, inserted] = shard.records.try_insert(std::move(record), hash);
+    if (!inserted) throw Error(VG_ERR_ALREADY_TRACKED, "pointer is already tracked");
+    id = (shard.next_sequence++ << 6) | shard_index;
+    stored->id = id;
+    shard.bytes += bytes;
+    // The counters change with the record, under its lock (a snapshot holding every lock sees
+    // them agree).
+    bool exclusive = true;
+    Stripe& stripe = own_stripe(&exclusive);
+    const auto delta = static_cast<std::int64_t>(bytes);
+    bump(stripe.bytes[0], delta, exclusive);
+    bump(stripe.bytes[p], delta, exclusive);
+    bump(stripe.count, 1, exclusive);
+    bump(stripe.purpose_count[p - 1], 1, exclusive);
+    bump(stripe.lifetime, 1, exclusive);
+  }
+  // After the lock: the sum reads every thread's stripe, which no other record of this shard
+  // needs to wait for.
+  settle_peaks_after_record(p);
   return id;
 }
 

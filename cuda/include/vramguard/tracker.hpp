@@ -7,9 +7,10 @@
 // the threads that have used the tracker (a fixed number of loads, at most 64, whatever the number
 // of records). A read with no update in flight is exact; one taken during updates is within the
 // bytes of the updates in flight; a snapshot that holds every shard lock sees counters that equal
-// its records exactly. Peaks are raised by every record (from the sum of the stripes: exact when
-// updates are not concurrent) and by every read (so a peak never understates a total a read
-// returned).
+// its records exactly. Peaks are raised by records (from the sum of the stripes, by one recording
+// thread at a time: a record that finds another summing is concurrent with it and leaves the
+// peak to it; so peaks are exact when updates are not concurrent) and by every read (so a peak
+// never understates a total a read returned).
 //
 // A record can be pinned while an operation uses its memory (a copy, a checksum: RecordPin):
 // removing a pinned record waits until the operation is done, so that memory looked up under the
@@ -183,6 +184,9 @@ class VramTracker {
   std::uint64_t settle_peak(int dimension) const noexcept;
   // settle_peak of the total and of one purpose's dimension, in one pass over the stripes.
   void settle_peaks(int purpose_dimension) const noexcept;
+  // settle_peaks for the calling thread's record, just made: skipped while another thread's
+  // record is summing (the two are concurrent).
+  void settle_peaks_after_record(int purpose_dimension) const noexcept;
   // A stored record as the public copy: every field but the description (no allocation), and
   // with it.
   AllocationRecord record_fields(const StoredRecord& record) const noexcept;
@@ -200,6 +204,12 @@ class VramTracker {
     std::atomic<std::uint64_t> bytes[kDims]{};
   };
   mutable Peaks peaks_;
+  // Held by the one recording thread summing the stripes for the peaks (a line of its own: it
+  // changes with every sum, the peaks only with a new maximum).
+  struct alignas(64) PeakSum {
+    std::atomic<bool> busy{false};
+  };
+  mutable PeakSum peak_sum_;
 };
 
 }  // namespace vramguard
