@@ -99,6 +99,24 @@ bool exercise(int device, CUcontext expected, const Report& report) {
     return false;
   }
   still("vg_checksum_device_within");
+  vg_read_bandwidth reading{};
+  if (!ok(vg_read_bandwidth_measure(tracker, plain, 0, kMiB, 4 * kMiB, 10'000, &reading),
+          "vg_read_bandwidth_measure")) {
+    return false;
+  }
+  still("vg_read_bandwidth_measure");
+  vg_witness_calibration calibration{};
+  if (!ok(vg_read_witness_calibrate(device, kMiB, 4 * kMiB, 10'000, &calibration),
+          "vg_read_witness_calibrate")) {
+    return false;
+  }
+  still("vg_read_witness_calibrate (device and mapped pinned host memory)");
+  const vg_loader_options loader_options{4 * kMiB, 2};
+  vg_loader* loader = nullptr;
+  if (!ok(vg_loader_create(device, &loader_options, &loader), "vg_loader_create")) return false;
+  still("vg_loader_create (pinned staging, streams)");
+  if (!ok(vg_loader_destroy(loader), "vg_loader_destroy")) return false;
+  still("vg_loader_destroy");
   vg_residency residency{};
   if (!ok(vg_verify(tracker, VG_PURPOSE_MASK_ALL, &residency, nullptr, 0), "vg_verify"))
     return false;
