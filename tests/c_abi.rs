@@ -251,6 +251,10 @@ fn invalid_purpose_kind_and_mask() {
         f.rejects(sys::VG_ERR_INVALID_ENUM, "verify mask", || unsafe {
             sys::vg_verify(t, mask, &mut residency, null_mut(), 0)
         });
+        let mut count = 0u64;
+        f.rejects(sys::VG_ERR_INVALID_ENUM, "snapshot_of mask", || unsafe {
+            sys::vg_snapshot_of(t, mask, null_mut(), 0, &mut count)
+        });
     }
     assert!(ptr.is_null());
 }

@@ -1,5 +1,9 @@
 #include "vramguard/purpose.hpp"
 
+#include <string>
+
+#include "vramguard/error.hpp"
+
 namespace vramguard {
 
 const char* to_string(VramPurpose purpose) noexcept {
@@ -21,6 +25,12 @@ const char* to_string(AllocationKind kind) noexcept {
     case AllocationKind::Adopted: return "Adopted";
   }
   return "Invalid";
+}
+
+void require_valid_purpose_mask(unsigned mask) {
+  if (mask == 0 || (mask & ~kAllPurposes) != 0) {
+    throw Error(VG_ERR_INVALID_ENUM, "purpose mask " + std::to_string(mask) + " is invalid");
+  }
 }
 
 }  // namespace vramguard

@@ -90,10 +90,7 @@ bool ResidencyCheck::check_pointer_residency(const void* ptr) {
 
 ResidencyReport ResidencyCheck::check_residency(const VramTracker& tracker, unsigned purpose_mask,
                                                 SweepSample sample) {
-  if (purpose_mask == 0 || (purpose_mask & ~kAllPurposes) != 0) {
-    throw Error(VG_ERR_INVALID_ENUM,
-                "purpose mask " + std::to_string(purpose_mask) + " is invalid");
-  }
+  require_valid_purpose_mask(purpose_mask);
   ResidencyReport report;
   report.device = tracker.device();
   report.memory = memory_info(tracker.device());  // fails first, and clearly, without a GPU

@@ -476,6 +476,7 @@ std::vector<AllocationRecord> VramTracker::snapshot() const {
 }
 
 std::vector<AllocationRecord> VramTracker::records_of(unsigned purpose_mask) const {
+  require_valid_purpose_mask(purpose_mask);
   std::vector<AllocationRecord> records;
   for (const auto& shard : shards_) {
     std::lock_guard<ShardMutex> lock(shard.mutex);

@@ -26,6 +26,12 @@ const char* to_string(VramPurpose purpose) noexcept;
 const char* to_string(AllocationKind kind) noexcept;
 
 constexpr bool is_valid_purpose(int value) noexcept { return value >= 0 && value < kPurposeCount; }
+
+// A set of purposes as a bit mask: bit p for VramPurpose p (the C ABI's VG_PURPOSE_MASK_*).
+inline constexpr unsigned kAllPurposes = (1u << kPurposeCount) - 1;
+constexpr unsigned purpose_bit(VramPurpose p) { return 1u << static_cast<unsigned>(p); }
+// Throws Error(VG_ERR_INVALID_ENUM) for an empty mask or one with bits beyond the purposes.
+void require_valid_purpose_mask(unsigned mask);
 constexpr bool is_valid_kind(int value) noexcept {
   return value >= 0 && value < kAllocationKindCount;
 }

@@ -40,9 +40,6 @@ struct Violation {
   PointerResidency observed;
 };
 
-inline constexpr unsigned kAllPurposes = (1u << kPurposeCount) - 1;
-constexpr unsigned purpose_bit(VramPurpose p) { return 1u << static_cast<unsigned>(p); }
-
 struct ResidencyReport {
   bool resident = true;
   int device = 0;

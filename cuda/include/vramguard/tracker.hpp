@@ -132,7 +132,8 @@ class VramTracker {
   };
   Snapshot consistent_snapshot() const;
   // The records whose purpose bit is in the mask, oldest first; shards are read one at a time, so
-  // unlike snapshot() the list is not consistent with usage() while others record.
+  // unlike snapshot() the list is not consistent with usage() while others record. Throws
+  // Error(VG_ERR_INVALID_ENUM) for an invalid mask.
   std::vector<AllocationRecord> records_of(unsigned purpose_mask) const;
   ResidencyCandidates residency_candidates(unsigned purpose_mask, SweepSample sample = {}) const;
   std::string usage_report() const;
