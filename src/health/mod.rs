@@ -12,6 +12,6 @@ pub use monitor::{HealthHandle, HealthMonitor, ProcessVramProbe};
 pub use plan::FitPlan;
 pub use report::{
     BudgetReport, DeviceReport, HealthCounters, HealthReport, HealthSource, HealthStatus, SlotReport,
-    SlotWeightsReport, ViolationReport, WitnessReport,
+    SlotWeightsReport, ViolationReport, WitnessReport, INTEGRITY_VIOLATION, RESIDENCY_VIOLATION,
 };
 pub use slot_view::SlotView;

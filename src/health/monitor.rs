@@ -19,6 +19,7 @@ use super::config::HealthConfig;
 use super::ledger::{self, LeakTrend};
 use super::report::{
     DeviceReport, HealthCounters, HealthReport, HealthSource, HealthStatus, ViolationReport, WitnessReport,
+    RESIDENCY_VIOLATION,
 };
 use super::slot_view::SlotView;
 
@@ -147,7 +148,7 @@ impl HealthMonitor {
         let verification = self.tracker.verify_sampled(self.config.purposes, sample);
         let left = || self.config.check_deadline.saturating_sub(started.elapsed()).max(Duration::from_millis(1));
         // I1: weights whose checksum changed since load make the worker unhealthy too.
-        let integrity = self.slots.as_ref().map(|view| view.integrity_violations(left())).unwrap_or_default();
+        let mut integrity = self.slots.as_ref().map(|view| view.integrity_violations(left())).unwrap_or_default();
         // The witness: weights read at host-memory speed are not resident, whatever their labels.
         let (verification, witnessed) = match (&self.witness, verification) {
             (Some(witness), Ok(residency)) => match witness.check(&self.tracker, left()) {
@@ -156,7 +157,6 @@ impl HealthMonitor {
             },
             (_, verification) => (verification, None),
         };
-        let mut integrity = integrity;
         if let Some(witnessed) = &witnessed {
             integrity.extend(bandwidth_violations(witnessed));
         }
@@ -237,7 +237,7 @@ impl HealthMonitor {
             (status, violations)
         } else {
             let (bandwidth, changed): (Vec<&ViolationReport>, Vec<&ViolationReport>) =
-                integrity.iter().partition(|v| v.error_kind == "residency_violation");
+                integrity.iter().partition(|v| v.error_kind == RESIDENCY_VIOLATION);
             if let Some(first) = changed.first() {
                 crate::events::integrity_failed(self.tracker.device(), changed.len(), &first.description);
             }
@@ -420,7 +420,7 @@ fn violation_report(v: &crate::residency::Violation) -> ViolationReport {
         kind: v.kind.to_string(),
         bytes: v.bytes,
         reason: format!("{} (memory type {})", v.reason, v.memory_type),
-        error_kind: "residency_violation".into(),
+        error_kind: RESIDENCY_VIOLATION.into(),
     }
 }
 
@@ -443,7 +443,7 @@ fn bandwidth_violations((calibration, readings): &(WitnessCalibration, Vec<Witne
                 calibration.device_memory.gb_per_second(),
                 calibration.host_memory.gb_per_second()
             ),
-            error_kind: "residency_violation".into(),
+            error_kind: RESIDENCY_VIOLATION.into(),
         })
         .collect()
 }

@@ -33,9 +33,15 @@ pub struct ViolationReport {
     pub bytes: u64,
     /// e.g. "not device memory (memory type Managed)".
     pub reason: String,
-    /// "residency_violation" (memory off the device) or "integrity_violation" (I1: weights changed).
+    /// [`RESIDENCY_VIOLATION`] (memory off the device) or [`INTEGRITY_VIOLATION`] (I1: weights
+    /// changed).
     pub error_kind: String,
 }
+
+/// The `error_kind` of memory found off the device (by its attributes or by the bandwidth witness).
+pub const RESIDENCY_VIOLATION: &str = "residency_violation";
+/// The `error_kind` of weights that changed since they were loaded.
+pub const INTEGRITY_VIOLATION: &str = "integrity_violation";
 
 /// The device the worker runs on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]

@@ -98,7 +98,7 @@ impl<K: SlotKey> SlotView for ModelSlotManager<K> {
                     Ok(actual) => format!("checksum {actual}, expected {} since load", v.expected),
                     Err(error) => format!("checksum could not be computed: {error}"),
                 },
-                error_kind: "integrity_violation".into(),
+                error_kind: super::report::INTEGRITY_VIOLATION.into(),
             })
             .collect()
     }

@@ -24,11 +24,8 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::error::{Error, Result};
-use crate::health::{HealthReport, HealthStatus};
+use crate::health::{HealthReport, HealthStatus, INTEGRITY_VIOLATION};
 use crate::purpose::Purpose;
-
-/// The `error_kind` of a violation that is about changed weights, not misplaced memory.
-const INTEGRITY_VIOLATION: &str = "integrity_violation";
 
 /// The Content-Type of what `encode_metrics` produces (OpenMetrics).
 pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
