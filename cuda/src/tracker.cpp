@@ -42,7 +42,8 @@ void raise_max(std::atomic<std::uint64_t>& peak, std::uint64_t value) noexcept {
 }
 
 // Which stripe each live thread writes: 0..62 to itself, handed out on a thread's first update
-// and back when it exits (the next thread carries its sums on); 63 shared by any thread beyond.
+// and back when it exits (the next thread carries its sums on); 63 shared by any thread beyond,
+// and by a thread's updates after its own went back.
 constexpr int kSharedStripe = kCounterStripes - 1;
 class ThreadStripes {
  public:
@@ -72,13 +73,20 @@ ThreadStripes& thread_stripes() {
       new ThreadStripes;  // never destroyed: threads outlive statics
   return *stripes;
 }
-struct ThreadStripe {
-  int index = -1;
-  ~ThreadStripe() {
-    if (index >= 0) thread_stripes().give_back(index);
+// The calling thread's stripe, -1 before its first update. A plain int: no destructor ends it, so
+// it stays valid for the thread's destructors that run after t_stripe_return's.
+thread_local int t_stripe = -1;
+// Gives the thread's stripe back at its exit. A thread_local destroyed later may still update (a
+// buffer freed at exit): the stripe given back may be another thread's by then, written with
+// plain stores, so those updates go to the shared one.
+struct StripeReturn {
+  bool armed = false;  // set when the stripe is taken, which registers this destructor
+  ~StripeReturn() {
+    if (armed) thread_stripes().give_back(t_stripe);
+    t_stripe = kSharedStripe;
   }
 };
-thread_local ThreadStripe t_stripe;
+thread_local StripeReturn t_stripe_return;
 
 // One thread's update of its stripe: plain load and store when the stripe is the thread's own,
 // an atomic add when shared.
@@ -119,8 +127,11 @@ VramTracker::VramTracker(int device) : device_(device) {
 }
 
 VramTracker::Stripe& VramTracker::own_stripe(bool* exclusive) const noexcept {
-  if (t_stripe.index < 0) t_stripe.index = thread_stripes().take();
-  const int index = t_stripe.index;
+  if (t_stripe < 0) {
+    t_stripe = thread_stripes().take();
+    t_stripe_return.armed = true;
+  }
+  const int index = t_stripe;
   *exclusive = index != kSharedStripe;
   const std::uint64_t bit = std::uint64_t{1} << index;
   if ((stripes_in_use_.load(std::memory_order_relaxed) & bit) == 0) {
@@ -161,7 +172,7 @@ void VramTracker::settle_peaks(int purpose_dimension) const noexcept {
 
 void VramTracker::settle_peaks_after_record(int purpose_dimension) const noexcept {
   // Alone on this tracker (no other thread's stripe was ever used): sum, nothing to meet.
-  const std::uint64_t own = std::uint64_t{1} << t_stripe.index;
+  const std::uint64_t own = std::uint64_t{1} << t_stripe;
   if (stripes_in_use_.load(std::memory_order_relaxed) == own) {
     settle_peaks(purpose_dimension);
     return;

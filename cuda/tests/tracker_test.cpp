@@ -439,7 +439,7 @@ TEST(Tracker, SampledSweepQueriesForeignMemoryAlwaysAndOwnMemoryInRotation) {
   EXPECT_EQ(tracker.allocation_count(), 0u);
 }
 
-// Issue 18: the counters are per-thread stripes summed on read. A model under concurrency: 8
+// Issue 18: the counters are per-thread stripes summed on read. A model under concurrency:
 // writers record and remove their own pointers of random sizes; a reader raises a flag carrying
 // the round's number, reads, then waits until every writer has parked for that round (a writer
 // checks the flag before each operation, so only an operation already started when the flag went
@@ -447,24 +447,27 @@ TEST(Tracker, SampledSweepQueriesForeignMemoryAlwaysAndOwnMemoryInRotation) {
 // left from an earlier round never passes for one in this round).
 // The read lies between the totals with and without those operations; with every writer parked a
 // read is exact; every peak read is at least every total a read returned.
-TEST(Tracker, ReadsDuringUpdatesStayWithinTheOperationsInFlight) {
+namespace {
+void expect_reads_within_the_operations_in_flight(int writer_count, int rounds) {
   VramTracker tracker;
-  constexpr int kWriters = 8;
   struct alignas(64) Writer {
     std::atomic<std::int64_t> before{0};  // live bytes before the last operation it started
     std::atomic<std::int64_t> after{0};   // live bytes after the last operation it finished
     std::atomic<int> parked_for{0};       // the round it last parked for
   };
-  std::array<Writer, kWriters> writers;
+  std::vector<Writer> writers(writer_count);
+  std::atomic<int> writers_holding_stripes{0};  // a stripe is taken with a thread's first update
+  std::atomic<std::uint64_t> recorded{0};
   std::atomic<int> reading{0};  // the round being read, 0 between rounds
   std::atomic<bool> stop{false};
   std::vector<std::thread> threads;
-  for (int w = 0; w < kWriters; ++w) {
+  for (int w = 0; w < writer_count; ++w) {
     threads.emplace_back([&, w] {
       std::mt19937_64 random(1000 + w);
       std::vector<std::pair<std::uintptr_t, std::uint64_t>> live;
       std::int64_t bytes = 0;
       std::uint64_t next = 1;
+      bool holds_stripe = false;
       while (!stop.load(std::memory_order_relaxed)) {
         if (const int round = reading.load(std::memory_order_acquire); round != 0) {
           writers[w].parked_for.store(round, std::memory_order_release);
@@ -490,14 +493,22 @@ TEST(Tracker, ReadsDuringUpdatesStayWithinTheOperationsInFlight) {
         // or the reader's read sees every store of the operation just finished (so only the
         // next one can be in flight during the read, as the model assumes).
         std::atomic_thread_fence(std::memory_order_seq_cst);
+        if (!holds_stripe) {
+          holds_stripe = true;
+          writers_holding_stripes.fetch_add(1);
+        }
       }
       for (const auto& [address, size] : live)
         tracker.record_deallocation(reinterpret_cast<void*>(address));
+      recorded.fetch_add(next - 1);
     });
   }
+  // Every writer holds its stripe, to the end, before the first read: with more writers than
+  // stripes, the last stripe is shared through every round.
+  while (writers_holding_stripes.load() < writer_count) std::this_thread::yield();
   std::uint64_t highest_read = 0;
   int overlapped = 0;
-  for (int round = 1; round <= 400; ++round) {
+  for (int round = 1; round <= rounds; ++round) {
     reading.store(round, std::memory_order_relaxed);
     std::atomic_thread_fence(std::memory_order_seq_cst);  // the flag before the read (see above)
     const std::uint64_t read = tracker.total_usage();
@@ -530,10 +541,22 @@ TEST(Tracker, ReadsDuringUpdatesStayWithinTheOperationsInFlight) {
   for (auto& thread : threads) thread.join();
   EXPECT_EQ(tracker.total_usage(), 0u);
   EXPECT_EQ(tracker.allocation_count(), 0u);
+  EXPECT_EQ(tracker.usage().lifetime_allocations, recorded.load());
   std::printf(
-      "[ vramguard ] 400 reads during 8 writers: %d saw an operation unfinished, all within "
+      "[ vramguard ] %d reads during %d writers: %d saw an operation unfinished, all within "
       "the bytes in flight\n",
-      overlapped);
+      rounds, writer_count, overlapped);
+}
+}  // namespace
+
+TEST(Tracker, ReadsDuringUpdatesStayWithinTheOperationsInFlight) {
+  expect_reads_within_the_operations_in_flight(8, 400);
+}
+
+// More writers than stripes: those beyond the 63 private stripes share the last one (atomic adds)
+// while the others write their own (plain stores).
+TEST(Tracker, ReadsDuringUpdatesOfMoreThreadsThanStripesStayWithinTheOperationsInFlight) {
+  expect_reads_within_the_operations_in_flight(100, 200);
 }
 
 // Peaks are exact when updates are not concurrent, whichever threads make them: threads taking
@@ -561,4 +584,75 @@ TEST(Tracker, PeaksAreExactForUpdatesTakingTurnsAcrossThreads) {
   });
   EXPECT_EQ(tracker.total_usage(), 0u);
   EXPECT_EQ(tracker.peak_usage(), 170u);
+}
+
+namespace {
+// Work a thread does as it exits. Constructed before the thread's first update of a tracker, so
+// destroyed after the tracker has taken the thread's stripe back (thread_locals are destroyed in
+// the reverse order of their construction).
+struct AtThreadExit {
+  std::function<void()> work;
+  ~AtThreadExit() {
+    if (work) work();
+  }
+};
+}  // namespace
+
+// A thread's stripe goes back when the thread exits, and the next thread to update takes it. A
+// thread_local destroyed after that (a buffer freed at exit) still updates the counters: those
+// updates must not land in the stripe its new owner writes with plain stores, or the two lose
+// each other's updates. Here the late updates run while the stripe's new owner updates, for many
+// operations, so lost updates show in the totals.
+TEST(Tracker, UpdatesAtThreadExitAfterTheStripeWentBackAreNotLost) {
+  constexpr int kRounds = 20;
+  constexpr std::uintptr_t kOperations = 20'000;
+  constexpr std::size_t kBaseline = kGiB, kLeaving = 3000, kLate = 5000, kTaker = 7000;
+  auto pointer = [](std::uintptr_t thread, std::uintptr_t i) {
+    return reinterpret_cast<void*>((thread << 40) + (i << 8));
+  };
+  for (int round = 0; round < kRounds; ++round) {
+    VramTracker tracker;
+    tracker.record_allocation(pointer(1, 1), kBaseline, VramPurpose::IntermediateBuffers);
+    std::atomic<bool> stripe_given_back{false};
+    std::atomic<bool> stripe_taken{false};
+    std::thread leaving([&] {
+      thread_local AtThreadExit at_exit;
+      at_exit.work = [&] {
+        stripe_given_back.store(true);
+        while (!stripe_taken.load()) std::this_thread::yield();
+        for (std::uintptr_t i = 1; i <= kOperations; ++i) {
+          tracker.record_allocation(pointer(3, i), kLate, VramPurpose::KVCache);
+          tracker.record_deallocation(pointer(3, i));
+        }
+        tracker.record_deallocation(pointer(2, 1));
+      };
+      tracker.record_allocation(pointer(2, 1), kLeaving, VramPurpose::KVCache);
+    });
+    std::thread taker([&] {
+      while (!stripe_given_back.load()) std::this_thread::yield();
+      // The stripe free most recently: the leaving thread's.
+      tracker.record_allocation(pointer(4, 1), kTaker, VramPurpose::ModelWeights);
+      stripe_taken.store(true);
+      for (std::uintptr_t i = 2; i <= kOperations + 1; ++i) {
+        tracker.record_allocation(pointer(4, i), kTaker, VramPurpose::ModelWeights);
+        tracker.record_deallocation(pointer(4, i));
+      }
+    });
+    leaving.join();
+    taker.join();
+    const VramTracker::Snapshot snapshot = tracker.consistent_snapshot();
+    const UsageStats& usage = snapshot.usage;
+    std::uint64_t recorded = 0;
+    for (const auto& r : snapshot.records) recorded += r.bytes;
+    ASSERT_EQ(usage.total_bytes, kBaseline + kTaker) << "round " << round;
+    ASSERT_EQ(recorded, usage.total_bytes) << "round " << round;
+    ASSERT_EQ(usage.allocation_count, 2u) << "round " << round;
+    ASSERT_EQ(usage.lifetime_allocations, 3 + 2 * kOperations) << "round " << round;
+    ASSERT_EQ(usage.purpose_bytes[static_cast<int>(VramPurpose::KVCache)], 0u) << "round " << round;
+    ASSERT_EQ(usage.purpose_count[static_cast<int>(VramPurpose::KVCache)], 0u) << "round " << round;
+    ASSERT_EQ(usage.purpose_bytes[static_cast<int>(VramPurpose::ModelWeights)], kTaker)
+        << "round " << round;
+    ASSERT_EQ(usage.purpose_count[static_cast<int>(VramPurpose::ModelWeights)], 1u)
+        << "round " << round;
+  }
 }

@@ -154,7 +154,8 @@ class VramTracker {
   static constexpr int kDims = 1 + kPurposeCount;
   // The counters one thread has added (signed: a thread that frees what others recorded goes
   // below zero; only the sum over the stripes means anything). 64 stripes; the 64th is shared,
-  // with atomic adds, by threads beyond the 63rd alive at once.
+  // with atomic adds, by threads beyond the 63rd alive at once and by a thread's updates after its
+  // own stripe went back at exit.
   static constexpr int kStripes = kCounterStripes;
   struct alignas(64) Stripe {
     std::atomic<std::int64_t> bytes[kDims]{};
