@@ -107,6 +107,10 @@ pub enum Error {
     /// modification time or inode, or it ended early while being read. The slot was freed.
     #[error("[VRAM-E022] weights file changed during the load: {0}")]
     WeightsFileChanged(String),
+    /// The GPU cannot read the memory: pageable host memory, another GPU's memory, pinned host
+    /// memory not mapped into the device, or a freed or wild address.
+    #[error("[VRAM-E023] memory the GPU cannot read: {0}")]
+    NotReadable(String),
 }
 
 /// `, tensor "NAME"` for a message, or nothing.
@@ -140,6 +144,7 @@ impl Error {
             Error::InvalidWeights { .. } => "VRAM-E020",
             Error::WeightsCorrupted(_) => "VRAM-E021",
             Error::WeightsFileChanged(_) => "VRAM-E022",
+            Error::NotReadable(_) => "VRAM-E023",
         }
     }
 
@@ -192,7 +197,17 @@ impl Error {
             Error::WeightsFileChanged(_) => {
                 "Do not rewrite weights files in place while they load: write a new file and rename it over the old one, then load again."
             }
+            Error::NotReadable(_) => {
+                "Keep model weights in device memory of the tracker's GPU (or memory mapped into it); re-load them if they were adopted from host memory or another GPU."
+            }
         }
+    }
+
+    /// True for errors of the GPU itself rather than of the one allocation a call was about: a
+    /// sticky CUDA error, a deadline the GPU did not meet, no GPU or no such GPU. A health check
+    /// fails on these; any other error leaves only that allocation unjudged.
+    pub fn is_device_wide(&self) -> bool {
+        matches!(self, Error::CudaSticky(_) | Error::Timeout(_) | Error::NoDevice(_) | Error::InvalidDevice(_))
     }
 
     /// True when retrying (after freeing memory or fixing the call) can succeed in this process.
@@ -225,6 +240,7 @@ impl Error {
             Error::InvalidWeights { .. } => "invalid_weights",
             Error::WeightsCorrupted(_) => "weights_corrupted",
             Error::WeightsFileChanged(_) => "weights_file_changed",
+            Error::NotReadable(_) => "not_readable",
         }
     }
 
@@ -274,6 +290,7 @@ impl Error {
             sys::VG_ERR_IO => Error::Io(message),
             sys::VG_ERR_FILE_CHANGED => Error::WeightsFileChanged(message),
             sys::VG_ERR_WEIGHTS_CORRUPTED => Error::WeightsCorrupted(message),
+            sys::VG_ERR_NOT_READABLE => Error::NotReadable(message),
             _ => Error::Internal(format!("status {status}: {message}")),
         }
     }

@@ -43,13 +43,14 @@ fn one_of_each() -> Vec<Error> {
         },
         Error::WeightsCorrupted("the weights on the device differ from the bytes read".into()),
         Error::WeightsFileChanged("weights file \"e1.safetensors\" changed while it was loaded".into()),
+        Error::NotReadable("read witness: the memory is not readable by the GPU (pageable host memory)".into()),
     ]
 }
 
 #[test]
 fn codes_are_unique_and_numbered_in_order() {
     let codes: Vec<&str> = one_of_each().iter().map(Error::code).collect();
-    let expected: Vec<String> = (1..=22).map(|n| format!("VRAM-E{n:03}")).collect();
+    let expected: Vec<String> = (1..=23).map(|n| format!("VRAM-E{n:03}")).collect();
     assert_eq!(codes, expected);
 }
 

@@ -60,7 +60,7 @@
 //!    use included, against warning and critical thresholds, and at critical asks a
 //!    [`monitor::Unloader`] (a slot manager) for memory back. [`nvml`] reads this process's VRAM as
 //!    the driver accounts it, to set beside what the tracker counts.
-//! 9. **Errors.** Every failure is an [`Error`] with a stable code, `VRAM-E001` to `VRAM-E022`
+//! 9. **Errors.** Every failure is an [`Error`] with a stable code, `VRAM-E001` to `VRAM-E023`
 //!    ([`Error::code`]), a sentence on what to do next ([`Error::remediation`]) and, for out of
 //!    memory, the figures that explain it ([`OutOfMemory`]).
 //!

@@ -74,6 +74,44 @@ fn metric_names_in(text: &str) -> BTreeSet<String> {
     names
 }
 
+/// The family names the metrics module can write: the first argument of each `gauge(&mut e, ..)`,
+/// `counter(&mut e, ..)` and `encode_descriptor(..)` in its source.
+fn families_in_the_source() -> BTreeSet<String> {
+    let source = read("../src/server/metrics.rs");
+    let mut names = BTreeSet::new();
+    for call in ["gauge(&mut e, ", "counter(&mut e, ", "encode_descriptor("] {
+        let mut rest = source.as_str();
+        while let Some(at) = rest.find(call) {
+            rest = rest[at + call.len()..].trim_start();
+            if let Some(literal) = rest.strip_prefix('"') {
+                names.insert(literal[..literal.find('"').unwrap()].to_string());
+            }
+        }
+    }
+    names
+}
+
+/// The report promtool checks has every family the server can write, also those added later: a
+/// family missing from `every_family()` is a family promtool never saw.
+#[test]
+fn the_promtool_report_exposes_every_family_the_source_can_write() {
+    let exposition = served_metrics(Some("application/openmetrics-text"));
+    let families: BTreeSet<String> = exposition
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE vramguard_")?.split(' ').next())
+        .map(str::to_string)
+        .collect();
+    let written = families_in_the_source();
+    assert!(written.len() >= 30, "the scan found too few families: {written:?}");
+    let missing: Vec<&String> = written
+        .iter()
+        .filter(|name| {
+            !families.iter().any(|f| f == *name || f.strip_prefix(name.as_str()).is_some_and(|u| u.starts_with('_')))
+        })
+        .collect();
+    assert!(missing.is_empty(), "families the source writes but every_family() lacks: {missing:?}\n{exposition}");
+}
+
 #[test]
 fn metrics_in_the_text_format_pass_promtool_with_no_finding() {
     let exposition = served_metrics(None);
@@ -95,7 +133,7 @@ fn metrics_in_openmetrics_differ_for_promtool_only_in_the_counters_naming() {
         .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
         .map(|family| format!("{family}_total no help text"))
         .collect();
-    assert_eq!(counters.len(), 5, "{exposition}");
+    assert_eq!(counters.len(), 6, "{exposition}");
     assert_eq!(findings, counters, "{exposition}");
 }
 

@@ -12,10 +12,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
 use vramguard::health::{
-    BudgetReport, HealthConfig, HealthMonitor, HealthSource, HealthStatus, SlotReport, SlotView, ViolationReport,
+    BudgetReport, HealthConfig, HealthMonitor, HealthSource, HealthStatus, IntegrityFindings, NotJudgedReport,
+    SlotReport, SlotView, ViolationReport,
 };
-use vramguard::Tracker;
+use vramguard::{Error, Tracker};
 
 /// No host has this many GPUs.
 const UNUSABLE_DEVICE: u32 = 63;
@@ -54,11 +58,11 @@ impl SlotView for StallingSlots {
     fn ooms(&self) -> u64 {
         0
     }
-    fn integrity_violations(&self, _deadline: Duration) -> Vec<ViolationReport> {
+    fn check_integrity(&self, _deadline: Duration) -> IntegrityFindings {
         if self.stalling.load(Ordering::SeqCst) {
             std::thread::sleep(self.stall);
         }
-        Vec::new()
+        IntegrityFindings::default()
     }
 }
 
@@ -181,7 +185,7 @@ impl SlotView for PanickingSlots {
     fn ooms(&self) -> u64 {
         0
     }
-    fn integrity_violations(&self, _deadline: Duration) -> Vec<ViolationReport> {
+    fn check_integrity(&self, _deadline: Duration) -> IntegrityFindings {
         panic!("integrity pass failed");
     }
 }
@@ -198,4 +202,140 @@ fn a_check_that_panicked_is_not_read_as_running_past_its_deadline() {
     let report = monitor.report();
     assert_eq!(report.status, HealthStatus::Starting, "no check completed and none is running: {report:?}");
     assert!(report.last_error.is_none(), "{:?}", report.last_error);
+}
+
+/// A slot view whose integrity passes play a script: each takes its time and returns its findings,
+/// and says when it has begun.
+struct ScriptedSlots {
+    script: Mutex<VecDeque<(Duration, IntegrityFindings)>>,
+    begun: AtomicBool,
+}
+
+impl ScriptedSlots {
+    fn new(script: Vec<(Duration, IntegrityFindings)>) -> Arc<ScriptedSlots> {
+        Arc::new(ScriptedSlots { script: Mutex::new(script.into()), begun: AtomicBool::new(false) })
+    }
+}
+
+impl SlotView for ScriptedSlots {
+    fn budget_report(&self) -> BudgetReport {
+        empty_budget()
+    }
+    fn slot_reports(&self) -> Vec<SlotReport> {
+        Vec::new()
+    }
+    fn expected_slots(&self) -> usize {
+        0
+    }
+    fn evictions(&self) -> u64 {
+        0
+    }
+    fn ooms(&self) -> u64 {
+        0
+    }
+    fn check_integrity(&self, _deadline: Duration) -> IntegrityFindings {
+        let (take, findings) = self.script.lock().unwrap().pop_front().unwrap_or_default();
+        self.begun.store(true, Ordering::SeqCst);
+        std::thread::sleep(take);
+        findings
+    }
+}
+
+fn changed(slot: &str) -> ViolationReport {
+    ViolationReport {
+        description: slot.into(),
+        purpose: "ModelWeights".into(),
+        kind: "Device".into(),
+        bytes: 1 << 20,
+        reason: "checksum changed since load".into(),
+        error_kind: "integrity_violation".into(),
+    }
+}
+
+fn scripted(
+    config: HealthConfig,
+    script: Vec<(Duration, IntegrityFindings)>,
+) -> (Arc<HealthMonitor>, Arc<ScriptedSlots>) {
+    let slots = ScriptedSlots::new(script);
+    let monitor = HealthMonitor::new(Tracker::new(UNUSABLE_DEVICE).unwrap(), config).unwrap().with_slots(slots.clone());
+    (Arc::new(monitor), slots)
+}
+
+/// Two checks overlap: the older one is slow and finishes last. The cached verdict is the newer
+/// check's, not the last finisher's.
+#[test]
+fn an_older_check_that_finishes_later_does_not_replace_a_newer_verdict() {
+    let old = IntegrityFindings { violations: vec![changed("seen by the older check")], ..Default::default() };
+    let new = IntegrityFindings { violations: vec![changed("seen by the newer check")], ..Default::default() };
+    let (monitor, slots) =
+        scripted(HealthConfig::default(), vec![(Duration::from_millis(400), old), (Duration::ZERO, new)]);
+    let older = {
+        let monitor = monitor.clone();
+        std::thread::spawn(move || monitor.check_now())
+    };
+    wait_for("the older check to begin", Duration::from_secs(5), || slots.begun.load(Ordering::SeqCst));
+    let newer = monitor.check_now();
+    assert_eq!(newer.violations[0].description, "seen by the newer check");
+    let older = older.join().unwrap();
+    assert_eq!(older.violations[0].description, "seen by the older check", "its caller gets its own report");
+    let cached = monitor.report();
+    assert_eq!(cached.violations.len(), 1);
+    assert_eq!(cached.violations[0].description, "seen by the newer check", "the older check replaced a newer verdict");
+    assert_eq!(cached.last_check_duration_secs, newer.last_check_duration_secs);
+}
+
+/// A sticky CUDA error met by a check that also ran past its deadline ends liveness with that
+/// check, not one check later (the deadline's error must not hide it).
+#[test]
+fn a_sticky_error_in_a_check_past_its_deadline_ends_liveness_at_once() {
+    let config = HealthConfig { check_deadline: Duration::from_millis(100), ..HealthConfig::default() };
+    let sticky = IntegrityFindings {
+        check_error: Some(Error::CudaSticky("cudaErrorIllegalAddress while summing slot E1".into())),
+        ..Default::default()
+    };
+    let (monitor, _) = scripted(config, vec![(Duration::from_millis(300), sticky)]);
+    let report = monitor.check_now();
+    assert!(!report.live, "{report:?}");
+    assert_eq!(report.last_error.as_ref().unwrap()["code"], "VRAM-E018", "{:?}", report.last_error);
+    assert!(!monitor.report().live);
+}
+
+/// A sticky error from a slot's integrity checksum (not only from the residency sweep) ends
+/// liveness, for good.
+#[test]
+fn a_sticky_error_from_an_integrity_checksum_ends_liveness() {
+    let sticky = IntegrityFindings {
+        check_error: Some(Error::CudaSticky("cudaErrorIllegalAddress while summing slot E1".into())),
+        ..Default::default()
+    };
+    let (monitor, _) = scripted(HealthConfig::default(), vec![(Duration::ZERO, sticky)]);
+    assert!(!monitor.check_now().live);
+    let later = monitor.check_now();
+    assert!(!later.live && !monitor.report().live, "a corrupt context stays corrupt");
+    assert_eq!(later.last_error.as_ref().unwrap()["code"], "VRAM-E018");
+}
+
+/// A check that fails (here past its deadline) keeps what it found: the violation stays in the
+/// report and in the metrics; slots it could not judge are listed with their reason and counted.
+#[test]
+fn a_failed_check_keeps_its_findings_and_lists_what_it_could_not_judge() {
+    let config = HealthConfig { check_deadline: Duration::from_millis(100), ..HealthConfig::default() };
+    let findings = IntegrityFindings {
+        violations: vec![changed("E1")],
+        not_judged: vec![NotJudgedReport {
+            description: "E2".into(),
+            check: "integrity".into(),
+            reason: "checksum could not be computed: [VRAM-E011] cudaErrorLaunchOutOfResources".into(),
+        }],
+        check_error: None,
+    };
+    let (monitor, _) = scripted(config, vec![(Duration::from_millis(200), findings)]);
+    let report = monitor.check_now();
+    assert_eq!(report.status, HealthStatus::Unhealthy);
+    assert_eq!(report.violations, vec![changed("E1")], "the violation outlives the failed check");
+    assert_eq!(report.not_judged.len(), 1);
+    assert_eq!(report.counters.integrity_not_judged, 1);
+    let metrics = vramguard::server::encode_metrics(&monitor.report()).unwrap();
+    assert!(metrics.contains("vramguard_integrity_violations 1\n"), "{metrics}");
+    assert!(metrics.contains("vramguard_not_judged_total{check=\"integrity\"} 1\n"), "{metrics}");
 }

@@ -52,9 +52,12 @@ typedef enum vg_status {
   VG_ERR_IO = 17,              /* a file could not be opened or read (the errno is named) */
   VG_ERR_FILE_CHANGED = 18,    /* a weights file is not the one validated: its size, modification
                                   time or inode differ, or it ended early while being read */
-  VG_ERR_WEIGHTS_CORRUPTED = 19 /* the device checksum of loaded weights differs from the bytes
-                                   read (or from the checksum expected): they did not arrive
-                                   intact */
+  VG_ERR_WEIGHTS_CORRUPTED = 19, /* the device checksum of loaded weights differs from the bytes
+                                    read (or from the checksum expected): they did not arrive
+                                    intact */
+  VG_ERR_NOT_READABLE = 20 /* the GPU cannot read the memory: pageable host memory, another GPU's
+                              memory, pinned host memory not mapped into the device, or a freed or
+                              wild address */
 } vg_status;
 
 typedef enum vg_purpose {
@@ -396,37 +399,62 @@ vg_status vg_checksum_device(vg_tracker* tracker, const void* ptr, uint64_t offs
  * VG_ERR_INVALID_SIZE (ptr + bytes wraps around the address space). */
 vg_status vg_checksum_host(const void* ptr, uint64_t bytes, vg_checksum* out);
 
-/* The bandwidth witness (issue 16) ---------------------------------------------------------- */
-/* Where bytes are, judged by how fast the GPU reads them: about 4.5 TB/s from its own memory on
- * an H200, about 50 GB/s from host memory over PCIe, whatever the pointer's attributes say
- * (vramguard/read_witness.hpp). */
+/* The read witness ----------------------------------------------------------------------- */
+/* Where bytes are, judged by how fast the GPU reads them: terabytes per second from its own
+ * memory, about 50 GB/s from host memory over PCIe, whatever the pointer's attributes say
+ * (vramguard/read_witness.hpp). A witness owns a stream at the device's greatest priority and a
+ * control buffer of device memory; a reading is timed by the GPU's global timer from its first
+ * block's start to its last block's end, so that the time it waits for SMs held by other kernels
+ * is not counted. */
 /* The smallest range whose reading the witness judges (below it, host memory can read faster than
  * PCIe delivers it). */
 #define VG_WITNESS_SMALLEST_JUDGED_BYTES (1ull << 20)
+/* The control buffer's size that vramguard uses (larger than the L2 of the GPUs it targets). */
+#define VG_WITNESS_CONTROL_BYTES (64ull << 20)
+typedef struct vg_read_witness vg_read_witness;
 typedef struct vg_read_bandwidth {
   uint64_t range_bytes; /* the 16-byte-aligned part of the range that was read */
   uint64_t bytes_read;  /* range_bytes times the passes made */
-  double seconds;       /* the kernel's time between CUDA events */
+  double seconds;       /* from the first block's start to the last block's end (GPU timer) */
+  double event_seconds; /* between CUDA events around the launch: seconds plus any wait for SMs */
 } vg_read_bandwidth;
-/* Reads the aligned 16-byte words of [ptr + offset, ptr + offset + bytes) on the tracker's device,
- * as many passes as make at least min_bytes_read bytes (at most 2^20 passes), with loads that
- * re-fetch host memory on every pass, and times the kernel. ptr, the range, timeout_ms and the
- * pinning against vg_free are as for vg_checksum_device_within, with the same statuses; a range
- * holding no aligned 16-byte word -> VG_ERR_INVALID_SIZE. */
-vg_status vg_read_bandwidth_measure(vg_tracker* tracker, const void* ptr, uint64_t offset,
-                                    uint64_t bytes, uint64_t min_bytes_read, uint64_t timeout_ms,
-                                    vg_read_bandwidth* out);
+/* The control buffer, a target, the control buffer again: one window on the witness's stream. */
+typedef struct vg_bracketed_reading {
+  vg_read_bandwidth control_before;
+  vg_read_bandwidth target;
+  vg_read_bandwidth control_after;
+} vg_bracketed_reading;
 typedef struct vg_witness_calibration {
   int32_t device;
   uint64_t buffer_bytes;
-  vg_read_bandwidth device_memory; /* the best of three reads of a cudaMalloc buffer */
+  vg_read_bandwidth device_memory; /* the best of three reads of the control buffer */
   vg_read_bandwidth host_memory;   /* the best of three reads of mapped pinned host memory */
 } vg_witness_calibration;
-/* Calibrates the witness on `device`: buffer_bytes of device memory and of mapped pinned host
- * memory, allocated for the call and freed before it returns (untracked), each read as
- * vg_read_bandwidth_measure reads. buffer_bytes under 16 or over VG_MAX_ALLOCATION_BYTES ->
- * VG_ERR_INVALID_SIZE; timeout_ms 0 -> VG_ERR_INVALID_SIZE; the device statuses of vg_alloc. */
-vg_status vg_read_witness_calibrate(int32_t device, uint64_t buffer_bytes, uint64_t min_bytes_read,
+/* Makes a witness on `device`: control_bytes of device memory (cudaMalloc; vramguard's own,
+ * untracked) and a stream. control_bytes under 1 MiB or over VG_MAX_ALLOCATION_BYTES ->
+ * VG_ERR_INVALID_SIZE; the device statuses of vg_alloc. */
+vg_status vg_read_witness_create(int32_t device, uint64_t control_bytes, vg_read_witness** out);
+/* Frees the witness (NULL is a no-op). Memory a reading past its deadline may still use is left
+ * to the context's end instead. */
+vg_status vg_read_witness_destroy(vg_read_witness* witness);
+/* Reads the aligned 16-byte words of [ptr + offset, ptr + offset + bytes) of an allocation tracked
+ * by `tracker` (on the witness's device) as many passes as make at least min_bytes_read bytes (at
+ * most 2^20 passes), with loads that re-fetch host memory on every pass, and times the reading.
+ * ptr, the range and the pinning against vg_free are as for vg_checksum_device_within;
+ * min_bytes_read 0 or timeout_ms 0 -> VG_ERR_INVALID_SIZE; a range holding no aligned 16-byte word
+ * -> VG_ERR_INVALID_SIZE; memory the GPU cannot read -> VG_ERR_NOT_READABLE; a tracker of another
+ * device -> VG_ERR_INVALID_DEVICE; past the deadline -> VG_ERR_TIMEOUT. */
+vg_status vg_read_witness_measure(vg_read_witness* witness, vg_tracker* tracker, const void* ptr,
+                                  uint64_t offset, uint64_t bytes, uint64_t min_bytes_read,
+                                  uint64_t timeout_ms, vg_read_bandwidth* out);
+/* As vg_read_witness_measure, between two readings of the control buffer in one window. */
+vg_status vg_read_witness_measure_bracketed(vg_read_witness* witness, vg_tracker* tracker,
+                                            const void* ptr, uint64_t offset, uint64_t bytes,
+                                            uint64_t min_bytes_read, uint64_t timeout_ms,
+                                            vg_bracketed_reading* out);
+/* Calibrates: the control buffer and control_bytes of mapped pinned host memory (allocated for the
+ * call), the best of three readings each. The statuses of vg_read_witness_measure. */
+vg_status vg_read_witness_calibrate(vg_read_witness* witness, uint64_t min_bytes_read,
                                     uint64_t timeout_ms, vg_witness_calibration* out);
 
 /* Loading weights (W1, I1) ------------------------------------------------------------------ */

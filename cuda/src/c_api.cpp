@@ -23,6 +23,11 @@
 #include "vramguard/tracker.hpp"
 #include "vramguard/weights_loader.hpp"
 
+struct vg_read_witness {
+  vg_read_witness(int device, uint64_t control_bytes) : witness(device, control_bytes) {}
+  vramguard::ReadWitness witness;
+};
+
 struct vg_tracker {
   explicit vg_tracker(int device) : tracker(device) {}
   ~vg_tracker() {
@@ -205,6 +210,7 @@ const char* vg_status_name(int32_t status) {
     case VG_ERR_IO: return "VG_ERR_IO";
     case VG_ERR_FILE_CHANGED: return "VG_ERR_FILE_CHANGED";
     case VG_ERR_WEIGHTS_CORRUPTED: return "VG_ERR_WEIGHTS_CORRUPTED";
+    case VG_ERR_NOT_READABLE: return "VG_ERR_NOT_READABLE";
     default: return "VG_STATUS_UNKNOWN";
   }
 }
@@ -554,38 +560,79 @@ vg_read_bandwidth to_vg_read_bandwidth(const vramguard::ReadBandwidth& read) {
   result.range_bytes = read.range_bytes;
   result.bytes_read = read.bytes_read;
   result.seconds = read.seconds;
+  result.event_seconds = read.event_seconds;
   return result;
 }
+
+// The arguments of a witness reading, checked, and the tracked allocation it reads pinned
+// against vg_free for the reading's life.
+struct WitnessTarget {
+  WitnessTarget(const vg_read_witness* witness, vg_tracker* tracker, const void* ptr,
+                uint64_t offset, uint64_t bytes, const void* out)
+      : pin((require(witness, "witness"), require(tracker, "tracker"), require(ptr, "ptr"),
+             require(out, "out"), tracker->tracker),
+            ptr) {
+    require_checksum_target(pin, offset, bytes, "read witness");
+    if (pin->device != witness->witness.device()) {
+      throw Error(VG_ERR_INVALID_DEVICE,
+                  "read witness of GPU " + std::to_string(witness->witness.device()) +
+                      " asked to read an allocation tracked on GPU " + std::to_string(pin->device));
+    }
+    address = static_cast<const char*>(ptr) + offset;
+  }
+  const vramguard::RecordPin pin;
+  const void* address = nullptr;
+};
 
 }  // namespace
 
 extern "C" {
 
-vg_status vg_read_bandwidth_measure(vg_tracker* tracker, const void* ptr, uint64_t offset,
-                                    uint64_t bytes, uint64_t min_bytes_read, uint64_t timeout_ms,
-                                    vg_read_bandwidth* out) {
+vg_status vg_read_witness_create(int32_t device, uint64_t control_bytes, vg_read_witness** out) {
   return guarded(__func__, [&] {
-    require(tracker, "tracker");
-    require(ptr, "ptr");
     require(out, "out");
-    const std::chrono::milliseconds timeout = checked_timeout(timeout_ms, "read witness");
-    const vramguard::RecordPin target(tracker->tracker, ptr);
-    require_checksum_target(target, offset, bytes, "read witness");
-    *out = to_vg_read_bandwidth(vramguard::measure_read_bandwidth(
-        static_cast<const char*>(ptr) + offset, bytes, target->device, min_bytes_read, timeout));
+    *out = nullptr;
+    *out = new vg_read_witness(device, control_bytes);
   });
 }
 
-vg_status vg_read_witness_calibrate(int32_t device, uint64_t buffer_bytes, uint64_t min_bytes_read,
+vg_status vg_read_witness_destroy(vg_read_witness* witness) {
+  return guarded(__func__, [&] { delete witness; });
+}
+
+vg_status vg_read_witness_measure(vg_read_witness* witness, vg_tracker* tracker, const void* ptr,
+                                  uint64_t offset, uint64_t bytes, uint64_t min_bytes_read,
+                                  uint64_t timeout_ms, vg_read_bandwidth* out) {
+  return guarded(__func__, [&] {
+    const WitnessTarget target(witness, tracker, ptr, offset, bytes, out);
+    *out = to_vg_read_bandwidth(witness->witness.measure(
+        target.address, bytes, min_bytes_read, checked_timeout(timeout_ms, "read witness")));
+  });
+}
+
+vg_status vg_read_witness_measure_bracketed(vg_read_witness* witness, vg_tracker* tracker,
+                                            const void* ptr, uint64_t offset, uint64_t bytes,
+                                            uint64_t min_bytes_read, uint64_t timeout_ms,
+                                            vg_bracketed_reading* out) {
+  return guarded(__func__, [&] {
+    const WitnessTarget target(witness, tracker, ptr, offset, bytes, out);
+    const vramguard::BracketedReading reading = witness->witness.measure_bracketed(
+        target.address, bytes, min_bytes_read, checked_timeout(timeout_ms, "read witness"));
+    vg_bracketed_reading result{};
+    result.control_before = to_vg_read_bandwidth(reading.control_before);
+    result.target = to_vg_read_bandwidth(reading.target);
+    result.control_after = to_vg_read_bandwidth(reading.control_after);
+    *out = result;
+  });
+}
+
+vg_status vg_read_witness_calibrate(vg_read_witness* witness, uint64_t min_bytes_read,
                                     uint64_t timeout_ms, vg_witness_calibration* out) {
   return guarded(__func__, [&] {
+    require(witness, "witness");
     require(out, "out");
-    if (buffer_bytes > VG_MAX_ALLOCATION_BYTES) {
-      throw Error(VG_ERR_INVALID_SIZE, "a calibration buffer of " + std::to_string(buffer_bytes) +
-                                           " bytes exceeds VG_MAX_ALLOCATION_BYTES");
-    }
-    const vramguard::WitnessCalibration calibration = vramguard::calibrate_read_witness(
-        device, buffer_bytes, min_bytes_read, checked_timeout(timeout_ms, "calibration"));
+    const vramguard::WitnessCalibration calibration =
+        witness->witness.calibrate(min_bytes_read, checked_timeout(timeout_ms, "calibration"));
     vg_witness_calibration result{};
     result.device = calibration.device;
     result.buffer_bytes = calibration.buffer_bytes;

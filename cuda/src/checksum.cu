@@ -303,21 +303,18 @@ static const void* readable_address(const void* ptr, int device, const std::stri
   switch (attributes.type) {
     case cudaMemoryTypeDevice:
       if (attributes.device == device) return ptr;
-      throw CudaError(cudaErrorInvalidValue,
-                      (function + ": the memory belongs to GPU " +
-                       std::to_string(attributes.device) + ", not GPU " + std::to_string(device))
-                          .c_str());
+      throw Error(VG_ERR_NOT_READABLE, function + ": the memory belongs to GPU " +
+                                           std::to_string(attributes.device) + ", not GPU " +
+                                           std::to_string(device));
     case cudaMemoryTypeManaged: return ptr;
     case cudaMemoryTypeHost:
       if (attributes.devicePointer != nullptr) return attributes.devicePointer;
-      throw CudaError(
-          cudaErrorInvalidValue,
-          (function + ": the pinned host memory is not mapped into the device").c_str());
+      throw Error(VG_ERR_NOT_READABLE,
+                  function + ": the pinned host memory is not mapped into the device");
     default:
-      throw CudaError(cudaErrorInvalidValue,
-                      (function + ": the memory is not readable by the GPU (pageable host memory, "
-                                  "or a freed or wild address)")
-                          .c_str());
+      throw Error(VG_ERR_NOT_READABLE, function +
+                                           ": the memory is not readable by the GPU (pageable "
+                                           "host memory, or a freed or wild address)");
   }
 }
 

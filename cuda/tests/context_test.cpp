@@ -99,18 +99,30 @@ bool exercise(int device, CUcontext expected, const Report& report) {
     return false;
   }
   still("vg_checksum_device_within");
+  vg_read_witness* witness = nullptr;
+  if (!ok(vg_read_witness_create(device, kMiB, &witness), "vg_read_witness_create")) return false;
+  still("vg_read_witness_create (stream, control buffer, warm-up reading)");
   vg_read_bandwidth reading{};
-  if (!ok(vg_read_bandwidth_measure(tracker, plain, 0, kMiB, 4 * kMiB, 10'000, &reading),
-          "vg_read_bandwidth_measure")) {
+  if (!ok(vg_read_witness_measure(witness, tracker, plain, 0, kMiB, 4 * kMiB, 10'000, &reading),
+          "vg_read_witness_measure")) {
     return false;
   }
-  still("vg_read_bandwidth_measure");
+  still("vg_read_witness_measure");
+  vg_bracketed_reading window{};
+  if (!ok(vg_read_witness_measure_bracketed(witness, tracker, plain, 0, kMiB, 4 * kMiB, 10'000,
+                                            &window),
+          "vg_read_witness_measure_bracketed")) {
+    return false;
+  }
+  still("vg_read_witness_measure_bracketed");
   vg_witness_calibration calibration{};
-  if (!ok(vg_read_witness_calibrate(device, kMiB, 4 * kMiB, 10'000, &calibration),
+  if (!ok(vg_read_witness_calibrate(witness, 4 * kMiB, 10'000, &calibration),
           "vg_read_witness_calibrate")) {
     return false;
   }
-  still("vg_read_witness_calibrate (device and mapped pinned host memory)");
+  still("vg_read_witness_calibrate (control buffer and mapped pinned host memory)");
+  if (!ok(vg_read_witness_destroy(witness), "vg_read_witness_destroy")) return false;
+  still("vg_read_witness_destroy");
   const vg_loader_options loader_options{4 * kMiB, 2};
   vg_loader* loader = nullptr;
   if (!ok(vg_loader_create(device, &loader_options, &loader), "vg_loader_create")) return false;

@@ -79,5 +79,7 @@ TEST(CudaErrorStatus, NewStatusesHaveNamesAndStableValues) {
   EXPECT_STREQ(vg_status_name(VG_ERR_IO), "VG_ERR_IO");
   EXPECT_STREQ(vg_status_name(VG_ERR_FILE_CHANGED), "VG_ERR_FILE_CHANGED");
   EXPECT_STREQ(vg_status_name(VG_ERR_WEIGHTS_CORRUPTED), "VG_ERR_WEIGHTS_CORRUPTED");
-  EXPECT_STREQ(vg_status_name(20), "VG_STATUS_UNKNOWN");
+  EXPECT_EQ(VG_ERR_NOT_READABLE, 20);
+  EXPECT_STREQ(vg_status_name(VG_ERR_NOT_READABLE), "VG_ERR_NOT_READABLE");
+  EXPECT_STREQ(vg_status_name(21), "VG_STATUS_UNKNOWN");
 }

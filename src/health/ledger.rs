@@ -2,8 +2,9 @@
 //!
 //! Untracked = this process's VRAM as NVML counts it − the bytes vramguard tracks. The ledger
 //! splits it into what is known — the CUDA context (measured when the device was opened, or at
-//! the first check with a process figure when nobody measured it), and vramguard's memory pool's
-//! cache of freed blocks (reserved − used) — and the remainder: what nothing explains (another
+//! the first check with a process figure when nobody measured it), vramguard's memory pool's
+//! cache of freed blocks (reserved − used) and the bandwidth witness's control buffer — and the
+//! remainder: what nothing explains (another
 //! allocator's memory, the driver's unified-memory bookkeeping and the code of kernels loaded
 //! since, or a leak).
 //!
@@ -33,6 +34,8 @@ pub struct UntrackedLedger {
     pub cuda_context_measured: &'static str,
     /// vramguard's memory pool's cache of freed blocks (reserved − used).
     pub pool_cache_bytes: u64,
+    /// The bandwidth witness's control buffer (device memory of vramguard's own).
+    pub witness_bytes: u64,
     /// Untracked bytes nothing above explains.
     pub remainder_bytes: u64,
 }
@@ -102,14 +105,15 @@ impl LeakTrend {
 pub fn ledger(
     process_bytes: u64,
     tracked_bytes: u64,
-    pool_cache_bytes: u64,
+    own: OwnMemory,
     context: Option<u64>,
     first: &std::sync::OnceLock<u64>,
 ) -> UntrackedLedger {
     let untracked_bytes = process_bytes.saturating_sub(tracked_bytes);
+    let own_bytes = own.pool_cache_bytes.saturating_add(own.witness_bytes);
     let (cuda_context_bytes, cuda_context_measured) = match context {
         Some(measured) => (measured, "at device open"),
-        None => (*first.get_or_init(|| untracked_bytes.saturating_sub(pool_cache_bytes)), "at the first check"),
+        None => (*first.get_or_init(|| untracked_bytes.saturating_sub(own_bytes)), "at the first check"),
     };
     UntrackedLedger {
         process_bytes,
@@ -117,9 +121,19 @@ pub fn ledger(
         untracked_bytes,
         cuda_context_bytes,
         cuda_context_measured,
-        pool_cache_bytes,
-        remainder_bytes: untracked_bytes.saturating_sub(cuda_context_bytes).saturating_sub(pool_cache_bytes),
+        pool_cache_bytes: own.pool_cache_bytes,
+        witness_bytes: own.witness_bytes,
+        remainder_bytes: untracked_bytes.saturating_sub(cuda_context_bytes).saturating_sub(own_bytes),
     }
+}
+
+/// vramguard's own device memory that no allocation tracks.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OwnMemory {
+    /// The memory pool's cache of freed blocks (reserved − used).
+    pub pool_cache_bytes: u64,
+    /// The bandwidth witness's control buffer.
+    pub witness_bytes: u64,
 }
 
 #[cfg(test)]
@@ -181,15 +195,17 @@ mod tests {
     #[test]
     fn the_ledger_splits_untracked_into_known_and_remainder() {
         let first = std::sync::OnceLock::new();
-        let at_open = ledger(1500, 1000, 100, Some(300), &first);
+        let own = |pool_cache_bytes, witness_bytes| OwnMemory { pool_cache_bytes, witness_bytes };
+        let at_open = ledger(1500, 1000, own(60, 40), Some(300), &first);
         assert_eq!((at_open.untracked_bytes, at_open.remainder_bytes), (500, 100));
+        assert_eq!((at_open.pool_cache_bytes, at_open.witness_bytes), (60, 40));
         assert_eq!(at_open.cuda_context_measured, "at device open");
         // Without a measurement at open, the first check's untracked bytes are the context.
-        let first_check = ledger(1500, 1000, 100, None, &first);
+        let first_check = ledger(1500, 1000, own(100, 0), None, &first);
         assert_eq!((first_check.cuda_context_bytes, first_check.remainder_bytes), (400, 0));
-        let later = ledger(1700, 1000, 100, None, &first);
+        let later = ledger(1700, 1000, own(100, 0), None, &first);
         assert_eq!((later.cuda_context_bytes, later.remainder_bytes), (400, 200));
         // Tracked memory outside the device (a violation) can exceed NVML's figure: no underflow.
-        assert_eq!(ledger(100, 1000, 0, Some(50), &first).remainder_bytes, 0);
+        assert_eq!(ledger(100, 1000, own(0, 0), Some(50), &first).remainder_bytes, 0);
     }
 }

@@ -11,7 +11,8 @@ pub use config::{HealthConfig, MAX_CHECK_INTERVAL, MIN_CHECK_INTERVAL};
 pub use monitor::{HealthHandle, HealthMonitor, ProcessVramProbe};
 pub use plan::FitPlan;
 pub use report::{
-    BudgetReport, DeviceReport, HealthCounters, HealthReport, HealthSource, HealthStatus, SlotReport,
-    SlotWeightsReport, ViolationReport, WitnessReport, INTEGRITY_VIOLATION, RESIDENCY_VIOLATION,
+    BudgetReport, DeviceReport, HealthCounters, HealthReport, HealthSource, HealthStatus, NotJudgedReport, SlotReport,
+    SlotWeightsReport, ViolationReport, WitnessReport, INTEGRITY_CHECK, INTEGRITY_VIOLATION, RESIDENCY_VIOLATION,
+    WITNESS_CHECK,
 };
-pub use slot_view::SlotView;
+pub use slot_view::{IntegrityFindings, SlotView};

@@ -13,15 +13,17 @@ use crate::periodic::PeriodicTask;
 use crate::purpose::Purpose;
 use crate::residency::{ResidencyReport, SweepSample};
 use crate::tracker::Tracker;
-use crate::witness::{BandwidthWitness, WitnessCalibration, WitnessReading, SMALLEST_JUDGED_BYTES};
+use crate::witness::{
+    BandwidthWitness, UnreadableWeights, WitnessCalibration, WitnessOutcome, WitnessVerdict, SMALLEST_JUDGED_BYTES,
+};
 
 use super::config::HealthConfig;
 use super::ledger::{self, LeakTrend};
 use super::report::{
-    DeviceReport, HealthCounters, HealthReport, HealthSource, HealthStatus, ViolationReport, WitnessReport,
-    RESIDENCY_VIOLATION,
+    DeviceReport, HealthCounters, HealthReport, HealthSource, HealthStatus, NotJudgedReport, ViolationReport,
+    WitnessReport, INTEGRITY_CHECK, INTEGRITY_VIOLATION, RESIDENCY_VIOLATION, WITNESS_CHECK,
 };
-use super::slot_view::SlotView;
+use super::slot_view::{IntegrityFindings, SlotView};
 
 /// This process's VRAM on a device (None = unknown).
 pub type ProcessVramProbe = Arc<dyn Fn(u32) -> Option<u64> + Send + Sync>;
@@ -31,11 +33,15 @@ struct Counters {
     passed: AtomicU64,
     violated: AtomicU64,
     failed: AtomicU64,
+    witness_not_judged: AtomicU64,
+    integrity_not_judged: AtomicU64,
 }
 
 struct Cached {
     report: HealthReport,
     checked_at: Option<Instant>,
+    /// The number of the check that made `report`: only a later-started check replaces it.
+    check: Option<u64>,
 }
 
 /// The health monitor's background checks ([`HealthMonitor::start`]): dropping it stops them.
@@ -93,7 +99,7 @@ impl HealthMonitor {
             witness,
             slots: None,
             process_vram: Arc::new(crate::nvml::process_vram_bytes),
-            cached: RwLock::new(Cached { report: HealthReport::starting(device), checked_at: None }),
+            cached: RwLock::new(Cached { report: HealthReport::starting(device), checked_at: None, check: None }),
             device_static: Mutex::new(None),
             counters: Counters::default(),
             in_flight: Mutex::new(BTreeMap::new()),
@@ -136,55 +142,54 @@ impl HealthMonitor {
         &self.tracker
     }
 
-    /// Runs one check now and returns the new report. A check that ends past
-    /// `check_deadline` counts as failed (VRAM-E019), whatever it found: a device that slow is
-    /// not serving. An unrecoverable CUDA error (VRAM-E018) ends the process's liveness.
+    /// Runs one check now and returns its report. A check that ends past `check_deadline`
+    /// counts as failed (VRAM-E019), whatever it found: a device that slow is not serving. An
+    /// unrecoverable CUDA error (VRAM-E018) met by any part of the check ends the process's
+    /// liveness. Violations found are kept in the report even when the check then fails. When
+    /// checks overlap, the one that started last decides the cached report: an older check that
+    /// finishes later does not replace a newer verdict.
     pub fn check_now(&self) -> HealthReport {
         let started = Instant::now();
         let check = self.next_check.fetch_add(1, Ordering::Relaxed);
         let _running = InFlight::enter(&self.in_flight, check, started);
-        // Own Device/Pool memory is sampled, a different part each check (issue 16, part 2).
+        // Own Device/Pool memory is sampled, a different part each check.
         let sample = SweepSample { own_per_sweep: self.config.own_queries_per_check, rotation: check };
         let verification = self.tracker.verify_sampled(self.config.purposes, sample);
         let left = || self.config.check_deadline.saturating_sub(started.elapsed()).max(Duration::from_millis(1));
         // I1: weights whose checksum changed since load make the worker unhealthy too.
-        let mut integrity = self.slots.as_ref().map(|view| view.integrity_violations(left())).unwrap_or_default();
+        let integrity = self.slots.as_ref().map(|view| view.check_integrity(left())).unwrap_or_default();
         // The witness: weights read at host-memory speed are not resident, whatever their labels.
-        let (verification, witnessed) = match (&self.witness, verification) {
-            (Some(witness), Ok(residency)) => match witness.check(&self.tracker, left()) {
-                Ok(witnessed) => (Ok(residency), Some(witnessed)),
-                Err(error) => (Err(error), None),
-            },
-            (_, verification) => (verification, None),
+        let witnessed = match (&self.witness, &verification) {
+            (Some(witness), Ok(_)) => Some(witness.check(&self.tracker, left())),
+            _ => None,
         };
-        if let Some(witnessed) = &witnessed {
-            integrity.extend(bandwidth_violations(witnessed));
-        }
         let duration = started.elapsed();
-        let (verification, integrity) = if duration > self.config.check_deadline {
-            let late = Error::Timeout(format!(
-                "the residency check took {:.3} s, past its deadline of {:?}",
-                duration.as_secs_f64(),
-                self.config.check_deadline
-            ));
-            (Err(late), Vec::new())
-        } else {
-            (verification, integrity)
-        };
-        if let Err(error @ Error::CudaSticky(_)) = &verification {
+        let findings = Findings::gather(verification, integrity, witnessed.as_ref());
+        // A sticky error anywhere ends liveness, also when the check is late as well.
+        if let Some(error) = findings.errors.iter().find(|e| matches!(e, Error::CudaSticky(_))) {
             if self.fatal.set(error.to_json()).is_ok() {
                 crate::events::health_fatal(self.tracker.device(), error);
             }
         }
-        let finished = SystemTime::now();
-        let mut report = self.build_report(&verification, integrity, duration.as_secs_f64(), finished);
-        if let (Some(witness), Some((calibration, readings))) = (&self.witness, witnessed) {
-            report.witness = Some(witness_report(witness, &calibration, readings));
+        let late = (duration > self.config.check_deadline).then(|| {
+            Error::Timeout(format!(
+                "the residency check took {:.3} s, past its deadline of {:?}",
+                duration.as_secs_f64(),
+                self.config.check_deadline
+            ))
+        });
+        let check_error = late.or_else(|| findings.errors.first().cloned());
+        let mut report = self.build_report(&findings, check_error, duration.as_secs_f64(), SystemTime::now());
+        if let (Some(witness), Some(witnessed)) = (&self.witness, witnessed) {
+            report.witness = Some(witness_report(witness, witnessed));
         }
         let previous = {
             let mut cached = self.cached.write().unwrap_or_else(|p| p.into_inner());
+            if cached.check.is_some_and(|newest| newest > check) {
+                return report;
+            }
             let previous = cached.report.status;
-            *cached = Cached { report: report.clone(), checked_at: Some(Instant::now()) };
+            *cached = Cached { report: report.clone(), checked_at: Some(Instant::now()), check: Some(check) };
             previous
         };
         if previous != report.status {
@@ -210,54 +215,51 @@ impl HealthMonitor {
 
     fn build_report(
         &self,
-        verification: &Result<ResidencyReport>,
-        integrity: Vec<ViolationReport>,
+        findings: &Findings,
+        check_error: Option<Error>,
         duration_secs: f64,
         at: SystemTime,
     ) -> HealthReport {
         let usage = self.tracker.usage();
         let by_purpose: BTreeMap<String, u64> = Purpose::ALL.iter().map(|p| (p.to_string(), usage.bytes(*p))).collect();
         let mut device = self.device_static();
-        let (status, resident, violations, last_error) = match verification {
-            Ok(residency) => {
-                device.total_bytes = residency.device_total_bytes;
-                device.used_bytes = residency.device_used_bytes;
-                let violations: Vec<ViolationReport> = residency.violations.iter().map(violation_report).collect();
-                let counter = if residency.resident { &self.counters.passed } else { &self.counters.violated };
-                counter.fetch_add(1, Ordering::Relaxed);
-                let status = if residency.resident { HealthStatus::Healthy } else { HealthStatus::Unhealthy };
-                (status, residency.resident, violations, None)
-            }
-            Err(error) => {
-                self.counters.failed.fetch_add(1, Ordering::Relaxed);
-                (HealthStatus::Unhealthy, false, Vec::new(), Some(error.to_json()))
-            }
+        if let Some(residency) = &findings.residency {
+            device.total_bytes = residency.device_total_bytes;
+            device.used_bytes = residency.device_used_bytes;
+        }
+        let (bandwidth, changed): (Vec<&ViolationReport>, Vec<&ViolationReport>) = findings
+            .violations
+            .iter()
+            .partition(|v| v.error_kind == RESIDENCY_VIOLATION && v.reason.starts_with("bandwidth"));
+        if let Some(first) = changed.iter().find(|v| v.error_kind == INTEGRITY_VIOLATION) {
+            let slots = changed.iter().filter(|v| v.error_kind == INTEGRITY_VIOLATION).count();
+            crate::events::integrity_failed(self.tracker.device(), slots, &first.description);
+        }
+        if let Some(first) = bandwidth.first() {
+            crate::events::bandwidth_violation(self.tracker.device(), bandwidth.len(), &first.description);
+        }
+        let counter = match (&check_error, findings.violations.is_empty()) {
+            (Some(_), _) => &self.counters.failed,
+            (None, false) => &self.counters.violated,
+            (None, true) => &self.counters.passed,
         };
-        let (status, violations) = if integrity.is_empty() {
-            (status, violations)
-        } else {
-            let (bandwidth, changed): (Vec<&ViolationReport>, Vec<&ViolationReport>) =
-                integrity.iter().partition(|v| v.error_kind == RESIDENCY_VIOLATION);
-            if let Some(first) = changed.first() {
-                crate::events::integrity_failed(self.tracker.device(), changed.len(), &first.description);
-            }
-            if let Some(first) = bandwidth.first() {
-                crate::events::bandwidth_violation(self.tracker.device(), bandwidth.len(), &first.description);
-            }
-            if status == HealthStatus::Healthy {
-                self.counters.passed.fetch_sub(1, Ordering::Relaxed);
-                self.counters.violated.fetch_add(1, Ordering::Relaxed);
-            }
-            (HealthStatus::Unhealthy, violations.into_iter().chain(integrity).collect())
-        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        let count = |check: &str| findings.not_judged.iter().filter(|n| n.check == check).count() as u64;
+        self.counters.witness_not_judged.fetch_add(count(WITNESS_CHECK), Ordering::Relaxed);
+        self.counters.integrity_not_judged.fetch_add(count(INTEGRITY_CHECK), Ordering::Relaxed);
+        let resident = check_error.is_none() && findings.violations.is_empty();
+        let status = if resident { HealthStatus::Healthy } else { HealthStatus::Unhealthy };
+        let last_error = check_error.as_ref().map(Error::to_json);
         let (mut ledger, mut leak_suspected) = (None, Vec::new());
-        if verification.is_ok() {
+        if findings.residency.is_some() {
             device.process_bytes = (self.process_vram)(self.tracker.device());
             // Tracked memory that lives outside the device (a violation) is not in NVML's figure.
             device.untracked_bytes = device.process_bytes.map(|process| process.saturating_sub(usage.total_bytes));
             let pool_cache = self.tracker.pool_usage().map_or(0, |(reserved, used)| reserved.saturating_sub(used));
+            let witness_bytes = self.witness.as_ref().map_or(0, BandwidthWitness::device_bytes);
             ledger = device.process_bytes.map(|process| {
-                ledger::ledger(process, usage.total_bytes, pool_cache, self.context_bytes, &self.first_untracked)
+                let own = ledger::OwnMemory { pool_cache_bytes: pool_cache, witness_bytes };
+                ledger::ledger(process, usage.total_bytes, own, self.context_bytes, &self.first_untracked)
             });
             let mut figures: BTreeMap<String, u64> = by_purpose.clone();
             if let Some(ledger) = &ledger {
@@ -294,7 +296,8 @@ impl HealthMonitor {
             last_check_unix_secs: at.duration_since(UNIX_EPOCH).ok().map(|d| d.as_secs_f64()),
             last_check_duration_secs: Some(duration_secs),
             last_error,
-            violations,
+            violations: findings.violations.clone(),
+            not_judged: findings.not_judged.clone(),
             by_purpose,
             tracked_allocations: usage.allocation_count,
             device,
@@ -308,6 +311,8 @@ impl HealthMonitor {
                 checks_passed: self.counters.passed.load(Ordering::Relaxed),
                 checks_violated: self.counters.violated.load(Ordering::Relaxed),
                 checks_failed: self.counters.failed.load(Ordering::Relaxed),
+                witness_not_judged: self.counters.witness_not_judged.load(Ordering::Relaxed),
+                integrity_not_judged: self.counters.integrity_not_judged.load(Ordering::Relaxed),
                 evictions,
                 ooms,
                 eviction_reclaimed_bytes: receipts.reclaimed_bytes,
@@ -424,43 +429,104 @@ fn violation_report(v: &crate::residency::Violation) -> ViolationReport {
     }
 }
 
+/// What one check found, from its three parts, and the errors that stopped any of them. An error
+/// of one part never drops what the others found.
+struct Findings {
+    /// The residency sweep's report, when it could run.
+    residency: Option<ResidencyReport>,
+    violations: Vec<ViolationReport>,
+    not_judged: Vec<NotJudgedReport>,
+    /// Errors of the check itself, in the order the parts ran.
+    errors: Vec<Error>,
+}
+
+impl Findings {
+    fn gather(
+        verification: Result<ResidencyReport>,
+        integrity: IntegrityFindings,
+        witnessed: Option<&WitnessOutcome>,
+    ) -> Findings {
+        let mut findings =
+            Findings { residency: None, violations: Vec::new(), not_judged: Vec::new(), errors: Vec::new() };
+        let mut flagged = Vec::new();
+        match verification {
+            Ok(residency) => {
+                findings.violations.extend(residency.violations.iter().map(violation_report));
+                flagged.extend(residency.violations.iter().map(|v| v.id));
+                findings.residency = Some(residency);
+            }
+            Err(error) => findings.errors.push(error),
+        }
+        findings.violations.extend(integrity.violations);
+        findings.not_judged.extend(integrity.not_judged);
+        findings.errors.extend(integrity.check_error);
+        if let Some(witnessed) = witnessed {
+            findings.violations.extend(bandwidth_violations(witnessed));
+            // Weights the GPU cannot read: a violation, once (the sweep may have flagged them).
+            findings.violations.extend(
+                witnessed.unreadable.iter().filter(|u| !flagged.contains(&u.allocation.id)).map(unreadable_violation),
+            );
+            findings.not_judged.extend(
+                witnessed.readings.iter().filter(|r| r.verdict == WitnessVerdict::NotJudged).map(|r| NotJudgedReport {
+                    description: r.description.clone(),
+                    check: WITNESS_CHECK.into(),
+                    reason: r.reason.clone().unwrap_or_default(),
+                }),
+            );
+            findings.errors.extend(witnessed.check_error.clone());
+        }
+        // The most serious first: a sticky error, then a deadline.
+        findings.errors.sort_by_key(|e| match e {
+            Error::CudaSticky(_) => 0,
+            Error::Timeout(_) => 1,
+            _ => 2,
+        });
+        findings
+    }
+}
+
 /// The witness's host-backed readings as residency violations of reason `bandwidth`.
-fn bandwidth_violations((calibration, readings): &(WitnessCalibration, Vec<WitnessReading>)) -> Vec<ViolationReport> {
-    readings
+fn bandwidth_violations(witnessed: &WitnessOutcome) -> Vec<ViolationReport> {
+    witnessed
+        .readings
         .iter()
-        .filter(|r| r.host_backed)
+        .filter(|r| r.host_backed())
         .map(|r| ViolationReport {
             description: r.description.clone(),
             purpose: Purpose::ModelWeights.to_string(),
             kind: r.kind.clone(),
             bytes: r.bytes,
-            reason: format!(
-                "bandwidth: bytes {}..{} read at {:.1} GB/s, below the {:.0} GB/s that separates this GPU's memory ({:.0} GB/s) from host memory ({:.1} GB/s)",
-                r.offset,
-                r.offset + r.slice_bytes,
-                r.gb_per_s,
-                calibration.threshold_gb_per_second(),
-                calibration.device_memory.gb_per_second(),
-                calibration.host_memory.gb_per_second()
-            ),
+            reason: r.reason.clone().unwrap_or_else(|| "bandwidth".into()),
             error_kind: RESIDENCY_VIOLATION.into(),
         })
         .collect()
 }
 
-fn witness_report(
-    witness: &BandwidthWitness,
-    calibration: &WitnessCalibration,
-    readings: Vec<WitnessReading>,
-) -> WitnessReport {
+fn unreadable_violation(unreadable: &UnreadableWeights) -> ViolationReport {
+    let allocation = &unreadable.allocation;
+    ViolationReport {
+        description: allocation.description.clone(),
+        purpose: allocation.purpose.to_string(),
+        kind: allocation.kind.to_string(),
+        bytes: allocation.bytes,
+        reason: format!("not readable by the GPU: {}", unreadable.reason),
+        error_kind: RESIDENCY_VIOLATION.into(),
+    }
+}
+
+fn witness_report(witness: &BandwidthWitness, witnessed: WitnessOutcome) -> WitnessReport {
+    let calibration = witnessed.calibration;
+    let figure = |read: fn(&WitnessCalibration) -> f64| calibration.as_ref().map_or(0.0, read);
     WitnessReport {
-        device_gb_per_s: calibration.device_memory.gb_per_second(),
-        host_gb_per_s: calibration.host_memory.gb_per_second(),
-        threshold_gb_per_s: calibration.threshold_gb_per_second(),
+        device_gb_per_s: figure(|c| c.device_memory.gb_per_second()),
+        host_gb_per_s: figure(|c| c.host_memory.gb_per_second()),
+        host_ceiling_gb_per_s: figure(WitnessCalibration::host_ceiling_gb_per_second),
         smallest_judged_bytes: SMALLEST_JUDGED_BYTES,
+        too_small: witnessed.too_small,
+        device_bytes: witness.device_bytes(),
         full_pass_checks: witness.config().full_pass_checks,
-        not_judging: calibration.cannot_judge(),
-        readings,
+        not_judging: witnessed.not_judging,
+        readings: witnessed.readings,
     }
 }
 

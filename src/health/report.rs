@@ -43,6 +43,23 @@ pub const RESIDENCY_VIOLATION: &str = "residency_violation";
 /// The `error_kind` of weights that changed since they were loaded.
 pub const INTEGRITY_VIOLATION: &str = "integrity_violation";
 
+/// The `check` of a slot whose checksum could not be computed.
+pub const INTEGRITY_CHECK: &str = "integrity";
+/// The `check` of weights the bandwidth witness could not judge.
+pub const WITNESS_CHECK: &str = "witness";
+
+/// An allocation or slot a check could establish nothing about this time, and why: neither a
+/// violation nor evidence of health.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NotJudgedReport {
+    /// The allocation's description or the slot's name.
+    pub description: String,
+    /// [`WITNESS_CHECK`] or [`INTEGRITY_CHECK`].
+    pub check: String,
+    /// Why: "gpu busy: ...", "error: ...".
+    pub reason: String,
+}
+
 /// The device the worker runs on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
 pub struct DeviceReport {
@@ -128,17 +145,24 @@ pub struct SlotWeightsReport {
 /// The bandwidth witness as the last check saw it ([`crate::witness`]).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct WitnessReport {
-    /// What the GPU read its own memory at when calibrated.
+    /// What the GPU read its own memory (the witness's control buffer) at when calibrated; 0
+    /// before a calibration.
     pub device_gb_per_s: f64,
     /// What it read mapped pinned host memory at.
     pub host_gb_per_s: f64,
-    /// A slice read below this is judged host-backed (the geometric mean of the two).
-    pub threshold_gb_per_s: f64,
-    /// Slices smaller than this are read but not judged.
+    /// A slice read faster than this is device memory ([`crate::witness::HOST_CEILING`] times the
+    /// host figure); a slower one is confirmed against the control buffer.
+    pub host_ceiling_gb_per_s: f64,
+    /// Allocations smaller than this are not read.
     pub smallest_judged_bytes: u64,
+    /// Allocations of the last check smaller than that.
+    pub too_small: u64,
+    /// Device memory the witness holds (its control buffer).
+    pub device_bytes: u64,
     /// A full pass over every `ModelWeights` allocation takes this many checks.
     pub full_pass_checks: u32,
-    /// Why the witness reads without judging here, when it does (see
+    /// Why the witness read or judged nothing in the last check, when so (not calibrated yet, a
+    /// calibration that cannot separate the memories: see
     /// [`crate::witness::WitnessCalibration::cannot_judge`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub not_judging: Option<String>,
@@ -155,6 +179,11 @@ pub struct HealthCounters {
     pub checks_violated: u64,
     /// Checks that could not run (the error is in `last_error`).
     pub checks_failed: u64,
+    /// Witness readings that could establish neither residency nor host backing (a GPU too busy
+    /// to tell, an error reading one allocation).
+    pub witness_not_judged: u64,
+    /// Slot checksums that could not be computed for a reason of their own.
+    pub integrity_not_judged: u64,
     /// Model slots evicted (0 without a slot manager).
     pub evictions: u64,
     /// Out-of-memory failures of the slot manager (0 without one).
@@ -186,8 +215,10 @@ pub struct HealthReport {
     /// The last check's error as JSON (`Error::to_json`), when it could not run.
     pub last_error: Option<serde_json::Value>,
     /// Allocations found outside device memory and slots whose weights changed, from the last
-    /// check.
+    /// check (kept when the check itself failed after finding them).
     pub violations: Vec<ViolationReport>,
+    /// Allocations and slots the last check could not judge, and why.
+    pub not_judged: Vec<NotJudgedReport>,
     /// Tracked bytes by purpose name.
     pub by_purpose: BTreeMap<String, u64>,
     /// Live tracked allocations.
@@ -232,6 +263,7 @@ impl HealthReport {
             last_check_duration_secs: None,
             last_error: None,
             violations: Vec::new(),
+            not_judged: Vec::new(),
             by_purpose: BTreeMap::new(),
             tracked_allocations: 0,
             device,

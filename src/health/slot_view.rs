@@ -6,7 +6,19 @@ use std::time::Duration;
 
 use crate::slots::{ModelSlotManager, SlotKey};
 
-use super::report::{BudgetReport, SlotReport, SlotWeightsReport, ViolationReport};
+use super::report::{BudgetReport, NotJudgedReport, SlotReport, SlotWeightsReport, ViolationReport};
+use crate::error::Error;
+
+/// One check's integrity pass over the slots.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct IntegrityFindings {
+    /// Slots whose checksum differs from the one taken at load.
+    pub violations: Vec<ViolationReport>,
+    /// Slots whose checksum could not be computed for a reason of their own.
+    pub not_judged: Vec<NotJudgedReport>,
+    /// An error of the GPU itself ([`Error::is_device_wide`]): the check fails with it.
+    pub check_error: Option<Error>,
+}
 
 /// The model slots as the health report shows them, whatever their key type: the budget, the loaded
 /// slots, the counters and the integrity check. [`ModelSlotManager`] implements it.
@@ -27,8 +39,8 @@ pub trait SlotView: Send + Sync {
     }
     /// I1: slots whose memory changed since it was loaded, checked within `deadline` (the time
     /// the health check has left).
-    fn integrity_violations(&self, _deadline: Duration) -> Vec<ViolationReport> {
-        Vec::new()
+    fn check_integrity(&self, _deadline: Duration) -> IntegrityFindings {
+        IntegrityFindings::default()
     }
 }
 
@@ -86,20 +98,28 @@ impl<K: SlotKey> SlotView for ModelSlotManager<K> {
         self.stats().receipts
     }
 
-    fn integrity_violations(&self, deadline: Duration) -> Vec<ViolationReport> {
-        self.verify_integrity_within(deadline)
-            .into_iter()
-            .map(|v| ViolationReport {
-                description: v.key.to_string(),
-                purpose: "ModelWeights".into(),
-                kind: self.backing().map_or("Device".into(), |b| b.kind.to_string()),
-                bytes: v.size_bytes,
-                reason: match &v.actual {
-                    Ok(actual) => format!("checksum {actual}, expected {} since load", v.expected),
-                    Err(error) => format!("checksum could not be computed: {error}"),
-                },
-                error_kind: super::report::INTEGRITY_VIOLATION.into(),
-            })
-            .collect()
+    fn check_integrity(&self, deadline: Duration) -> IntegrityFindings {
+        let mut findings = IntegrityFindings::default();
+        for v in self.verify_integrity_within(deadline) {
+            match v.actual {
+                Ok(actual) => findings.violations.push(ViolationReport {
+                    description: v.key.to_string(),
+                    purpose: "ModelWeights".into(),
+                    kind: self.backing().map_or("Device".into(), |b| b.kind.to_string()),
+                    bytes: v.size_bytes,
+                    reason: format!("checksum {actual}, expected {} since load", v.expected),
+                    error_kind: super::report::INTEGRITY_VIOLATION.into(),
+                }),
+                Err(error) if error.is_device_wide() => {
+                    findings.check_error.get_or_insert(error);
+                }
+                Err(error) => findings.not_judged.push(NotJudgedReport {
+                    description: v.key.to_string(),
+                    check: super::report::INTEGRITY_CHECK.into(),
+                    reason: format!("checksum could not be computed: {error}"),
+                }),
+            }
+        }
+        findings
     }
 }

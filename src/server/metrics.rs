@@ -24,8 +24,9 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::error::{Error, Result};
-use crate::health::{HealthReport, HealthStatus, INTEGRITY_VIOLATION};
+use crate::health::{HealthReport, HealthStatus, INTEGRITY_CHECK, INTEGRITY_VIOLATION, WITNESS_CHECK};
 use crate::purpose::Purpose;
+use crate::witness::WitnessVerdict;
 
 /// The Content-Type of what `encode_metrics` produces (OpenMetrics).
 pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -122,13 +123,14 @@ fn to_text_format(open_metrics: &str) -> String {
 /// `vramguard_device_used_bytes`, `vramguard_device_total_bytes`,
 /// `vramguard_device_info{ordinal,name,pci_bus_id}`, `vramguard_process_vram_known`,
 /// `vramguard_process_vram_bytes`, `vramguard_untracked_vram_bytes`,
-/// `vramguard_cuda_context_bytes`, `vramguard_pool_cache_bytes`,
+/// `vramguard_cuda_context_bytes`, `vramguard_pool_cache_bytes`, `vramguard_witness_control_bytes`,
 /// `vramguard_untracked_remainder_bytes` (when known), `vramguard_leak_suspected{source}`,
 /// `vramguard_resident`, `vramguard_healthy`, `vramguard_health_status{status}`,
 /// `vramguard_residency_checks_total{result}`, `vramguard_residency_violations`,
-/// `vramguard_integrity_violations`, `vramguard_bandwidth_violations`,
-/// `vramguard_witness_threshold_gigabytes_per_second`,
-/// `vramguard_witness_read_gigabytes_per_second{allocation}` (with the witness on),
+/// `vramguard_integrity_violations`, `vramguard_not_judged_total{check}`,
+/// `vramguard_bandwidth_violations`, `vramguard_witness_readings{verdict}`,
+/// `vramguard_witness_host_ceiling_bytes_per_second`,
+/// `vramguard_witness_slowest_read_bytes_per_second` (with the witness on),
 /// `vramguard_last_check_timestamp_seconds`, `vramguard_last_check_duration_seconds` (after a
 /// check), `vramguard_evictions_total`, `vramguard_ooms_total`,
 /// `vramguard_eviction_reclaimed_bytes_total`, `vramguard_eviction_unreclaimed_bytes_total`,
@@ -187,7 +189,9 @@ impl Collector for ReportCollector {
             gauge(&mut e, "cuda_context", help, bytes, ledger.cuda_context_bytes)?;
             let help = "vramguard's memory pool's cache of freed blocks (reserved - used).";
             gauge(&mut e, "pool_cache", help, bytes, ledger.pool_cache_bytes)?;
-            let help = "Untracked VRAM that neither the context nor the pool's cache explains.";
+            let help = "The bandwidth witness's control buffer of device memory.";
+            gauge(&mut e, "witness_control", help, bytes, ledger.witness_bytes)?;
+            let help = "Untracked VRAM that neither the context nor vramguard's own memory explains.";
             gauge(&mut e, "untracked_remainder", help, bytes, ledger.remainder_bytes)?;
         }
         let help = "1 when the figure (the untracked remainder, or a purpose's tracked bytes) grew steadily over the leak trend's window.";
@@ -232,18 +236,32 @@ impl Collector for ReportCollector {
         gauge(&mut e, "residency_violations", "Allocations the last check found off the device.", None, residency)?;
         let help = "Model slots whose weights the last check found changed since they were loaded.";
         gauge(&mut e, "integrity_violations", help, None, integrity)?;
+        let help = "Allocations and slots a check could judge neither way (a GPU too busy to tell, an error of their own), by check.";
+        let mut family = e.encode_descriptor("not_judged", help, None, MetricType::Counter)?;
+        for (check, value) in [(WITNESS_CHECK, c.witness_not_judged), (INTEGRITY_CHECK, c.integrity_not_judged)] {
+            ConstCounter::new(value).encode(family.encode_family(&[("check", check)])?)?;
+        }
         if let Some(witness) = &r.witness {
-            let help = "Model weights the last check's bandwidth witness read at host-memory speed (within residency_violations).";
-            let slow = witness.readings.iter().filter(|reading| reading.host_backed).count() as u64;
+            let help =
+                "Model weights the last check's bandwidth witness confirmed host-backed (within residency_violations).";
+            let slow = witness.readings.iter().filter(|reading| reading.host_backed()).count() as u64;
             gauge(&mut e, "bandwidth_violations", help, None, slow)?;
-            let help = "Reads slower than this are judged host-backed: the geometric mean of the calibrated device and host figures.";
-            gauge(&mut e, "witness_threshold_gigabytes_per_second", help, None, witness.threshold_gb_per_s)?;
-            let help = "What the bandwidth witness read each ModelWeights allocation at in the last check.";
-            let mut family = e.encode_descriptor("witness_read_gigabytes_per_second", help, None, MetricType::Gauge)?;
-            for reading in &witness.readings {
-                let allocation = label_value(&reading.description);
-                let labels = [("allocation", allocation.as_str())];
-                ConstGauge::new(reading.gb_per_s).encode(family.encode_family(&labels)?)?;
+            let help = "The last check's witness readings by verdict: resident, host_backed, not_judged.";
+            let mut family = e.encode_descriptor("witness_readings", help, None, MetricType::Gauge)?;
+            for (verdict, name) in [
+                (WitnessVerdict::Resident, "resident"),
+                (WitnessVerdict::HostBacked, "host_backed"),
+                (WitnessVerdict::NotJudged, "not_judged"),
+            ] {
+                let count = witness.readings.iter().filter(|reading| reading.verdict == verdict).count() as u64;
+                ConstGauge::new(gauge_value(count)).encode(family.encode_family(&[("verdict", name)])?)?;
+            }
+            let help = "Reads faster than this are device memory; slower ones are confirmed against the witness's control buffer.";
+            gauge(&mut e, "witness_host_ceiling_bytes_per_second", help, None, witness.host_ceiling_gb_per_s * 1e9)?;
+            let slowest = witness.readings.iter().map(|reading| reading.gb_per_s).filter(|v| *v > 0.0).reduce(f64::min);
+            if let Some(slowest) = slowest {
+                let help = "The slowest ModelWeights slice the witness read in the last check.";
+                gauge(&mut e, "witness_slowest_read_bytes_per_second", help, None, slowest * 1e9)?;
             }
         }
         if let Some(at) = r.last_check_unix_secs.filter(|v| v.is_finite()) {
@@ -381,36 +399,70 @@ mod tests {
             pci_bus_id: "0000:19:00.0".into(),
             ..DeviceReport::default()
         };
-        let mut report = HealthReport::starting(device);
-        report.witness = Some(crate::health::WitnessReport {
-            device_gb_per_s: 4000.0,
-            host_gb_per_s: 50.0,
-            threshold_gb_per_s: 447.0,
-            smallest_judged_bytes: 1 << 20,
-            full_pass_checks: 4,
-            not_judging: None,
-            readings: vec![crate::witness::WitnessReading {
-                id: 7,
-                description: "weights \"v2\"\nsecond line".into(),
-                kind: "Device".into(),
-                bytes: 1 << 20,
-                offset: 0,
-                slice_bytes: 1 << 20,
-                gb_per_s: 3000.0,
-                judged: true,
-                host_backed: false,
-            }],
-        });
+        let report = HealthReport::starting(device);
         let open_metrics = encode_metrics(&report).unwrap();
         let info = r#"vramguard_device_info{ordinal="1",name="GPU \"x\" \\ y",pci_bus_id="0000:19:00.0"} 1"#;
         assert!(open_metrics.contains(&format!("{info}\n")), "{open_metrics}");
-        let reading = r#"vramguard_witness_read_gigabytes_per_second{allocation="weights \"v2\"\nsecond line"} 3000.0"#;
-        assert!(open_metrics.contains(&format!("{reading}\n")), "{open_metrics}");
         let text = to_text_format(&open_metrics);
-        assert!(text.contains(info) && text.contains(reading), "{text}");
+        assert!(text.contains(info), "{text}");
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             assert!(line.starts_with("vramguard_"), "a line of the exposition broke: {line:?}");
         }
+    }
+
+    /// Many allocations, some of the same description, some with quotes: the witness's series
+    /// are a fixed set whatever the allocations are called (no label carries free text).
+    #[test]
+    fn witness_series_do_not_grow_with_the_allocations() {
+        let reading = |id: u64, description: &str, verdict, gb_per_s| crate::witness::WitnessReading {
+            id,
+            description: description.into(),
+            kind: "Device".into(),
+            bytes: 1 << 30,
+            offset: 0,
+            slice_bytes: 1 << 28,
+            gb_per_s,
+            control_gb_per_s: None,
+            windows: 0,
+            verdict,
+            reason: None,
+        };
+        let mut report = HealthReport::starting(DeviceReport::default());
+        let readings: Vec<_> = (0..50)
+            .map(|id| reading(id, if id % 2 == 0 { "layer \"x\"" } else { "layer" }, WitnessVerdict::Resident, 2500.0))
+            .chain([
+                reading(50, "kv", WitnessVerdict::NotJudged, 60.0),
+                reading(51, "w", WitnessVerdict::HostBacked, 45.0),
+            ])
+            .collect();
+        report.witness = Some(crate::health::WitnessReport {
+            device_gb_per_s: 3000.0,
+            host_gb_per_s: 51.0,
+            host_ceiling_gb_per_s: 102.0,
+            smallest_judged_bytes: 1 << 20,
+            too_small: 3,
+            device_bytes: 64 << 20,
+            full_pass_checks: 4,
+            not_judging: None,
+            readings,
+        });
+        let text = encode_metrics(&report).unwrap();
+        let witness_lines: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("vramguard_witness") || l.starts_with("vramguard_bandwidth"))
+            .collect();
+        assert_eq!(
+            witness_lines,
+            [
+                "vramguard_bandwidth_violations 1",
+                "vramguard_witness_readings{verdict=\"resident\"} 50",
+                "vramguard_witness_readings{verdict=\"host_backed\"} 1",
+                "vramguard_witness_readings{verdict=\"not_judged\"} 1",
+                "vramguard_witness_host_ceiling_bytes_per_second 102000000000.0",
+                "vramguard_witness_slowest_read_bytes_per_second 45000000000.0",
+            ],
+            "{text}"
+        );
     }
 
     #[test]

@@ -87,5 +87,5 @@ pub struct IntegrityViolation<K> {
     /// The checksum recorded when it was loaded.
     pub expected: crate::checksum::Checksum,
     /// The checksum now, or why it could not be computed.
-    pub actual: std::result::Result<crate::checksum::Checksum, String>,
+    pub actual: crate::error::Result<crate::checksum::Checksum>,
 }

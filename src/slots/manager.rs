@@ -423,12 +423,7 @@ impl<K: SlotKey> ModelSlotManager<K> {
                 let (expected, actual) = reader.check(until.saturating_duration_since(std::time::Instant::now()))?;
                 match actual {
                     Ok(actual) if actual == expected => None,
-                    actual => Some(IntegrityViolation {
-                        key,
-                        size_bytes,
-                        expected,
-                        actual: actual.map_err(|e| e.to_string()),
-                    }),
+                    actual => Some(IntegrityViolation { key, size_bytes, expected, actual }),
                 }
             })
             .collect()

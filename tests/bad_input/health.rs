@@ -66,14 +66,16 @@ fn witness_settings_out_of_range_are_e007() {
         WitnessConfig { full_pass_checks: 1001, ..WitnessConfig::default() },
         WitnessConfig { min_bytes_read: (1 << 20) - 1, ..WitnessConfig::default() },
         WitnessConfig { min_bytes_read: (16 << 30) + 1, ..WitnessConfig::default() },
+        WitnessConfig { confirm_windows: 1, ..WitnessConfig::default() },
+        WitnessConfig { confirm_windows: 17, ..WitnessConfig::default() },
     ] {
         let config = HealthConfig { witness: Some(witness), ..HealthConfig::default() };
         assert_eq!(code(config.validate()), "VRAM-E007", "{witness:?}");
         assert_eq!(code(HealthMonitor::new(Tracker::new(0).unwrap(), config)), "VRAM-E007", "{witness:?}");
     }
     let edges = [
-        WitnessConfig { full_pass_checks: 1, min_bytes_read: 1 << 20 },
-        WitnessConfig { full_pass_checks: 1000, min_bytes_read: 16 << 30 },
+        WitnessConfig { full_pass_checks: 1, min_bytes_read: 1 << 20, confirm_windows: 2 },
+        WitnessConfig { full_pass_checks: 1000, min_bytes_read: 16 << 30, confirm_windows: 16 },
     ];
     for witness in edges {
         assert!(HealthConfig { witness: Some(witness), ..HealthConfig::default() }.validate().is_ok());

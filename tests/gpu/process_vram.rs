@@ -150,7 +150,8 @@ fn ledger_splits_and_flags_growth() -> Result<(), Failed> {
     ensure!(ledger.cuda_context_bytes == context && ledger.cuda_context_measured == "at device open", "{ledger:?}");
     ensure!(ledger.pool_cache_bytes >= 64 << 20, "{ledger:?}");
     ensure!(
-        ledger.untracked_bytes == ledger.cuda_context_bytes + ledger.pool_cache_bytes + ledger.remainder_bytes
+        ledger.untracked_bytes
+            == ledger.cuda_context_bytes + ledger.pool_cache_bytes + ledger.witness_bytes + ledger.remainder_bytes
             || ledger.remainder_bytes == 0,
         "{ledger:?}"
     );

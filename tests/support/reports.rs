@@ -4,10 +4,13 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use vramguard::health::ledger::{LeakSuspicion, UntrackedLedger};
 use vramguard::health::{
-    BudgetReport, DeviceReport, HealthCounters, HealthReport, HealthSource, HealthStatus, SlotReport, ViolationReport,
+    BudgetReport, DeviceReport, HealthCounters, HealthReport, HealthSource, HealthStatus, NotJudgedReport, SlotReport,
+    ViolationReport, WitnessReport,
 };
 use vramguard::server::{HealthServer, ServerConfig};
+use vramguard::witness::{WitnessReading, WitnessVerdict};
 
 /// A report that can be swapped while the server runs.
 pub struct Fixed(pub Mutex<HealthReport>);
@@ -79,6 +82,7 @@ pub fn healthy() -> HealthReport {
             },
         ],
         expected_slots: 2,
+        not_judged: Vec::new(),
         witness: None,
         ledger: None,
         leak_suspected: Vec::new(),
@@ -86,6 +90,8 @@ pub fn healthy() -> HealthReport {
             checks_passed: 41,
             checks_violated: 2,
             checks_failed: 1,
+            witness_not_judged: 5,
+            integrity_not_judged: 1,
             evictions: 3,
             ooms: 4,
             eviction_reclaimed_bytes: 3 << 20,
@@ -123,7 +129,8 @@ pub fn serve_with(config: ServerConfig, report: HealthReport) -> HealthServer {
 }
 
 /// A report in which every metric family is present: a budget, NVML's process figure and the
-/// untracked bytes, a finished check, and one violation of each kind.
+/// untracked bytes with their ledger and a suspected leak, a finished check, one violation of
+/// each kind, and the witness with a reading of each verdict.
 pub fn every_family() -> HealthReport {
     let mut report = unhealthy();
     report.device.process_bytes = Some(4_000_000);
@@ -135,6 +142,50 @@ pub fn every_family() -> HealthReport {
         bytes: 1_000_000,
         reason: "checksum changed since load".into(),
         error_kind: "integrity_violation".into(),
+    });
+    report.ledger = Some(UntrackedLedger {
+        process_bytes: 4_000_000,
+        tracked_bytes: 3_500_000,
+        untracked_bytes: 500_000,
+        cuda_context_bytes: 300_000,
+        cuda_context_measured: "at device open",
+        pool_cache_bytes: 100_000,
+        witness_bytes: 64_000,
+        remainder_bytes: 36_000,
+    });
+    report.leak_suspected.push(LeakSuspicion { source: "untracked".into(), grew_bytes: 1 << 30, over_checks: 10 });
+    let reading = |description: &str, verdict, gb_per_s| WitnessReading {
+        id: 0,
+        description: description.into(),
+        kind: "Device".into(),
+        bytes: 1 << 30,
+        offset: 0,
+        slice_bytes: 256 << 20,
+        gb_per_s,
+        control_gb_per_s: None,
+        windows: 0,
+        verdict,
+        reason: None,
+    };
+    report.witness = Some(WitnessReport {
+        device_gb_per_s: 3000.0,
+        host_gb_per_s: 51.0,
+        host_ceiling_gb_per_s: 102.0,
+        smallest_judged_bytes: 1 << 20,
+        too_small: 1,
+        device_bytes: 64 << 20,
+        full_pass_checks: 4,
+        not_judging: None,
+        readings: vec![
+            reading("E1", WitnessVerdict::Resident, 2900.0),
+            reading("E2", WitnessVerdict::HostBacked, 48.0),
+            reading("E3", WitnessVerdict::NotJudged, 60.0),
+        ],
+    });
+    report.not_judged.push(NotJudgedReport {
+        description: "E3".into(),
+        check: "witness".into(),
+        reason: "gpu busy: device memory read at 60 GB/s".into(),
     });
     report
 }

@@ -1,24 +1,34 @@
-// The bandwidth witness (issue 16, part 1): where a buffer's bytes are, judged by how fast the GPU
-// reads them, not by how the memory was allocated.
+// The read witness: where a buffer's bytes are, judged by how fast the GPU reads them, not by how
+// the memory was allocated.
 //
 // cudaPointerGetAttributes says how memory was allocated; a driver that backs "device" memory with
 // system memory (NVIDIA's system-memory fallback on Windows and WSL) keeps that answer the same.
-// Physics does not: on the H200 the GPU reads its HBM at about 4.5 TB/s and mapped host memory
-// over PCIe at about 50 GB/s. The witness kernel reads a range with ld.global.cv loads, which
-// re-fetch system memory on every load instead of serving it from L2 (device memory is served
-// from L2, which only makes it faster), `passes` times over, so that a small range is read often
-// enough for the time to be measured; the time comes from CUDA events around the kernel.
+// Physics does not: the GPU reads its HBM at terabytes per second and mapped host memory over PCIe
+// at about 50 GB/s. The witness kernel reads a range with ld.global.cv loads, which re-fetch
+// system memory on every load instead of serving it from L2, `passes` times over, so that a small
+// range is read often enough for the time to be measured.
 //
-// Calibration measures, on the device, a device buffer and a mapped pinned host buffer of the same
-// size through the same kernel; a range read below the geometric mean of the two figures is judged
-// host-backed. The two are about 90x apart on the H200, so the threshold is about 10x from each.
+// A reading is timed by the GPU's global timer from its first block's start to its last block's
+// end, not by events around the launch: the worker's own kernels may hold every SM for
+// milliseconds, and the time a reading waits for an SM says nothing about where its bytes are.
+// Readings run on a stream of the witness's own at the device's greatest priority, so that its
+// blocks go first when SMs free up, and nothing else of vramguard's queues in front of them.
+//
+// A reading alone can still be slowed by the worker's kernels sharing the SMs and the memory
+// system. The witness therefore owns a control buffer of device memory, and can read it right
+// before and right after a target in one window on its stream: a target read as fast as the
+// control is device memory, one read many times slower than both controls is not, whatever the
+// GPU is doing. The decision belongs to the caller (the Rust crate's witness policy).
 #pragma once
 
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <mutex>
 
 #include "vramguard.h"
+
+struct CUstream_st;
 
 namespace vramguard {
 
@@ -26,10 +36,28 @@ namespace vramguard {
 struct ReadBandwidth {
   std::uint64_t range_bytes = 0;  // the 16-byte-aligned part of the range that was read
   std::uint64_t bytes_read = 0;   // range_bytes x passes
-  double seconds = 0.0;           // kernel time between CUDA events
+  double seconds = 0.0;           // from the first block's start to the last block's end
+  double event_seconds = 0.0;     // between events around the launch: `seconds` plus any wait
   double gb_per_second() const noexcept {
     return seconds > 0.0 ? static_cast<double>(bytes_read) / seconds / 1e9 : 0.0;
   }
+};
+
+// A target read between two readings of the control buffer, in one window on one stream.
+struct BracketedReading {
+  ReadBandwidth control_before;
+  ReadBandwidth target;
+  ReadBandwidth control_after;
+};
+
+// What a device reads its own memory (the control buffer) and mapped pinned host memory at.
+struct WitnessCalibration {
+  int device = 0;
+  std::uint64_t buffer_bytes = 0;
+  ReadBandwidth device_memory;
+  ReadBandwidth host_memory;
+  // The geometric mean of the two: a reading slower than this is suspected host-backed.
+  double threshold_gb_per_second() const noexcept;
 };
 
 // The smallest range the witness reads: one 16-byte word. A range too small to contain one
@@ -38,38 +66,68 @@ inline constexpr std::size_t kWitnessWordBytes = 16;
 // The smallest range whose reading the witness judges: below it, loads of mapped host memory can
 // be served faster than PCIe delivers them (the test of every size prints the figures).
 inline constexpr std::size_t kWitnessSmallestJudgedBytes = VG_WITNESS_SMALLEST_JUDGED_BYTES;
-// The calibration's buffers: large enough to leave L2 behind for host memory, small enough to pin
-// in milliseconds.
-inline constexpr std::size_t kWitnessCalibrationBytes = 64ull << 20;
+// The control buffer and the calibration's host buffer: larger than L2, so that host memory is
+// not served from it, small enough to pin in milliseconds.
+inline constexpr std::size_t kWitnessControlBytes = VG_WITNESS_CONTROL_BYTES;
 // At most this many passes over one range (a 16-byte range needs 2^24 passes for 256 MiB; it is
 // measured over fewer bytes instead).
 inline constexpr std::uint64_t kMaxWitnessPasses = 1ull << 20;
 
-// Reads the 16-byte-aligned words inside [ptr, ptr + bytes) on `device`, as many passes as it
-// takes to read at least `min_bytes_read` bytes (at most kMaxWitnessPasses), and times the kernel
-// with CUDA events on vramguard's stream for the device. Waits up to `timeout` (Error(VG_ERR_
-// TIMEOUT) past it; the kernel is left to the GPU). The memory must be readable by the device
-// (device memory of `device`, managed, or mapped pinned host memory: CudaError otherwise) and stay
-// allocated until the call returns. The calling thread's current context is left as it was.
-ReadBandwidth measure_read_bandwidth(const void* ptr, std::size_t bytes, int device,
+// The witness of one device: its stream, its control buffer and the small buffers its readings
+// report their times through. Readings are serialised (they share all of these). Thread-safe.
+class ReadWitness {
+ public:
+  // Allocates `control_bytes` of device memory (cudaMalloc, untracked: vramguard's own) on
+  // `device` and creates the stream. Throws Error (VG_ERR_INVALID_SIZE for a control buffer
+  // under 1 MiB or over VG_MAX_ALLOCATION_BYTES, the device statuses of vg_alloc) or CudaError.
+  // The calling thread's current context is left as it was.
+  ReadWitness(int device, std::size_t control_bytes);
+  // Frees what it allocated, unless a reading that passed its deadline may still use it: then
+  // the memory and the stream are left to the context's end rather than freed under the GPU.
+  ~ReadWitness() noexcept;
+  ReadWitness(const ReadWitness&) = delete;
+  ReadWitness& operator=(const ReadWitness&) = delete;
+
+  int device() const noexcept { return device_; }
+  std::size_t control_bytes() const noexcept { return control_bytes_; }
+
+  // Reads the aligned 16-byte words inside [ptr, ptr + bytes), as many passes as make at least
+  // `min_bytes_read` bytes (at most kMaxWitnessPasses). The memory must be readable by the device
+  // (device memory of this device, managed, or mapped pinned host memory: Error(VG_ERR_NOT_
+  // READABLE) otherwise) and stay allocated until the call returns. Waits up to `timeout`
+  // (Error(VG_ERR_TIMEOUT) past it; the kernel is left to the GPU).
+  ReadBandwidth measure(const void* ptr, std::size_t bytes, std::uint64_t min_bytes_read,
+                        std::chrono::milliseconds timeout);
+  // The control buffer, the target as measure() reads it, the control buffer again: queued back
+  // to back on the witness's stream and waited for once.
+  BracketedReading measure_bracketed(const void* ptr, std::size_t bytes,
                                      std::uint64_t min_bytes_read,
                                      std::chrono::milliseconds timeout);
+  // The control buffer and a mapped pinned host buffer of the same size (allocated for the call,
+  // freed before it returns unless the deadline passed), the best of three readings each.
+  WitnessCalibration calibrate(std::uint64_t min_bytes_read, std::chrono::milliseconds timeout);
 
-// What a device reads its own memory and mapped pinned host memory at, through the witness.
-struct WitnessCalibration {
-  int device = 0;
-  std::uint64_t buffer_bytes = 0;
-  ReadBandwidth device_memory;
-  ReadBandwidth host_memory;
-  // The geometric mean of the two: a range read slower than this is judged host-backed.
-  double threshold_gb_per_second() const noexcept;
+ private:
+  struct Target {
+    const void* readable;
+    std::size_t bytes;
+  };
+  // Queues the readings of `targets` (at most kMaxSpans) in one window and waits for them.
+  void measure_window(const Target* targets, int count, std::uint64_t min_bytes_read,
+                      std::chrono::steady_clock::time_point deadline, ReadBandwidth* out);
+
+  static constexpr int kMaxSpans = 3;
+  std::mutex mutex_;
+  int device_ = 0;
+  std::size_t control_bytes_ = 0;
+  void* control_ = nullptr;
+  CUstream_st* stream_ = nullptr;
+  // Per reading of a window: the earliest block start and the latest block end (global timer,
+  // ns): starts in [0, kMaxSpans), ends in [kMaxSpans, 2 * kMaxSpans); copied back to host_spans_.
+  unsigned long long* device_spans_ = nullptr;
+  unsigned long long* host_spans_ = nullptr;
+  // A reading passed its deadline: the GPU may still run it, so nothing may be freed.
+  bool abandoned_ = false;
 };
-
-// Calibrates `device`: allocates `buffer_bytes` of device memory (cudaMalloc) and of mapped pinned
-// host memory (cudaHostAlloc), reads each through measure_read_bandwidth (the best of three
-// readings), and frees both before returning, also on failure. Throws Error/CudaError.
-WitnessCalibration calibrate_read_witness(int device, std::size_t buffer_bytes,
-                                          std::uint64_t min_bytes_read,
-                                          std::chrono::milliseconds timeout);
 
 }  // namespace vramguard
