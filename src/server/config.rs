@@ -18,7 +18,10 @@ pub struct ServerConfig {
     /// How long a connection may stay silent before it is closed (a new one, or a kept-alive
     /// one after its last response), then how long a request head may take from its first
     /// byte, and its body as long again: a client dripping a request is answered 408 or closed
-    /// within three of these at most. At most [`ServerConfig::MAX_TIMEOUT`].
+    /// within three of these at most. Also how long an answer may wait for the client to read
+    /// it: a connection whose writes make no progress for this long is closed at once, so a
+    /// client that pipelines requests and never reads the answers holds nothing for longer.
+    /// At most [`ServerConfig::MAX_TIMEOUT`].
     pub request_timeout: Duration,
     /// Connections served at once. Past it, one is closed to make room: the oldest that has
     /// not sent a byte, else the oldest still sending its first request head, else the one

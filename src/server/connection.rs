@@ -1,5 +1,5 @@
-//! One connection's life: wait for its first byte, let hyper serve it, answer a head hyper gave
-//! up on, and close without destroying the last answer.
+//! One connection's life: wait for its first byte, let hyper serve it with its writes bounded,
+//! answer a head hyper gave up on, and close without destroying the last answer.
 use std::future::poll_fn;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,13 +14,16 @@ use tower::ServiceExt;
 
 use super::limits::Refusal;
 use super::server::{stopped, Admitted, Shared};
+use super::write_deadline::WriteDeadline;
 
 /// After the last answer, what is still read and dropped before the socket closes.
 const LINGER_BYTES: usize = 64 * 1024;
 const LINGER_TIME: Duration = Duration::from_secs(1);
 
 /// Serves `stream` until the client leaves, a limit closes it, the server stops, or the bound
-/// on connections evicts it (then it is dropped at once).
+/// on connections evicts it (then it is dropped at once). A client that stops reading its
+/// answers is a limit too: once hyper's writes have made no progress for `request_timeout`,
+/// the connection is dropped at once.
 pub(crate) async fn serve(stream: TcpStream, shared: Arc<Shared>, admitted: Admitted, stop: watch::Receiver<bool>) {
     let evicted = admitted.evict.clone();
     tokio::select! {
@@ -43,7 +46,8 @@ async fn run(stream: TcpStream, shared: &Shared, admitted: &Admitted, mut stop: 
         admitted.touch();
         shared.app.clone().oneshot(request)
     });
-    let mut connection = shared.http.serve_connection(TokioIo::new(stream), service);
+    let io = TokioIo::new(WriteDeadline::new(stream, timeout));
+    let mut connection = shared.http.serve_connection(io, service);
     let mut stopping = false;
     let ended = loop {
         tokio::select! {
@@ -57,7 +61,12 @@ async fn run(stream: TcpStream, shared: &Shared, admitted: &Admitted, mut stop: 
         }
     };
     let Parts { io, read_buf, .. } = connection.into_parts();
-    let mut stream = io.into_inner();
+    let bounded = io.into_inner();
+    if bounded.timed_out() {
+        // The client reads nothing: no answer is left to protect, and nothing more is written.
+        return;
+    }
+    let mut stream = bounded.into_inner();
     if let Some(refusal) = ended.err().and_then(|error| unanswered(&error, &read_buf)) {
         let _ = tokio::time::timeout(LINGER_TIME, stream.write_all(&raw_response(refusal))).await;
     }

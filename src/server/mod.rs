@@ -18,7 +18,7 @@
 //! | Where | What it does | Answers |
 //! |---|---|---|
 //! | `server.rs` | the listening socket; a bound of `max_connections`, past which the silent, then the slow, then the least recently served connection is closed | — |
-//! | `connection.rs` | waits for a connection's first byte before hyper allocates anything; answers a head hyper gave up on; closes without losing the last answer | 408, 400 |
+//! | `connection.rs` | waits for a connection's first byte before hyper allocates anything; closes one whose writes make no progress for `request_timeout` (a client that does not read its answers; `write_deadline.rs`); answers a head hyper gave up on; closes without losing the last answer | 408, 400 |
 //! | hyper | parses, frames, times out a head (`request_timeout`), keeps connections alive, pipelines, HEAD without a body | 400, 431 |
 //! | `limits.rs` (a tower layer) | request line, head and declared body against `max_request_bytes`; ASCII; no Transfer-Encoding | 414, 431, 413, 400, 411 |
 //! | tower-http `TimeoutLayer` | the body (read and dropped) within `request_timeout` | 408 |
@@ -27,9 +27,10 @@
 //! Every refusal closes the connection (`Connection: close`), so nothing sent after a refused
 //! request is served. The pipeline needs no socket: `server::app(..).oneshot(request)` drives
 //! it in the unit tests. Under abuse — thousands of idle connections, clients that hold half a
-//! request, keep-alive scrapers — probes keep being answered: no connection holds a thread,
-//! silent ones cost a few hundred bytes and are cut at the timeout, and the bound makes room
-//! for a new one (`benches/http_abuse.rs` measures it).
+//! request, keep-alive scrapers, clients that pipeline requests and never read the answers —
+//! probes keep being answered: no connection holds a thread, silent ones cost a few hundred
+//! bytes and are cut at the timeout, as are those whose answers go unread, and the bound makes
+//! room for a new one (`benches/http_abuse.rs` measures it).
 mod config;
 mod connection;
 mod limits;
@@ -37,6 +38,7 @@ mod metrics;
 mod routes;
 #[allow(clippy::module_inception)]
 mod server;
+mod write_deadline;
 
 pub use config::ServerConfig;
 pub use metrics::{encode_metrics, encode_metrics_as, MetricsFormat, METRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE};
