@@ -1,6 +1,7 @@
 //! R1 over real loopback sockets, CPU only: liveness and health stay reachable while idle
 //! clients, clients that hold half a request, and keep-alive scrapers hold the endpoint at
-//! once, and a client that never reads its answers is let go. Behaviour only (every probe
+//! once, and a client that never reads its answers is let go; descriptors exhausted by the rest
+//! of the process cost the server none of its connections. Behaviour only (every probe
 //! answered, and answered right); `benches/http_abuse.rs` measures the latencies, with ten
 //! times the connections.
 #[path = "support/http_client.rs"]
@@ -8,10 +9,11 @@ mod http_client;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http_client::{connect, get, parse_one, raise_fd_limit, Abuse};
+use http_client::{connect, get, parse_one, raise_fd_limit, Abuse, Connection};
 use vramguard::health::{DeviceReport, HealthReport, HealthSource, HealthStatus};
 use vramguard::server::{HealthServer, ServerConfig};
 
@@ -171,4 +173,93 @@ fn a_client_that_never_reads_its_answers_is_closed_after_the_timeout() {
     );
     let live = get(server.local_addr(), "/health/live");
     assert_eq!(live.status, 200, "a fresh probe after the stalled client");
+}
+
+/// Set in the child process that runs [`descriptors_exhausted_elsewhere_keep_the_servers_connections`]
+/// under a low limit on open files; the parent only starts it and reads its verdict.
+const DESCRIPTOR_CHILD: &str = "VRAMGUARD_TEST_DESCRIPTOR_CHILD";
+/// The child's limit on open files: low enough to exhaust in a moment, far above what the
+/// server's own connections hold.
+const CHILD_DESCRIPTOR_LIMIT: libc::rlim_t = 64;
+
+/// The server is a library inside an inference worker: when the rest of the process takes
+/// every descriptor, accept fails with EMFILE, and the server must wait for descriptors rather
+/// than close its own healthy connections to make room. Runs in a child process, whose limit
+/// on open files can be lowered without touching the other tests.
+#[test]
+fn descriptors_exhausted_elsewhere_keep_the_servers_connections() {
+    if std::env::var_os(DESCRIPTOR_CHILD).is_some() {
+        exhaust_descriptors_elsewhere();
+        return;
+    }
+    let name = "descriptors_exhausted_elsewhere_keep_the_servers_connections";
+    let child = Command::new(std::env::current_exe().expect("the test binary's path"))
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(DESCRIPTOR_CHILD, "1")
+        .output()
+        .expect("the test binary runs again");
+    let stdout = String::from_utf8_lossy(&child.stdout);
+    let stderr = String::from_utf8_lossy(&child.stderr);
+    eprintln!("child stdout:\n{stdout}\nchild stderr:\n{stderr}");
+    assert!(
+        child.status.success(),
+        "the child under a limit of {CHILD_DESCRIPTOR_LIMIT} files failed: {}",
+        child.status
+    );
+    assert!(stdout.contains("1 passed"), "the child ran no test");
+    assert!(stderr.contains("accept failed"), "the server never ran out of descriptors: the test proved nothing");
+}
+
+/// The child's part: a kept-alive connection is served, the process runs out of descriptors
+/// with a client waiting to be accepted, and the kept connection is still served afterwards;
+/// once descriptors are given back, the waiting client and a new one are served too.
+fn exhaust_descriptors_elsewhere() {
+    // The server's warnings, for the parent to see that accept did fail.
+    tracing_subscriber::fmt().with_writer(std::io::stderr).with_ansi(false).init();
+    set_descriptor_limit(CHILD_DESCRIPTOR_LIMIT);
+    let server = start(ServerConfig::default());
+    let addr = server.local_addr();
+    let mut kept = Connection::open(addr).expect("connects");
+    let mut ask_kept = |round: &str| {
+        kept.send(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n").expect("sends");
+        let response = kept.read_response(false).unwrap_or_else(|e| panic!("kept-alive connection, {round}: {e}"));
+        assert_eq!(response.status, 200, "kept-alive connection, {round}");
+    };
+    ask_kept("before the descriptors run out");
+
+    // Another part of the process takes every descriptor left...
+    let mut hogged = Vec::new();
+    let exhausted = loop {
+        match std::fs::File::open("/dev/null") {
+            Ok(file) => hogged.push(file),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(exhausted.raw_os_error(), Some(libc::EMFILE), "{exhausted}");
+    // ...but one, taken back at once by a client whose connection the kernel queues and the
+    // server cannot accept (EMFILE) until descriptors are given back.
+    drop(hogged.pop());
+    let mut queued = connect(addr).expect("the kernel completes the handshake");
+    queued.write_all(b"GET /health/live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").expect("sends");
+    // Thirty times the server's first retry delay: room for it to fail to accept many times.
+    std::thread::sleep(Duration::from_millis(300));
+    ask_kept("while the process is out of descriptors");
+
+    drop(hogged);
+    let waited = http_client::parse_response(&http_client::read_until_closed(&mut queued), false)
+        .expect("the queued client is answered once descriptors are back");
+    assert_eq!(waited.status, 200, "the queued client");
+    assert_eq!(get(addr, "/health/live").status, 200, "a new client once descriptors are back");
+    ask_kept("after descriptors are back");
+}
+
+/// Lowers this process's soft limit on open files to `limit`.
+fn set_descriptor_limit(limit: libc::rlim_t) {
+    let mut current = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: `current` is a valid, writable rlimit for getrlimit to fill.
+    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut current) }, 0, "getrlimit");
+    let lowered = libc::rlimit { rlim_cur: limit.min(current.rlim_max), rlim_max: current.rlim_max };
+    // SAFETY: `lowered` is a valid rlimit; lowering the soft limit needs no privilege.
+    let set = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lowered) };
+    assert_eq!(set, 0, "setrlimit: {}", std::io::Error::last_os_error());
 }

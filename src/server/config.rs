@@ -27,7 +27,10 @@ pub struct ServerConfig {
     /// not sent a byte, else the oldest still sending its first request head, else the one
     /// served the longest ago. So a probe is still answered while idle or slow clients hold
     /// every other connection. Each connection costs a file descriptor: `vramguard serve`
-    /// raises its soft limit to the hard one.
+    /// raises its soft limit to the hard one. When the process runs out of descriptors, the
+    /// server closes a connection of its own only while its connections hold at least half of
+    /// the process's limit, and then only one that has not completed a request; otherwise it
+    /// keeps them all and retries accepting after 10 ms, doubling to a second.
     pub max_connections: usize,
 }
 

@@ -17,7 +17,7 @@
 //!
 //! | Where | What it does | Answers |
 //! |---|---|---|
-//! | `server.rs` | the listening socket; a bound of `max_connections`, past which the silent, then the slow, then the least recently served connection is closed | — |
+//! | `server.rs` | the listening socket; a bound of `max_connections`, past which the silent, then the slow, then the least recently served connection is closed; out of file descriptors, a backoff that keeps every connection unless the server's own hold half the process's limit (`accept_failure.rs`) | — |
 //! | `connection.rs` | waits for a connection's first byte before hyper allocates anything; closes one whose writes make no progress for `request_timeout` (a client that does not read its answers; `write_deadline.rs`); answers a head hyper gave up on; closes without losing the last answer | 408, 400 |
 //! | hyper | parses, frames, times out a head (`request_timeout`), keeps connections alive, pipelines, HEAD without a body | 400, 431 |
 //! | `limits.rs` (a tower layer) | request line, head and declared body against `max_request_bytes`; ASCII; no Transfer-Encoding | 414, 431, 413, 400, 411 |
@@ -31,6 +31,7 @@
 //! probes keep being answered: no connection holds a thread, silent ones cost a few hundred
 //! bytes and are cut at the timeout, as are those whose answers go unread, and the bound makes
 //! room for a new one (`benches/http_abuse.rs` measures it).
+mod accept_failure;
 mod config;
 mod connection;
 mod limits;

@@ -21,6 +21,7 @@ use tower::util::BoxCloneSyncService;
 use tower::ServiceBuilder;
 use tower_http::timeout::TimeoutLayer;
 
+use super::accept_failure::AcceptBackoff;
 use super::config::ServerConfig;
 use super::connection;
 use super::limits::RequestLimitsLayer;
@@ -181,26 +182,30 @@ fn read_buffer_limit(max_request_bytes: usize) -> usize {
     (4 * max_request_bytes).max(8 * 1024)
 }
 
-/// The accept task: one task per connection until the stop, then a graceful close.
+/// The accept task: one task per connection until the stop, then a graceful close. A failed
+/// accept waits and may close a connection as `accept_failure.rs` decides.
 async fn accept(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let mut connections = JoinSet::new();
+    let mut backoff = AcceptBackoff::new();
     loop {
         tokio::select! {
             biased;
             () = stopped(&mut stop) => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => {
+                    backoff.accepted();
                     let admitted = shared.open.admit(has_sent(&stream));
                     connections.spawn(connection::serve(stream, shared.clone(), admitted, stop.clone()));
                 }
+                // A client that left before it was accepted: nothing is short, the next may follow at once.
+                Err(e) if e.kind() == ErrorKind::ConnectionAborted => {}
                 Err(e) => {
-                    if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
-                        // Out of file descriptors: the first connection in the eviction order gives one back.
-                        shared.open.evict_one();
-                    } else if e.kind() != ErrorKind::ConnectionAborted {
-                        tracing::warn!(actor = crate::events::ACTOR_WORKER, action = "http_accept", error_kind = "io", human = %format!("accept failed: {e}"));
+                    let delay = backoff.failed(&e, &shared.open);
+                    tokio::select! {
+                        biased;
+                        () = stopped(&mut stop) => break,
+                        () = tokio::time::sleep(delay) => {}
                     }
-                    tokio::time::sleep(Duration::from_millis(10)).await;
                 }
             },
             Some(_) = connections.join_next() => {}
@@ -305,24 +310,38 @@ impl OpenConnections {
         Admitted { id, open: self.clone(), last_active, evict }
     }
 
-    fn evict_one(&self) {
-        Self::evict_from(&mut self.lock());
+    /// Connections open now.
+    pub(crate) fn len(&self) -> usize {
+        self.lock().len()
     }
 
-    /// Closes the first connection in the eviction order; among equals, the oldest (ids grow
-    /// with time). O(open): a scan of at most `max` entries, only when the server is full.
+    /// Closes the first connection in the eviction order that has not completed a request
+    /// head (silent or mid-head); false, closing nothing, when every open one has been served.
+    pub(crate) fn evict_unserved(&self) -> bool {
+        Self::evict_first(&mut self.lock(), |last_active| last_active <= STARTED)
+    }
+
     fn evict_from(open: &mut HashMap<u64, Handle>) {
+        Self::evict_first(open, |_| true);
+    }
+
+    /// Closes the first connection in the eviction order among those whose `last_active` is
+    /// `eligible`; among equals, the oldest (ids grow with time). False when none is. O(open):
+    /// a scan of at most `max` entries, only when the server is full or out of descriptors.
+    fn evict_first(open: &mut HashMap<u64, Handle>, eligible: impl Fn(u64) -> bool) -> bool {
         let Some(id) = open
             .iter()
-            .min_by_key(|(id, handle)| (handle.last_active.load(Ordering::Relaxed), **id))
-            .map(|(id, _)| *id)
+            .map(|(id, handle)| (handle.last_active.load(Ordering::Relaxed), *id))
+            .filter(|&(last_active, _)| eligible(last_active))
+            .min()
+            .map(|(_, id)| id)
         else {
-            return;
+            return false;
         };
-        if let Some(handle) = open.remove(&id) {
-            // Stores a permit if the task is not waiting yet: the eviction is never lost.
-            handle.evict.notify_one();
-        }
+        let Some(handle) = open.remove(&id) else { return false };
+        // Stores a permit if the task is not waiting yet: the eviction is never lost.
+        handle.evict.notify_one();
+        true
     }
 }
 
@@ -510,5 +529,29 @@ mod tests {
         assert!(evicted(&third) && !evicted(&first) && !evicted(&fourth));
         drop((first, second, third, fourth));
         assert!(open.lock().is_empty());
+    }
+
+    #[test]
+    fn out_of_descriptors_only_connections_without_a_request_are_closed() {
+        let open = Arc::new(OpenConnections::new(8));
+        let served = open.admit(true);
+        served.touch();
+        let started = open.admit(true);
+        let silent = open.admit(false);
+        let evicted = |admitted: &Admitted| {
+            block_on(async {
+                tokio::select! {
+                    biased;
+                    _ = admitted.evict.notified() => true,
+                    _ = std::future::ready(()) => false,
+                }
+            })
+        };
+        assert!(open.evict_unserved() && evicted(&silent), "the silent one first");
+        assert!(open.evict_unserved() && evicted(&started), "then the one mid-head");
+        assert!(!open.evict_unserved(), "never one that was served");
+        assert!(!evicted(&served));
+        assert_eq!(open.len(), 1);
+        drop((served, started, silent));
     }
 }
