@@ -226,8 +226,7 @@ impl<K: SlotKey> ModelSlotManager<K> {
                 Ok(WeightsLoaded { outcome, weights })
             }
             Err(error) => {
-                drop(in_use);
-                self.deallocate_slot(key);
+                self.abandon_load(key, in_use);
                 Err(error)
             }
         }
@@ -343,6 +342,25 @@ impl<K: SlotKey> ModelSlotManager<K> {
             self.free_with_receipt(vec![entry.memory]); // outside the lock
             size_bytes
         })
+    }
+
+    /// Removes the slot a failed load made, and only that one: while the load ran, the key may
+    /// have been deallocated and loaded again by another thread, whose slot stays.
+    fn abandon_load(&self, key: &K, in_use: SlotUse<K>) {
+        let ours = in_use.memory_id();
+        drop(in_use);
+        let removed = {
+            let mut state = self.state();
+            let same = state.slots.get(key).is_some_and(|entry| Arc::as_ptr(&entry.memory) as usize == ours);
+            if same {
+                state.slots.remove(key)
+            } else {
+                None
+            }
+        };
+        if let Some(entry) = removed {
+            self.free_with_receipt(vec![entry.memory]); // outside the lock
+        }
     }
 
     /// The device whose free memory receipts read: slots of `Device` memory, with a deadline.

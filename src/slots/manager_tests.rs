@@ -345,3 +345,26 @@ fn an_unload_whose_plan_no_longer_holds_evicts_nothing() {
     assert_eq!(manager.unload(600), Vec::<&str>::new());
     assert_eq!(manager.unload(300), ["a"]);
 }
+
+/// A load that fails gives back its own slot only: while it ran, another thread deallocated the
+/// key and loaded it again, and that new slot stays (removing "whatever slot has the key" took it).
+#[test]
+fn a_failed_load_removes_its_own_slot_not_a_newer_one_under_the_same_key() {
+    let manager =
+        ModelSlotManager::<&'static str>::with_config(SlotConfig { budget_bytes: 1000, ..SlotConfig::default() });
+    let failing = manager.try_load_once(&"e1", 300).unwrap();
+    assert_eq!(manager.deallocate_slot(&"e1"), 300, "another thread unloads the slot mid-load");
+    let newer = manager.try_load_once(&"e1", 200).unwrap();
+    let newer_id = newer.memory_id();
+    drop(newer);
+    manager.abandon_load(&"e1", failing);
+    let kept = manager.use_slot(&"e1").expect("the newer slot survives the older load's failure");
+    assert_eq!((kept.memory_id(), manager.slot(&"e1").unwrap().size_bytes), (newer_id, 200));
+    assert_eq!(manager.allocated(), 200, "the failed load's 300 bytes went back to the budget");
+    drop(kept);
+    // Its own slot, still there: removed.
+    let failing = manager.try_load_once(&"e2", 100).unwrap();
+    manager.abandon_load(&"e2", failing);
+    assert!(!manager.has_slot(&"e2"));
+    assert_eq!(manager.allocated(), 200);
+}

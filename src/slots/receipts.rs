@@ -4,12 +4,16 @@
 //! the rest as unreclaimed; a load that evicted waits for the receipt before it allocates, so that
 //! it neither fails on memory the driver has not taken back yet nor evicts more to make up for it.
 //!
-//! A receipt is a difference of two readings of a device-wide figure, so the manager takes its
-//! slots' device allocations and frees one at a time (the driver serialises them anyway): between
-//! the reading before the free and the reading after it, no other load of this manager allocates.
-//! Allocations made meanwhile by anything else on the device (another allocator of the process,
-//! another process) can hide a rise; the receipt then waits out its deadline and counts the bytes
-//! unreclaimed — the metric errs towards alarm, never towards comfort.
+//! A receipt is a difference of two readings of a device-wide figure, and that is all it proves:
+//! the driver's free memory rose by at least the slots' bytes (less one granularity) between the
+//! reading before their free and a reading after it. The manager takes its slots' device
+//! allocations and frees under one lock, so no load or eviction of this manager runs between the
+//! two readings; but the figure is the device's, not the slots'. A free elsewhere in the window —
+//! another allocator of the process, another process, or slot memory of this manager whose last
+//! user drops outside that lock — raises it too, and can confirm bytes that were never given back;
+//! an allocation elsewhere can hide a rise, and the bytes are then counted unreclaimed. A
+//! receipt is evidence that the driver took memory back, not proof that these bytes were it:
+//! neither count errs in one direction only.
 //!
 //! Slots of `Pool` memory go back to vramguard's pool, which keeps them (its release threshold is
 //! the maximum): the driver's figure does not move, so they get no receipt; the pool's reserve is

@@ -349,8 +349,8 @@ impl<K> SlotUse<K> {
         self.memory().weights().map(|w| &**w)
     }
 
-    /// Which slot memory this guard holds (the unit tests' fake device keys its contents by it).
-    #[cfg(test)]
+    /// Which slot memory this guard holds: the same value as long as the slot is the same one
+    /// (a slot deallocated and allocated again under its key has another).
     pub(crate) fn memory_id(&self) -> usize {
         self.memory() as *const SlotMemory as usize
     }
