@@ -36,7 +36,8 @@ fn with_c_description<T>(description: &str, call: impl FnOnce(*const libc::c_cha
 /// as the work queued on that stream before the free is done. The legacy default stream first
 /// waits for the earlier work of every *blocking* stream of the context (streams made with
 /// `cudaStreamCreate`, and the per-thread default streams), so a kernel on one of those that still
-/// reads or writes the buffer finishes before the memory is reused. Work on a *non-blocking*
+/// reads or writes the buffer finishes before the memory is reused, also by vramguard: copies run
+/// on that stream, and the weights loader waits for it before it writes. Work on a *non-blocking*
 /// stream (`cudaStreamNonBlocking`), or in another context or process, is not waited for:
 /// synchronise it before dropping the buffer.
 ///

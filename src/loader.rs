@@ -208,6 +208,11 @@ impl WeightsLoader {
     /// `VRAM-E022` (a file changed since it was validated), `VRAM-E017` (a file cannot be read),
     /// `VRAM-E008` (the buffer is too small), `VRAM-E010` (another device). On error the
     /// buffer's bytes are undefined; nothing of the load is still running.
+    ///
+    /// The load writes the buffer only after the work queued so far on the legacy default stream
+    /// of its device is done (and through it, the earlier work of every blocking stream): a `Pool`
+    /// block freed by its previous owner while a kernel still read it is not overwritten under
+    /// that kernel (see [`DeviceBuffer`]).
     pub fn load(&self, set: &WeightsSet, buffer: &DeviceBuffer, verification: Verification) -> Result<LoadedWeights> {
         let layout = set.layout(SLOT_ALIGNMENT)?;
         if layout.total_bytes == 0 {

@@ -294,10 +294,11 @@ vg_status vg_check_allocation(uint64_t bytes, int32_t purpose, int32_t kind,
  * cudaStreamCreate, and the per-thread default streams (CUDA's "stream synchronization behavior": a
  * per-thread default stream is not a non-blocking stream and synchronises with the legacy one). So
  * a kernel on such a stream that still reads or writes the buffer finishes before the memory is
- * reused. Work on a non-blocking stream (cudaStreamNonBlocking), in another context or process is
- * not waited for: the caller synchronises it before freeing memory it uses (cudaStreamSynchronize,
- * or cudaStreamWaitEvent of the legacy stream on an event recorded after it). VG_KIND_PINNED_HOST
- * is freed with cudaFreeHost.
+ * reused, also by vramguard: vg_copy_to_device copies on that stream, and vg_load_weights waits for
+ * it before it writes. Work on a non-blocking stream (cudaStreamNonBlocking), in another context or
+ * process is not waited for: the caller synchronises it before freeing memory it uses
+ * (cudaStreamSynchronize, or cudaStreamWaitEvent of the legacy stream on an event recorded after
+ * it). VG_KIND_PINNED_HOST is freed with cudaFreeHost.
  *
  * VG_ERR_NULL_ARGUMENT (tracker or ptr NULL), VG_ERR_UNKNOWN_POINTER (not tracked: never
  * allocated, or freed already), VG_ERR_OWNERSHIP (recorded or adopted, not allocated by
@@ -534,7 +535,13 @@ vg_status vg_loader_progress(const vg_loader* loader, uint64_t* out_done, uint64
  * VG_ERR_INVALID_ENUM (a file index out of range, an unknown flag), VG_ERR_INVALID_SIZE
  * (image_bytes 0), VG_ERR_TIMEOUT (the final device checksum), VG_ERR_NO_DEVICE, VG_ERR_CUDA /
  * VG_ERR_CUDA_STICKY; on failure the image's bytes are undefined and nothing of the load is still
- * running. */
+ * running.
+ *
+ * Order: the load writes dst only after everything queued before the call on the legacy default
+ * stream of the loader's device is done, and through it the earlier work of every blocking stream
+ * (as for vg_free): a VG_KIND_POOL dst allocated just now, or a block whose previous owner's kernel
+ * on such a stream still reads it, is not written under that kernel. Work on non-blocking streams
+ * or in other processes is not waited for. */
 vg_status vg_load_weights(vg_loader* loader, vg_tracker* tracker, void* dst, uint64_t image_bytes,
                           const vg_weights_file* files, uint64_t file_count,
                           const vg_weights_copy* copies, uint64_t copy_count, uint32_t flags,

@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "cuda_call.hpp"
+#include "raw_allocation.hpp"
 #include "scoped_device.hpp"
 #include "vramguard/device.hpp"
 
@@ -41,12 +42,12 @@ MemoryPool::Usage MemoryPool::usage() const {
 
 MemoryPool::~MemoryPool() noexcept {
   try {
-    // Frees still queued on the pool's device's legacy default stream (raw_free's cudaFreeAsync)
-    // must finish before the pool goes, so that its memory is back with the driver when this
-    // returns. That is the legacy stream of the pool's device, not of whatever device (or none)
-    // the destroying thread is on, and the thread's context is left as it was.
+    // Frees still queued on the pool's stream (raw_free's cudaFreeAsync) must finish before the
+    // pool goes, so that its memory is back with the driver when this returns. That is the stream
+    // of the pool's device, not of whatever device (or none) the destroying thread is on, and the
+    // thread's context is left as it was.
     detail::ScopedDevice scope(device_);
-    if (cudaStreamSynchronize(nullptr) != cudaSuccess) (void)cudaGetLastError();
+    if (cudaStreamSynchronize(detail::pool_stream()) != cudaSuccess) (void)cudaGetLastError();
     if (cudaMemPoolDestroy(static_cast<cudaMemPool_t>(pool_)) != cudaSuccess)
       (void)cudaGetLastError();
   } catch (...) {

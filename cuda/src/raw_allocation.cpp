@@ -7,6 +7,8 @@
 
 namespace vramguard::detail {
 
+CUstream_st* pool_stream() noexcept { return cudaStreamLegacy; }
+
 void* raw_allocate(AllocationKind kind, std::size_t bytes, MemoryPool* pool) {
   void* ptr = nullptr;
   switch (kind) {
@@ -14,7 +16,7 @@ void* raw_allocate(AllocationKind kind, std::size_t bytes, MemoryPool* pool) {
     case AllocationKind::Pool:
       // The legacy default stream orders the allocation before any later cudaMemcpy.
       VG_CUDA_CHECK(cudaMallocFromPoolAsync(&ptr, bytes, static_cast<cudaMemPool_t>(pool->handle()),
-                                            nullptr));
+                                            pool_stream()));
       break;
     case AllocationKind::Managed:
       VG_CUDA_CHECK(cudaMallocManaged(&ptr, bytes, cudaMemAttachGlobal));
@@ -32,7 +34,7 @@ int raw_free(AllocationKind kind, void* ptr) noexcept {
   switch (kind) {
     case AllocationKind::Device:
     case AllocationKind::Managed: result = cudaFree(ptr); break;
-    case AllocationKind::Pool: result = cudaFreeAsync(ptr, nullptr); break;
+    case AllocationKind::Pool: result = cudaFreeAsync(ptr, pool_stream()); break;
     case AllocationKind::PinnedHost: result = cudaFreeHost(ptr); break;
     case AllocationKind::Adopted: break;
   }

@@ -6,7 +6,14 @@
 #include "vramguard/memory_pool.hpp"
 #include "vramguard/purpose.hpp"
 
+struct CUstream_st;
+
 namespace vramguard::detail {
+
+// The stream kind Pool is allocated and freed on: the legacy default stream of the current
+// device. Work that writes memory of kind Pool on another stream waits for it first (the weights
+// loader does), so that the block's previous owner is done with it.
+CUstream_st* pool_stream() noexcept;
 
 // Throws CudaError. Caller (DeviceMemory) has validated the arguments, passed a pool for kind Pool,
 // and made `device` current.

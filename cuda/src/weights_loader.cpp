@@ -17,6 +17,7 @@
 
 #include "checksum_hash.hpp"
 #include "cuda_call.hpp"
+#include "raw_allocation.hpp"
 #include "scoped_device.hpp"
 #include "vramguard/error.hpp"
 
@@ -269,6 +270,7 @@ struct WeightsLoader::Impl {
   unsigned char* staging = nullptr;              // 2 * readers slots of chunk_bytes, pinned
   std::vector<cudaStream_t> streams;             // one per reader, non-blocking
   std::vector<cudaEvent_t> slot_copied;          // per slot: recorded after the copies out of it
+  cudaEvent_t pool_stream_mark = nullptr;        // recorded on the pool's stream as a load starts
   std::mutex load_mutex;                         // one load at a time
   std::atomic<std::uint64_t> progress_done{0};   // bytes read and queued by the current load
   std::atomic<std::uint64_t> progress_total{0};  // bytes the current (or last) load copies
@@ -278,6 +280,8 @@ struct WeightsLoader::Impl {
   }
 
   void release() noexcept {
+    if (pool_stream_mark != nullptr) (void)cudaEventDestroy(pool_stream_mark);
+    pool_stream_mark = nullptr;
     for (cudaEvent_t event : slot_copied) (void)cudaEventDestroy(event);
     for (cudaStream_t stream : streams) {
       (void)cudaStreamSynchronize(stream);
@@ -388,6 +392,7 @@ WeightsLoader::WeightsLoader(int device, const LoaderOptions& options)
     void* staging = nullptr;
     VG_CUDA_CHECK(cudaHostAlloc(&staging, per_slot * 2 * readers, cudaHostAllocPortable));
     impl_->staging = static_cast<unsigned char*>(staging);
+    VG_CUDA_CHECK(cudaEventCreateWithFlags(&impl_->pool_stream_mark, cudaEventDisableTiming));
     for (unsigned r = 0; r < readers; ++r) {
       cudaStream_t stream = nullptr;
       VG_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
@@ -440,9 +445,15 @@ LoadResult WeightsLoader::load(const LoadRequest& request) {
   }
 
   detail::ScopedDevice scope(impl_->device);
+  cudaStream_t first = impl_->streams[0];
+  // The image may be Pool memory: allocated on the pool's stream, perhaps just freed there by an
+  // owner whose kernels still read it, and handed out again in that stream's order, not in the
+  // loader's. So the loader's streams write only after everything queued on the pool's stream so
+  // far (and, through it, the earlier work of every blocking stream) is done.
+  VG_CUDA_CHECK(cudaEventRecord(impl_->pool_stream_mark, detail::pool_stream()));
+  VG_CUDA_CHECK(cudaStreamWaitEvent(first, impl_->pool_stream_mark, 0));
   // Zero the image first (padding between tensors is then defined), and make every reader's
   // stream wait for it.
-  cudaStream_t first = impl_->streams[0];
   VG_CUDA_CHECK(cudaMemsetAsync(request.device_ptr, 0, request.image_bytes, first));
   VG_CUDA_CHECK(cudaEventRecord(impl_->slot_copied[0], first));
   for (cudaStream_t stream : impl_->streams) {

@@ -2,13 +2,18 @@
 // cudaFreeAsync on the legacy default stream of the tracker's device; that stream first waits for
 // the earlier work of every blocking stream (cudaStreamCreate streams, per-thread default
 // streams), so a kernel still reading the buffer there is done before the pool hands the memory
-// out again. The contract is documented at vg_free (vramguard.h), DeviceMemory and the Rust
-// DeviceBuffer; these are its tests, with a reader that outlives the free.
+// out again, to a copy or to a weights load. The contract is documented at vg_free (vramguard.h),
+// DeviceMemory and the Rust DeviceBuffer; these are its tests, with a reader that outlives the
+// free.
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstdint>
 #include <cstdio>
+#include <fstream>
+#include <string>
 #include <vector>
 
 #include "gpu_gate.hpp"
@@ -159,4 +164,115 @@ TEST(PoolFreeOrdering, FreedBlockWaitsForTheReaderBeforeAnotherStreamGetsIt) {
   EXPECT_EQ(cudaStreamDestroy(other), cudaSuccess);
   EXPECT_EQ(cudaStreamDestroy(created), cudaSuccess);
   EXPECT_EQ(cudaFree(sum), cudaSuccess);
+}
+
+namespace {
+
+// `words` written to a new file in /tmp, removed at the end; spec() describes it as validated.
+class WeightsFile {
+ public:
+  explicit WeightsFile(const std::vector<unsigned>& words) {
+    char name[] = "/tmp/vramguard-pool-order-XXXXXX";
+    const int fd = mkstemp(name);
+    EXPECT_GE(fd, 0);
+    close(fd);
+    path_ = name;
+    std::ofstream out(path_, std::ios::binary | std::ios::trunc);
+    out.write(reinterpret_cast<const char*>(words.data()),
+              static_cast<std::streamsize>(words.size() * sizeof(unsigned)));
+  }
+  ~WeightsFile() { std::remove(path_.c_str()); }
+  WeightsFile(const WeightsFile&) = delete;
+  WeightsFile& operator=(const WeightsFile&) = delete;
+
+  vg_weights_file spec() const {
+    struct stat st {};
+    EXPECT_EQ(stat(path_.c_str(), &st), 0);
+    vg_weights_file file{};
+    file.path = path_.c_str();
+    file.size = static_cast<uint64_t>(st.st_size);
+    file.mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+    file.inode = st.st_ino;
+    file.dev = st.st_dev;
+    return file;
+  }
+
+ private:
+  std::string path_;
+};
+
+}  // namespace
+
+TEST(PoolFreeOrdering, AWeightsLoadIntoTheReusedBlockWaitsForTheReader) {
+  // The loader writes on non-blocking streams of its own, which by themselves wait for nothing:
+  // a load into the block freed under a late reader must still land only after the reader.
+  VG_REQUIRE_GPU();
+  ASSERT_EQ(cudaSetDevice(0), cudaSuccess);
+  vg_tracker* tracker = nullptr;
+  ASSERT_EQ(vg_tracker_create(0, &tracker), VG_OK);
+  vg_loader_options options{};
+  options.staging_bytes = 8ull << 20;
+  options.readers = 4;
+  vg_loader* loader = nullptr;
+  ASSERT_EQ(vg_loader_create(0, &options, &loader), VG_OK) << vg_last_error();
+  std::vector<unsigned> first(kWords);
+  std::vector<unsigned> weights(kWords);
+  unsigned long long expected = 0;
+  for (std::size_t i = 0; i < kWords; ++i) {
+    first[i] = static_cast<unsigned>(i) * 2246822519u + 5u;
+    weights[i] = ~first[i];
+    expected += first[i];
+  }
+  const std::size_t bytes = kWords * sizeof(unsigned);
+  const WeightsFile file(weights);
+  const vg_weights_file spec = file.spec();
+  const vg_weights_copy copy{0, 0, bytes, 0};
+  unsigned long long* sum = nullptr;
+  ASSERT_EQ(cudaMalloc(&sum, sizeof *sum), cudaSuccess);
+  cudaStream_t created = nullptr;
+  ASSERT_EQ(cudaStreamCreate(&created), cudaSuccess);  // a blocking stream
+
+  const struct {
+    cudaStream_t stream;
+    const char* name;
+  } readers[] = {{cudaStreamLegacy, "legacy default stream"}, {created, "cudaStreamCreate stream"}};
+  for (const auto& reader : readers) {
+    SCOPED_TRACE(reader.name);
+    void* ptr = nullptr;
+    ASSERT_EQ(vg_alloc(tracker, bytes, VG_PURPOSE_MODEL_WEIGHTS, VG_KIND_POOL, "old", &ptr), VG_OK)
+        << vg_last_error();
+    ASSERT_EQ(vg_copy_to_device(tracker, ptr, 0, first.data(), bytes), VG_OK);
+    ASSERT_EQ(cudaMemset(sum, 0, sizeof *sum), cudaSuccess);
+    late_sum<<<1, 256, 0, reader.stream>>>(static_cast<const unsigned*>(ptr), kWords,
+                                           kReaderDelayNs, sum);
+    ASSERT_EQ(cudaGetLastError(), cudaSuccess);
+    // While the reader waits: free, allocate the same size from the same pool, load into it.
+    ASSERT_EQ(vg_free(tracker, ptr), VG_OK);
+    void* again = nullptr;
+    ASSERT_EQ(vg_alloc(tracker, bytes, VG_PURPOSE_MODEL_WEIGHTS, VG_KIND_POOL, "new", &again),
+              VG_OK);
+    if (again != ptr) {
+      std::printf(
+          "[ vramguard ] the pool did not hand out the freed block again (%p, then %p): "
+          "the reader's result below shows less\n",
+          ptr, again);
+    }
+    vg_load_result result{};
+    ASSERT_EQ(vg_load_weights(loader, tracker, again, bytes, &spec, 1, &copy, 1, VG_LOAD_VERIFY,
+                              nullptr, &result),
+              VG_OK)
+        << vg_last_error();
+    ASSERT_EQ(cudaStreamSynchronize(reader.stream), cudaSuccess);
+    unsigned long long got = 0;
+    ASSERT_EQ(cudaMemcpy(&got, sum, sizeof got, cudaMemcpyDeviceToHost), cudaSuccess);
+    EXPECT_EQ(got, expected) << "the load wrote the block while the reader still read it";
+    std::vector<unsigned> back(kWords);
+    ASSERT_EQ(vg_copy_to_host(tracker, back.data(), again, 0, bytes), VG_OK);
+    EXPECT_EQ(back, weights);
+    ASSERT_EQ(vg_free(tracker, again), VG_OK);
+  }
+  EXPECT_EQ(cudaStreamDestroy(created), cudaSuccess);
+  EXPECT_EQ(cudaFree(sum), cudaSuccess);
+  EXPECT_EQ(vg_loader_destroy(loader), VG_OK);
+  EXPECT_EQ(vg_tracker_destroy(tracker), VG_OK);
 }

@@ -9,8 +9,10 @@
 // memory out again once the work queued on that stream before the free is done. The legacy
 // stream first waits for the earlier work of every blocking stream of the context (cudaStreamCreate
 // streams and the per-thread default streams), so a kernel on one of those that still uses the
-// buffer finishes before the memory is reused. It does not wait for non-blocking streams
-// (cudaStreamNonBlocking) or other contexts: synchronise such work before the DeviceMemory goes.
+// buffer finishes before the memory is reused. vramguard's own writers keep to that order:
+// copies run on the legacy stream, and the weights loader's streams wait for it before they write.
+// It does not wait for non-blocking streams (cudaStreamNonBlocking) or other contexts: synchronise
+// such work before the DeviceMemory goes.
 // Every call leaves the calling thread's current CUDA context as it found it.
 #pragma once
 

@@ -8,11 +8,15 @@
 // the page cache is parallel work), so reads, hashes and copies of different chunks overlap.
 //
 // The image: the allocation's first `image_bytes` bytes are zeroed, then each copy lands at its
-// device offset. The integrity checksum (checksum_hash.hpp) is a sum of per-word terms keyed by
-// each 16-byte word's position, so the readers' partial sums of the bytes they read, plus the
-// terms of the zero words no copy touches, add up to the checksum of the whole image on the host.
-// After the copies, the device checksum of the image is computed and compared: a mismatch is
-// VG_ERR_WEIGHTS_CORRUPTED. The verified value is the slot's integrity reference.
+// device offset. Nothing is written before the work queued so far on the legacy default stream of
+// the device is done: kind Pool is allocated and freed there, and the pool hands a block out again
+// in that stream's order, so the image's previous owner (a kernel still reading it, on that stream
+// or on a blocking stream, which the legacy stream waits for) is done with it first. The integrity
+// checksum (checksum_hash.hpp) is a sum of per-word terms keyed by each 16-byte word's position, so
+// the readers' partial sums of the bytes they read, plus the terms of the zero words no copy
+// touches, add up to the checksum of the whole image on the host. After the copies, the device
+// checksum of the image is computed and compared: a mismatch is VG_ERR_WEIGHTS_CORRUPTED. The
+// verified value is the slot's integrity reference.
 //
 // What the loader does not check: the file format. The caller (the Rust crate's weights module)
 // validates the files and computes the copies; the loader checks only what makes its own work
