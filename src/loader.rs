@@ -45,9 +45,6 @@ impl Default for LoaderConfig {
 }
 
 /// What a load compares the device's bytes with.
-// The hidden variant is a test hook (issue 15's "a file corrupted between the host hash and the
-// copy"), not a marker against exhaustive matching: callers may match every public variant.
-#[allow(clippy::manual_non_exhaustive)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Verification {
     /// Hash the bytes read on the host, compare with the device checksum (the default).
@@ -58,9 +55,6 @@ pub enum Verification {
     Expected(Checksum),
     /// Compare nothing; the device checksum still becomes the integrity reference.
     Unverified,
-    /// Tests only: hash on the host, then corrupt one byte in staging before it is copied.
-    #[doc(hidden)]
-    HostHashCorruptingStagingForTests,
 }
 
 /// One tensor of a loaded slot: where it lives on the device.
@@ -256,9 +250,6 @@ impl WeightsLoader {
             Verification::HostHash => (sys::VG_LOAD_VERIFY, None),
             Verification::Expected(sum) => (sys::VG_LOAD_EXPECTED, Some(sys::vg_checksum { lo: sum.lo, hi: sum.hi })),
             Verification::Unverified => (0, None),
-            Verification::HostHashCorruptingStagingForTests => {
-                (sys::VG_LOAD_VERIFY | sys::VG_LOAD_CORRUPT_FOR_TESTS, None)
-            }
         };
         let mut result = sys::vg_load_result::default();
         // SAFETY: every pointer is valid for the call (paths outlive it, the arrays have the

@@ -367,3 +367,24 @@ fn check_allocation_judges_the_arguments_of_vg_alloc_without_a_device() {
     // The order vg_alloc answers in: a bad size before an unallocatable kind.
     assert_eq!(check(0, weights, sys::VG_KIND_ADOPTED as i32, short.as_ptr()), sys::VG_ERR_INVALID_SIZE);
 }
+
+/// The library the crate links has no test hook: the bit that once asked a load to corrupt its own
+/// staging is an unknown flag like any other, refused before any handle is used (so with no loader
+/// and no GPU), and so is every other bit outside `VG_LOAD_VERIFY | VG_LOAD_EXPECTED`.
+#[test]
+fn load_flags_outside_the_abi_are_refused_before_any_handle() {
+    let mut result = sys::vg_load_result::default();
+    let mut load = |flags: u32| {
+        let (loader, tracker, dst) = (null_mut(), null_mut(), null_mut());
+        // SAFETY: every handle and array is NULL with a count of 0, which the core refuses before
+        // reading anything; result is a valid out-pointer.
+        unsafe { sys::vg_load_weights(loader, tracker, dst, 16, null(), 0, null(), 0, flags, null(), &mut result) }
+    };
+    for unknown in [0x100u32, 0x4, 0x8000_0000] {
+        let status = load(sys::VG_LOAD_VERIFY | unknown);
+        assert_eq!(status_name(status), "VG_ERR_INVALID_ENUM", "flag {unknown:#x}");
+        assert!(last_error().contains(&format!("unknown load flags {unknown}")), "{}", last_error());
+    }
+    // The known flags pass that check and reach the handles.
+    assert_eq!(status_name(load(sys::VG_LOAD_VERIFY | sys::VG_LOAD_EXPECTED)), "VG_ERR_NULL_ARGUMENT");
+}

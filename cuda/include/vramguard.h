@@ -494,9 +494,9 @@ typedef struct vg_weights_copy {
   uint64_t device_offset;
 } vg_weights_copy;
 
-#define VG_LOAD_VERIFY 1u                /* hash the bytes read on the host, compare */
-#define VG_LOAD_EXPECTED 2u              /* compare with `expected` instead of hashing */
-#define VG_LOAD_CORRUPT_FOR_TESTS 0x100u /* tests only: corrupt staging after hashing */
+/* Load flags; any other bit is refused (VG_ERR_INVALID_ENUM). */
+#define VG_LOAD_VERIFY 1u   /* hash the bytes read on the host, compare */
+#define VG_LOAD_EXPECTED 2u /* compare with `expected` instead of hashing */
 
 typedef struct vg_load_result {
   vg_checksum checksum;  /* the device checksum of the image: its integrity reference */
@@ -528,7 +528,9 @@ vg_status vg_loader_progress(const vg_loader* loader, uint64_t* out_done, uint64
  * against *expected (VG_LOAD_EXPECTED; expected may be NULL otherwise); flags 0 compares nothing.
  * dst is an allocation of `tracker` on the loader's device (VG_ERR_UNKNOWN_POINTER otherwise,
  * VG_ERR_INVALID_DEVICE for another device) holding at least image_bytes (VG_ERR_OUT_OF_RANGE);
- * vg_free of it waits for the load. One load at a time per loader. Errors: VG_ERR_NULL_ARGUMENT
+ * vg_free of it waits for the load. One load at a time per loader. flags are judged first, before
+ * any handle: a bit that is neither VG_LOAD_VERIFY nor VG_LOAD_EXPECTED -> VG_ERR_INVALID_ENUM,
+ * with no loader needed (nor a GPU). Errors: VG_ERR_NULL_ARGUMENT
  * (loader, tracker, dst or out_result NULL; files or copies NULL with a count; a file's path NULL;
  * expected NULL with VG_LOAD_EXPECTED), VG_ERR_IO, VG_ERR_FILE_CHANGED, VG_ERR_WEIGHTS_CORRUPTED,
  * VG_ERR_OUT_OF_RANGE (a copy outside its file or the image, or overlapping another),

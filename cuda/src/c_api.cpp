@@ -673,7 +673,14 @@ struct vg_loader {
 
 namespace {
 
-constexpr uint32_t kKnownLoadFlags = VG_LOAD_VERIFY | VG_LOAD_EXPECTED | VG_LOAD_CORRUPT_FOR_TESTS;
+constexpr uint32_t kKnownLoadFlags = VG_LOAD_VERIFY | VG_LOAD_EXPECTED;
+
+void require_known_load_flags(uint32_t flags) {
+  if ((flags & ~kKnownLoadFlags) != 0) {
+    throw Error(VG_ERR_INVALID_ENUM,
+                "unknown load flags " + std::to_string(flags & ~kKnownLoadFlags));
+  }
+}
 
 vramguard::LoadRequest load_request(void* dst, uint64_t image_bytes, const vg_weights_file* files,
                                     uint64_t file_count, const vg_weights_copy* copies,
@@ -681,15 +688,10 @@ vramguard::LoadRequest load_request(void* dst, uint64_t image_bytes, const vg_we
                                     const vg_checksum* expected) {
   if (file_count > 0) require(files, "files");
   if (copy_count > 0) require(copies, "copies");
-  if ((flags & ~kKnownLoadFlags) != 0) {
-    throw Error(VG_ERR_INVALID_ENUM,
-                "unknown load flags " + std::to_string(flags & ~kKnownLoadFlags));
-  }
   vramguard::LoadRequest request;
   request.device_ptr = dst;
   request.image_bytes = image_bytes;
   request.verify = (flags & VG_LOAD_VERIFY) != 0;
-  request.corrupt_staging_for_tests = (flags & VG_LOAD_CORRUPT_FOR_TESTS) != 0;
   if ((flags & VG_LOAD_EXPECTED) != 0) {
     require(expected, "expected");
     request.expected = vramguard::Checksum{expected->lo, expected->hi};
@@ -759,6 +761,7 @@ vg_status vg_load_weights(vg_loader* loader, vg_tracker* tracker, void* dst, uin
                           const vg_weights_copy* copies, uint64_t copy_count, uint32_t flags,
                           const vg_checksum* expected, vg_load_result* out_result) {
   return guarded(__func__, [&] {
+    require_known_load_flags(flags);
     require(loader, "loader");
     require(tracker, "tracker");
     require(dst, "dst");

@@ -164,6 +164,25 @@ TEST_F(CApi, InvalidDeviceOrdinal) {
   EXPECT_STREQ(vg_status_name(1234), "VG_STATUS_UNKNOWN");
 }
 
+TEST_F(CApi, LoadFlagsOutsideTheAbiAreRefusedBeforeAnyHandle) {
+  // The library users link has no test hook: the bit that once asked a load to corrupt its own
+  // staging is an unknown flag like any other, refused before the (here absent) loader is used.
+  vg_load_result result{};
+  for (const uint32_t unknown : {0x100u, 0x4u, 0x80000000u}) {
+    EXPECT_EQ(vg_load_weights(nullptr, nullptr, nullptr, 16, nullptr, 0, nullptr, 0,
+                              VG_LOAD_VERIFY | unknown, nullptr, &result),
+              VG_ERR_INVALID_ENUM)
+        << unknown;
+    EXPECT_NE(std::string(vg_last_error()).find("unknown load flags " + std::to_string(unknown)),
+              std::string::npos)
+        << vg_last_error();
+  }
+  // The known flags pass that check and reach the handles.
+  EXPECT_EQ(vg_load_weights(nullptr, nullptr, nullptr, 16, nullptr, 0, nullptr, 0,
+                            VG_LOAD_VERIFY | VG_LOAD_EXPECTED, nullptr, &result),
+            VG_ERR_NULL_ARGUMENT);
+}
+
 TEST_F(CApi, NoGpuAnswersNoDevice) {
   if (vramguard::testing::gpu_available())
     GTEST_SKIP() << "checks the no-GPU error path; this host has a GPU";

@@ -1,7 +1,9 @@
 //! W1 + I1 on a real device: safetensors files loaded into model slots are, byte for byte, the
 //! files' tensors at their offsets (several dtypes, shapes, files, and sizes spanning many
-//! staging chunks); corruption between the read and the copy, a file changed after validation, a
-//! load that does not fit are refused with their codes and leave nothing behind; a load over the
+//! staging chunks); weights that differ on the device from what they must be (here: from a
+//! checksum they do not have; corruption in staging itself is the C++ suite's, which alone can
+//! provoke it), a file changed after validation, a load that does not fit are refused with their
+//! codes and leave nothing behind; a load over the
 //! budget evicts by plan; the loaded checksum is the integrity reference; `vramguard serve` with a
 //! workload of files and `vramguard load` work end to end.
 use std::path::{Path, PathBuf};
@@ -31,8 +33,8 @@ pub fn trials() -> Vec<Trial> {
             loaded_slots_hold_the_files_tensors_byte_for_byte,
         ),
         gpu(
-            "weights::corruption_on_the_way_is_refused_and_nothing_leaks",
-            corruption_on_the_way_is_refused_and_nothing_leaks,
+            "weights::weights_that_differ_on_the_device_are_refused_and_nothing_leaks",
+            weights_that_differ_on_the_device_are_refused_and_nothing_leaks,
         ),
         gpu("weights::a_file_changed_after_validation_is_refused", a_file_changed_after_validation_is_refused),
         gpu("weights::a_load_over_the_budget_evicts_by_plan", a_load_over_the_budget_evicts_by_plan),
@@ -57,6 +59,11 @@ fn manager(tracker: &Tracker, budget: u64, loader: LoaderConfig) -> ModelSlotMan
 /// Small staging (4 readers × 2 × 1 MiB) so that even small files cross many chunks.
 fn small_staging() -> LoaderConfig {
     LoaderConfig { staging_bytes: 8 * MIB, readers: 4 }
+}
+
+/// Where the layout puts each tensor: (file, tensor, offset).
+fn offsets_of(set: &WeightsSet) -> Result<Vec<(usize, usize, u64)>, Failed> {
+    Ok(set.layout(256)?.tensors.iter().map(|p| (p.file, p.tensor, p.offset)).collect())
 }
 
 /// The slot's bytes as the files say they must be: each tensor at its offset, zeros between.
@@ -140,14 +147,17 @@ fn one_file(dir: &Path, name: &str, layers: usize, seed: u64) -> Result<PathBuf,
     Ok(path)
 }
 
-fn corruption_on_the_way_is_refused_and_nothing_leaks() -> Result<(), Failed> {
+fn weights_that_differ_on_the_device_are_refused_and_nothing_leaks() -> Result<(), Failed> {
     let dir = temp_dir("weights-corrupt");
     let tracker = Device::new(0)?.tracker()?;
     let path = one_file(&dir, "m.safetensors", 8, 3)?;
     let slots = manager(&tracker, u64::MAX, small_staging());
     let set = WeightsSet::open_all(&[&path], &WeightLimits::default())?;
-    let options = WeightsLoadOptions { verification: Verification::HostHashCorruptingStagingForTests, evict: true };
-    let error = slots.load_weights_set("m".to_string(), &set, options).err().ok_or("a corrupted load succeeded")?;
+    let image = expected_image(&set, set.layout(256)?.total_bytes, &offsets_of(&set)?)?;
+    let mut wrong = host_checksum(&image);
+    wrong.lo ^= 1; // what the device's bytes would sum to with one bit changed
+    let options = WeightsLoadOptions { verification: Verification::Expected(wrong), evict: true };
+    let error = slots.load_weights_set("m".to_string(), &set, options).err().ok_or("a mismatching load succeeded")?;
     ensure!(error.code() == "VRAM-E021", "{error}");
     ensure!(!slots.has_slot(&"m".to_string()) && slots.allocated() == 0, "the slot stayed");
     ensure!(tracker.total_bytes() == 0, "{} bytes still tracked", tracker.total_bytes());

@@ -74,9 +74,6 @@ struct LoadRequest {
   // A checksum known for this image (from an earlier verified load of the same files): compared
   // with the device checksum instead of hashing on the host.
   std::optional<Checksum> expected;
-  // Test hook: flips one byte of the first chunk in staging after it was hashed and before it is
-  // copied, as memory corrupted between the read and the DMA would.
-  bool corrupt_staging_for_tests = false;
 };
 
 struct LoadResult {
