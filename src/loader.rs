@@ -14,6 +14,7 @@
 //! makes one per manager on first use, fits, allocates and loads a slot in one call.
 use std::path::PathBuf;
 use std::ptr::NonNull;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -137,6 +138,34 @@ impl LoadedWeights {
 pub struct WeightsLoader {
     raw: NonNull<sys::vg_loader>,
     info: sys::vg_loader_info,
+    kept: KeptUntilIdle,
+}
+
+/// What [`WeightsLoader::keep_until_idle`] holds: the owners of memory that work a failed load
+/// left running on the GPU may still write.
+#[derive(Default)]
+struct KeptUntilIdle(Mutex<Vec<Box<dyn Send>>>);
+
+impl std::fmt::Debug for KeptUntilIdle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kept = self.0.lock().unwrap_or_else(PoisonError::into_inner).len();
+        f.debug_struct("KeptUntilIdle").field("kept", &kept).finish()
+    }
+}
+
+impl KeptUntilIdle {
+    fn keep(&self, owner: Box<dyn Send>) {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).push(owner);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).is_empty()
+    }
+
+    /// Everything kept, handed out to be dropped (outside the lock: a drop frees device memory).
+    fn take(&self) -> Vec<Box<dyn Send>> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner))
+    }
 }
 
 // SAFETY: the core's loader is thread-safe (a mutex serialises loads; progress is atomic), and
@@ -161,7 +190,7 @@ impl WeightsLoader {
         let mut info = sys::vg_loader_info::default();
         // SAFETY: a live loader and a valid out-pointer.
         check(unsafe { sys::vg_loader_info_get(raw.as_ptr(), &mut info) })?;
-        Ok(WeightsLoader { raw, info })
+        Ok(WeightsLoader { raw, info, kept: KeptUntilIdle::default() })
     }
 
     /// The CUDA ordinal of the loader's device.
@@ -196,18 +225,53 @@ impl WeightsLoader {
         }
     }
 
+    /// Whether no load runs and no failed load left work running on the GPU (see
+    /// [`load`](Self::load)); never waits. When idle, drops what
+    /// [`keep_until_idle`](Self::keep_until_idle) kept. An error means the loader's streams cannot
+    /// be queried (a broken context).
+    pub fn is_idle(&self) -> Result<bool> {
+        let mut idle = 0;
+        // SAFETY: a live loader and a valid out-pointer.
+        check(unsafe { sys::vg_loader_idle(self.raw.as_ptr(), &mut idle) })?;
+        if idle != 0 {
+            drop(self.kept.take());
+        }
+        Ok(idle != 0)
+    }
+
+    /// Keeps `owner` (what owns the memory a failed load was filling: its buffer, or a slot held
+    /// in use) until the loader is idle, then drops it: at the next [`load`](Self::load) or
+    /// [`is_idle`](Self::is_idle) that finds the loader idle, or when the loader is dropped idle.
+    /// A loader dropped while work is left running never drops it: the memory stays allocated
+    /// to the end of the process, as the loader's staging does.
+    pub fn keep_until_idle<T: Send + 'static>(&self, owner: T) {
+        self.kept.keep(Box::new(owner));
+    }
+
     /// Loads every tensor of `set` into `buffer` (which must be on the loader's device and hold the
     /// set's layout, [`WeightsSet::layout`] with [`SLOT_ALIGNMENT`]), verified as `verification`
     /// says, and returns the slot's tensor table. Errors: `VRAM-E021` (corrupted on the way),
     /// `VRAM-E022` (a file changed since it was validated), `VRAM-E017` (a file cannot be read),
-    /// `VRAM-E008` (the buffer is too small), `VRAM-E010` (another device). On error the
-    /// buffer's bytes are undefined; nothing of the load is still running.
+    /// `VRAM-E008` (the buffer is too small), `VRAM-E010` (another device), `VRAM-E019` (the
+    /// GPU, busy or hung, did not finish the load in time). On error the buffer's bytes are
+    /// undefined.
+    ///
+    /// When it returns, nothing of the load runs on the GPU any more, unless
+    /// [`is_idle`](Self::is_idle) says otherwise, which only `VRAM-E019` or a CUDA error can
+    /// leave: the load's copies may then still write the buffer (and read the staging). The
+    /// device's legacy default stream waits for that work, so a `Pool` buffer may be dropped at
+    /// once (the pool hands its block out again only after the work); a buffer of another kind
+    /// must live until the loader is idle: hand it to [`keep_until_idle`](Self::keep_until_idle).
+    /// The next load waits for the work before it touches the staging.
     ///
     /// The load writes the buffer only after the work queued so far on the legacy default stream
     /// of its device is done (and through it, the earlier work of every blocking stream): a `Pool`
     /// block freed by its previous owner while a kernel still read it is not overwritten under
     /// that kernel (see [`DeviceBuffer`]).
     pub fn load(&self, set: &WeightsSet, buffer: &DeviceBuffer, verification: Verification) -> Result<LoadedWeights> {
+        if !self.kept.is_empty() {
+            let _ = self.is_idle(); // drops what was kept, once the work it waited for is over
+        }
         let layout = set.layout(SLOT_ALIGNMENT)?;
         if layout.total_bytes == 0 {
             return Err(Error::InvalidSize("the weights set has no tensor bytes to load".into()));
@@ -302,6 +366,10 @@ impl WeightsLoader {
 
 impl Drop for WeightsLoader {
     fn drop(&mut self) {
+        // Memory that work left running may still write is never freed under it.
+        if !matches!(self.is_idle(), Ok(true)) {
+            std::mem::forget(self.kept.take());
+        }
         // SAFETY: the handle is live and dropped once; the call never unwinds.
         let _ = unsafe { sys::vg_loader_destroy(self.raw.as_ptr()) };
     }

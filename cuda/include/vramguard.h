@@ -514,7 +514,9 @@ typedef struct vg_load_result {
 vg_status vg_loader_create(int32_t device, const vg_loader_options* options,
                            vg_loader** out_loader);
 /* Frees the loader's staging memory and streams. loader may be NULL (nothing to do). Always VG_OK:
- * a release that fails is not reported (that memory goes with the context or the process). */
+ * a release that fails is not reported (that memory goes with the context or the process). Never
+ * waits for work a failed load left running (see vg_load_weights): while some runs, the staging,
+ * streams and events stay allocated, to the end of the process. */
 vg_status vg_loader_destroy(vg_loader* loader);
 /* The loader's device, readers and staging sizes. VG_ERR_NULL_ARGUMENT (loader or out_info NULL).
  */
@@ -523,6 +525,10 @@ vg_status vg_loader_info_get(const vg_loader* loader, vg_loader_info* out_info);
  * it copies in all (both 0 before the first load; after a load, what it reached).
  * VG_ERR_NULL_ARGUMENT (loader, out_done or out_total NULL). */
 vg_status vg_loader_progress(const vg_loader* loader, uint64_t* out_done, uint64_t* out_total);
+/* Whether the loader is idle: *out_idle 1 when no load runs and no failed load left work running
+ * on the GPU (see vg_load_weights), 0 otherwise. Never waits. VG_ERR_NULL_ARGUMENT (loader or
+ * out_idle NULL), VG_ERR_CUDA / VG_ERR_CUDA_STICKY (the loader's streams cannot be queried). */
+vg_status vg_loader_idle(vg_loader* loader, int32_t* out_idle);
 /* Zeroes the first image_bytes bytes of dst, copies every copy into place, and checks the device
  * checksum of those bytes against the host hash of the bytes read (flags VG_LOAD_VERIFY) or
  * against *expected (VG_LOAD_EXPECTED; expected may be NULL otherwise); flags 0 compares nothing.
@@ -535,9 +541,19 @@ vg_status vg_loader_progress(const vg_loader* loader, uint64_t* out_done, uint64
  * expected NULL with VG_LOAD_EXPECTED), VG_ERR_IO, VG_ERR_FILE_CHANGED, VG_ERR_WEIGHTS_CORRUPTED,
  * VG_ERR_OUT_OF_RANGE (a copy outside its file or the image, or overlapping another),
  * VG_ERR_INVALID_ENUM (a file index out of range, an unknown flag), VG_ERR_INVALID_SIZE
- * (image_bytes 0), VG_ERR_TIMEOUT (the final device checksum), VG_ERR_NO_DEVICE, VG_ERR_CUDA /
- * VG_ERR_CUDA_STICKY; on failure the image's bytes are undefined and nothing of the load is still
- * running.
+ * (image_bytes 0), VG_ERR_TIMEOUT (the GPU, busy or hung, did not finish the final device
+ * checksum in time), VG_ERR_NO_DEVICE, VG_ERR_CUDA / VG_ERR_CUDA_STICKY. On failure the image's
+ * bytes are undefined.
+ *
+ * What still runs: when it returns, nothing of the load runs on the GPU any more, unless
+ * vg_loader_idle says otherwise, which only VG_ERR_TIMEOUT or a CUDA status can leave. The load's
+ * zeroing, copies and checksum may then still be queued or running, writing dst and reading the
+ * loader's staging; and: the legacy default stream of the device waits for that work, so a
+ * VG_KIND_POOL dst may be vg_free'd at once (the pool hands its block out again only after the
+ * work) and work queued later on that stream, or on a blocking stream, runs after it; dst of
+ * another kind must not be freed before vg_loader_idle says 1 (cudaFree promises no order with the
+ * work); the loader's next load waits for the work before it touches the staging;
+ * vg_loader_destroy does not wait for it (see there).
  *
  * Order: the load writes dst only after everything queued before the call on the legacy default
  * stream of the loader's device is done, and through it the earlier work of every blocking stream

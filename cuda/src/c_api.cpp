@@ -756,6 +756,14 @@ vg_status vg_loader_progress(const vg_loader* loader, uint64_t* out_done, uint64
   });
 }
 
+vg_status vg_loader_idle(vg_loader* loader, int32_t* out_idle) {
+  return guarded(__func__, [&] {
+    require(loader, "loader");
+    require(out_idle, "out_idle");
+    *out_idle = loader->loader.idle() ? 1 : 0;
+  });
+}
+
 vg_status vg_load_weights(vg_loader* loader, vg_tracker* tracker, void* dst, uint64_t image_bytes,
                           const vg_weights_file* files, uint64_t file_count,
                           const vg_weights_copy* copies, uint64_t copy_count, uint32_t flags,

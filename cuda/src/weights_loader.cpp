@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "checksum_hash.hpp"
+#include "checksum_slots.hpp"
 #include "cuda_call.hpp"
 #include "raw_allocation.hpp"
 #include "scoped_device.hpp"
@@ -29,6 +30,7 @@ namespace vramguard {
 namespace {
 
 namespace cs = detail::checksum;
+using Clock = cs::Clock;
 
 constexpr std::size_t kMiB = std::size_t{1} << 20;
 // A chunk is read this much at a time and each part hashed at once, while it is in the CPU's
@@ -273,25 +275,83 @@ struct WeightsLoader::Impl {
   unsigned char* staging = nullptr;              // 2 * readers slots of chunk_bytes, pinned
   std::vector<cudaStream_t> streams;             // one per reader, non-blocking
   std::vector<cudaEvent_t> slot_copied;          // per slot: recorded after the copies out of it
+  std::vector<cudaEvent_t> stream_done;          // per stream: recorded after a load's work on it
   cudaEvent_t pool_stream_mark = nullptr;        // recorded on the pool's stream as a load starts
   std::mutex load_mutex;                         // one load at a time
   std::atomic<std::uint64_t> progress_done{0};   // bytes read and queued by the current load
   std::atomic<std::uint64_t> progress_total{0};  // bytes the current (or last) load copies
+  // Under load_mutex: a load returned while its work may still run on the GPU (writing an image,
+  // reading staging). Cleared once the streams are seen idle.
+  bool work_left = false;
 
   unsigned char* slot(unsigned reader, unsigned which) const {
     return staging + (std::size_t{reader} * 2 + which) * chunk_bytes;
   }
 
+  // Within the device's ScopedDevice, under load_mutex: whether every stream has finished its
+  // work, without waiting. Throws CudaError (a broken context, say).
+  bool streams_idle() const {
+    for (cudaStream_t stream : streams) {
+      const cudaError_t state = cudaStreamQuery(stream);
+      if (state == cudaErrorNotReady) return false;
+      detail::check(state, "cudaStreamQuery");
+    }
+    return true;
+  }
+
+  // Within the device's ScopedDevice, under load_mutex: waits until every stream has finished its
+  // work, or `deadline`. True when finished. Otherwise the work is left running, fenced (below),
+  // and work_left stays set. Throws CudaError.
+  bool settle(Clock::time_point deadline) {
+    work_left = true;
+    try {
+      for (cudaStream_t stream : streams) {
+        if (!cs::wait_for_stream(stream, deadline)) {
+          fence();
+          return false;
+        }
+      }
+    } catch (...) {
+      fence();
+      throw;
+    }
+    work_left = false;
+    return true;
+  }
+
+  // Work left running may still write the image: the pool's stream waits for it, so that a Pool
+  // image freed now (cudaFreeAsync there) is handed out again only after it, and work the caller
+  // queues there, or on a blocking stream, later runs after it. Nothing here waits on the host.
+  void fence() noexcept {
+    for (std::size_t s = 0; s < streams.size(); ++s) {
+      if (cudaEventRecord(stream_done[s], streams[s]) != cudaSuccess ||
+          cudaStreamWaitEvent(detail::pool_stream(), stream_done[s], 0) != cudaSuccess) {
+        (void)cudaGetLastError();  // a broken context: nothing runs on it any more
+      }
+    }
+  }
+
+  // Within the device's ScopedDevice. Never waits for work left running: while some may still
+  // read the staging, the staging, streams and events stay allocated, to the end of the process.
   void release() noexcept {
+    if (work_left) {
+      try {
+        if (!streams_idle()) return;
+      } catch (...) {
+        // A broken context: nothing runs on it any more; what can be released goes.
+      }
+    }
     if (pool_stream_mark != nullptr) (void)cudaEventDestroy(pool_stream_mark);
     pool_stream_mark = nullptr;
     for (cudaEvent_t event : slot_copied) (void)cudaEventDestroy(event);
+    for (cudaEvent_t event : stream_done) (void)cudaEventDestroy(event);
     for (cudaStream_t stream : streams) {
       (void)cudaStreamSynchronize(stream);
       (void)cudaStreamDestroy(stream);
     }
     if (staging != nullptr) (void)cudaFreeHost(staging);
     slot_copied.clear();
+    stream_done.clear();
     streams.clear();
     staging = nullptr;
   }
@@ -403,6 +463,9 @@ WeightsLoader::WeightsLoader(int device, const LoaderOptions& options)
       cudaStream_t stream = nullptr;
       VG_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
       impl_->streams.push_back(stream);
+      cudaEvent_t done = nullptr;
+      VG_CUDA_CHECK(cudaEventCreateWithFlags(&done, cudaEventDisableTiming));
+      impl_->stream_done.push_back(done);
       for (int which = 0; which < 2; ++which) {
         cudaEvent_t event = nullptr;
         VG_CUDA_CHECK(cudaEventCreateWithFlags(&event, cudaEventDisableTiming));
@@ -435,13 +498,26 @@ std::size_t WeightsLoader::staging_bytes() const noexcept {
   return impl_->chunk_bytes * 2 * impl_->readers;
 }
 
+bool WeightsLoader::idle() {
+  std::unique_lock<std::mutex> running(impl_->load_mutex, std::try_to_lock);
+  if (!running.owns_lock()) return false;  // a load is running
+  if (!impl_->work_left) return true;
+  detail::ScopedDevice scope(impl_->device);
+  if (!impl_->streams_idle()) return false;
+  impl_->work_left = false;
+  return true;
+}
+
 LoadResult WeightsLoader::load(const LoadRequest& request) {
-  const auto started = std::chrono::steady_clock::now();
+  const auto started = Clock::now();
   if (request.device_ptr == nullptr) throw Error(VG_ERR_NULL_ARGUMENT, "device_ptr is null");
   if (request.image_bytes == 0) throw Error(VG_ERR_INVALID_SIZE, "an image of 0 bytes");
   const Plan plan = make_plan(request, impl_->chunk_bytes);
 
   std::lock_guard<std::mutex> one_load(impl_->load_mutex);
+  detail::ScopedDevice scope(impl_->device);
+  // An earlier load's work left running may still read the staging this load fills.
+  if (impl_->work_left) (void)impl_->settle(Clock::time_point::max());
   impl_->progress_done.store(0, std::memory_order_relaxed);
   impl_->progress_total.store(plan.bytes_copied, std::memory_order_relaxed);
   std::vector<std::unique_ptr<FileDescriptor>> files;
@@ -450,45 +526,62 @@ LoadResult WeightsLoader::load(const LoadRequest& request) {
     require_unchanged(spec, files.back()->status(spec), "since it was validated");
   }
 
-  detail::ScopedDevice scope(impl_->device);
-  cudaStream_t first = impl_->streams[0];
-  // The image may be Pool memory: allocated on the pool's stream, perhaps just freed there by an
-  // owner whose kernels still read it, and handed out again in that stream's order, not in the
-  // loader's. So the loader's streams write only after everything queued on the pool's stream so
-  // far (and, through it, the earlier work of every blocking stream) is done.
-  VG_CUDA_CHECK(cudaEventRecord(impl_->pool_stream_mark, detail::pool_stream()));
-  VG_CUDA_CHECK(cudaStreamWaitEvent(first, impl_->pool_stream_mark, 0));
-  // Zero the image first (padding between tensors is then defined), and make every reader's
-  // stream wait for it.
-  VG_CUDA_CHECK(cudaMemsetAsync(request.device_ptr, 0, request.image_bytes, first));
-  VG_CUDA_CHECK(cudaEventRecord(impl_->slot_copied[0], first));
-  for (cudaStream_t stream : impl_->streams) {
-    VG_CUDA_CHECK(cudaStreamWaitEvent(stream, impl_->slot_copied[0], 0));
-  }
-
   LoadState state(request, plan, files);
-  const unsigned readers = static_cast<unsigned>(
-      std::min<std::size_t>(impl_->readers, std::max<std::size_t>(plan.chunks.size(), 1)));
-  std::vector<std::thread> threads;
-  threads.reserve(readers);
+  LoadResult result;
+  cudaStream_t first = impl_->streams[0];
+  // From the first enqueue on, every way out passes the catch below: the load's work is over
+  // when it returns, unless the load timed out (then that work is fenced, see Impl::fence).
   try {
-    for (unsigned r = 0; r < readers; ++r)
-      threads.emplace_back([this, r, &state] { impl_->read_chunks(r, state); });
+    // The image may be Pool memory: allocated on the pool's stream, perhaps just freed there by
+    // an owner whose kernels still read it, and handed out again in that stream's order, not in
+    // the loader's. So the loader's streams write only after everything queued on the pool's
+    // stream so far (and, through it, the earlier work of every blocking stream) is done.
+    VG_CUDA_CHECK(cudaEventRecord(impl_->pool_stream_mark, detail::pool_stream()));
+    VG_CUDA_CHECK(cudaStreamWaitEvent(first, impl_->pool_stream_mark, 0));
+    // Zero the image first (padding between tensors is then defined), and make every reader's
+    // stream wait for it.
+    VG_CUDA_CHECK(cudaMemsetAsync(request.device_ptr, 0, request.image_bytes, first));
+    VG_CUDA_CHECK(cudaEventRecord(impl_->slot_copied[0], first));
+    for (cudaStream_t stream : impl_->streams) {
+      VG_CUDA_CHECK(cudaStreamWaitEvent(stream, impl_->slot_copied[0], 0));
+    }
+
+    const unsigned readers = static_cast<unsigned>(
+        std::min<std::size_t>(impl_->readers, std::max<std::size_t>(plan.chunks.size(), 1)));
+    std::vector<std::thread> threads;
+    threads.reserve(readers);
+    try {
+      for (unsigned r = 0; r < readers; ++r)
+        threads.emplace_back([this, r, &state] { impl_->read_chunks(r, state); });
+    } catch (...) {
+      state.fail(std::current_exception());  // no thread for this reader: the others stop too
+    }
+    for (std::thread& thread : threads) thread.join();
+    if (state.error) std::rethrow_exception(state.error);
+
+    // The device checksum on the first stream, after every stream's copies: once it is seen
+    // complete, so is everything of this load.
+    for (std::size_t s = 1; s < impl_->streams.size(); ++s) {
+      VG_CUDA_CHECK(cudaEventRecord(impl_->stream_done[s], impl_->streams[s]));
+      VG_CUDA_CHECK(cudaStreamWaitEvent(first, impl_->stream_done[s], 0));
+    }
+    result.checksum = device_checksum(request.device_ptr, request.image_bytes, impl_->device,
+                                      kDefaultChecksumTimeout, first);
+  } catch (const Error& e) {
+    // Past the checksum's deadline the work is left running, fenced; any other failure waits for
+    // it, so that nothing of the load runs after it returns.
+    const bool timed_out = e.status() == VG_ERR_TIMEOUT;
+    (void)impl_->settle(timed_out ? Clock::now() : Clock::time_point::max());
+    throw;
   } catch (...) {
-    state.fail(std::current_exception());  // no thread for this reader: the others stop too
+    (void)impl_->settle(Clock::time_point::max());
+    throw;
   }
-  for (std::thread& thread : threads) thread.join();
-  // Whatever happened, nothing may still be copying out of staging or into the image.
-  for (cudaStream_t stream : impl_->streams) VG_CUDA_CHECK(cudaStreamSynchronize(stream));
-  if (state.error) std::rethrow_exception(state.error);
 
   for (std::size_t f = 0; f < files.size(); ++f) {
     require_unchanged(request.files[f], files[f]->status(request.files[f]), "while it was loaded");
   }
-
-  LoadResult result;
   result.bytes_copied = plan.bytes_copied;
-  result.checksum = device_checksum(request.device_ptr, request.image_bytes, impl_->device);
   std::optional<Checksum> expected = request.expected;
   if (!expected && request.verify) {
     const cs::Lanes& lanes = state.lanes;
@@ -507,8 +600,7 @@ LoadResult WeightsLoader::load(const LoadRequest& request) {
                       expected->to_hex() + ")");
     }
   }
-  result.seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  result.seconds = std::chrono::duration<double>(Clock::now() - started).count();
   return result;
 }
 

@@ -49,6 +49,9 @@ TEST_F(CApi, NullHandleAndNullOutParameters) {
   EXPECT_EQ(vg_total_bytes(tracker_, nullptr), VG_ERR_NULL_ARGUMENT);
   EXPECT_EQ(vg_usage_get(nullptr, &u), VG_ERR_NULL_ARGUMENT);
   EXPECT_EQ(vg_usage_get(tracker_, nullptr), VG_ERR_NULL_ARGUMENT);
+  int32_t idle = -1;
+  EXPECT_EQ(vg_loader_idle(nullptr, &idle), VG_ERR_NULL_ARGUMENT);
+  EXPECT_EQ(idle, -1);
   EXPECT_EQ(vg_allocation_count(tracker_, nullptr), VG_ERR_NULL_ARGUMENT);
   EXPECT_EQ(vg_purpose_bytes(tracker_, 0, nullptr), VG_ERR_NULL_ARGUMENT);
   EXPECT_EQ(vg_record(nullptr, fake(1), 8, 0, 0, nullptr, nullptr), VG_ERR_NULL_ARGUMENT);

@@ -113,6 +113,13 @@ class Loader : public ::testing::Test {
     if (tracker_ != nullptr) EXPECT_EQ(vg_tracker_destroy(tracker_), VG_OK);
   }
 
+  // Whether the loader says nothing of its loads runs on the GPU.
+  bool idle() const {
+    int32_t idle = -1;
+    EXPECT_EQ(vg_loader_idle(loader_, &idle), VG_OK) << vg_last_error();
+    return idle == 1;
+  }
+
   vg_tracker* tracker_ = nullptr;
   vg_loader* loader_ = nullptr;
 };
@@ -187,6 +194,7 @@ TEST_F(Loader, CorruptionBetweenTheReadAndTheCopyIsCaught) {
                             VG_LOAD_VERIFY, nullptr, &result),
             VG_ERR_WEIGHTS_CORRUPTED);
   EXPECT_NE(std::string(vg_last_error()).find("differ"), std::string::npos) << vg_last_error();
+  EXPECT_TRUE(idle()) << "a corrupted load left work running";
   // The fault was one load's: the next one is intact.
   EXPECT_EQ(vg_load_weights(loader_, tracker_, dst, bytes.size(), &spec, 1, &copy, 1,
                             VG_LOAD_VERIFY, nullptr, &result),
@@ -206,6 +214,7 @@ TEST_F(Loader, AFileThatChangedVanishedOrIsShorterIsRefusedWithItsOwnStatus) {
       VG_OK);
   vg_load_result result{};
 
+  EXPECT_TRUE(idle()) << "a new loader";
   vg_weights_file older = spec;
   older.mtime_ns -= 1;
   EXPECT_EQ(vg_load_weights(loader_, tracker_, dst, bytes.size(), &older, 1, &copy, 1,
@@ -238,11 +247,13 @@ TEST_F(Loader, AFileThatChangedVanishedOrIsShorterIsRefusedWithItsOwnStatus) {
               VG_ERR_INVALID_ENUM)
         << unknown;
   }
-  // After every refusal the loader still loads.
+  // A refusal that is no timeout leaves nothing running, and the loader still loads.
+  EXPECT_TRUE(idle()) << "a refused load left work running";
   EXPECT_EQ(vg_load_weights(loader_, tracker_, dst, bytes.size(), &spec, 1, &copy, 1,
                             VG_LOAD_VERIFY, nullptr, &result),
             VG_OK)
       << vg_last_error();
+  EXPECT_TRUE(idle()) << "a load left work running";
   EXPECT_EQ(vg_free(tracker_, dst), VG_OK);
 }
 

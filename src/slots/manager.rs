@@ -177,9 +177,12 @@ impl<K: SlotKey> ModelSlotManager<K> {
     /// slot's ([`SlotUse::weights`], [`ModelSlot::weights`]).
     ///
     /// On any failure after the fit — a file that changed (`VRAM-E022`) or cannot be read
-    /// (`VRAM-E017`), corruption (`VRAM-E021`), a CUDA error — the slot is removed and its memory
-    /// and budget given back; slots evicted to make room stay evicted. A manager without device
-    /// memory (bookkeeping only) refuses with `VRAM-E007`.
+    /// (`VRAM-E017`), corruption (`VRAM-E021`), a GPU that did not finish in time (`VRAM-E019`),
+    /// a CUDA error — the slot is removed and its memory and budget given back; slots evicted to
+    /// make room stay evicted. Memory that the failed load's work, left running on the GPU after a
+    /// timeout, may still write is given back only once that work is over: the manager's loader
+    /// keeps it until then ([`WeightsLoader::keep_until_idle`]), so a later load may find less
+    /// room. A manager without device memory (bookkeeping only) refuses with `VRAM-E007`.
     pub fn load_weights<P: AsRef<std::path::Path>>(&self, key: K, files: &[P]) -> Result<WeightsLoaded<K>> {
         let set = WeightsSet::open_all(files, &self.shared.config.weight_limits)?;
         self.load_weights_set(key, &set, WeightsLoadOptions::default())
@@ -226,7 +229,15 @@ impl<K: SlotKey> ModelSlotManager<K> {
                 Ok(WeightsLoaded { outcome, weights })
             }
             Err(error) => {
-                self.abandon_load(key, in_use);
+                // Work the failed load left running on the GPU may still write the slot's memory:
+                // the loader keeps it in use (allocated, its budget held) until that work is over.
+                let ours = in_use.memory_id();
+                if matches!(loader.is_idle(), Ok(true)) {
+                    drop(in_use);
+                } else {
+                    loader.keep_until_idle(in_use);
+                }
+                self.abandon_load(key, ours);
                 Err(error)
             }
         }
@@ -346,9 +357,8 @@ impl<K: SlotKey> ModelSlotManager<K> {
 
     /// Removes the slot a failed load made, and only that one: while the load ran, the key may
     /// have been deallocated and loaded again by another thread, whose slot stays.
-    fn abandon_load(&self, key: &K, in_use: SlotUse<K>) {
-        let ours = in_use.memory_id();
-        drop(in_use);
+    /// `ours` is the failed load's [`SlotUse::memory_id`].
+    fn abandon_load(&self, key: &K, ours: usize) {
         let removed = {
             let mut state = self.state();
             let same = state.slots.get(key).is_some_and(|entry| Arc::as_ptr(&entry.memory) as usize == ours);

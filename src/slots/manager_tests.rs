@@ -357,13 +357,15 @@ fn a_failed_load_removes_its_own_slot_not_a_newer_one_under_the_same_key() {
     let newer = manager.try_load_once(&"e1", 200).unwrap();
     let newer_id = newer.memory_id();
     drop(newer);
-    manager.abandon_load(&"e1", failing);
+    let failing_id = failing.memory_id();
+    drop(failing);
+    manager.abandon_load(&"e1", failing_id);
     let kept = manager.use_slot(&"e1").expect("the newer slot survives the older load's failure");
     assert_eq!((kept.memory_id(), manager.slot(&"e1").unwrap().size_bytes), (newer_id, 200));
     assert_eq!(manager.allocated(), 200, "the failed load's 300 bytes went back to the budget");
     drop(kept);
     // Its own slot, still there: removed.
-    let failing = manager.try_load_once(&"e2", 100).unwrap();
+    let failing = manager.try_load_once(&"e2", 100).unwrap().memory_id();
     manager.abandon_load(&"e2", failing);
     assert!(!manager.has_slot(&"e2"));
     assert_eq!(manager.allocated(), 200);

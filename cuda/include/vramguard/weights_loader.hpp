@@ -106,13 +106,26 @@ class WeightsLoader {
   std::size_t staging_bytes() const noexcept;  // all slots: 2 * readers * chunk_bytes
   // Readable from any thread while a load runs (for a progress bar).
   LoadProgress progress() const noexcept;
+  // True when no load runs and none left work running on the GPU (see load()); never waits.
+  // Throws CudaError when the streams cannot be queried (a broken context).
+  bool idle();
 
   // Fills the image as described above and returns once it is verified (or has failed). One load
-  // at a time per loader: concurrent calls wait. On any failure the image holds undefined bytes
-  // and nothing of the loader's is left in flight. Throws Error: VG_ERR_NULL_ARGUMENT,
-  // VG_ERR_INVALID_SIZE (image 0 bytes), VG_ERR_OUT_OF_RANGE (a copy outside its file or the
-  // image), VG_ERR_INVALID_ENUM (a file index out of range), VG_ERR_IO (open/read failed),
-  // VG_ERR_FILE_CHANGED, VG_ERR_WEIGHTS_CORRUPTED; CudaError.
+  // at a time per loader: concurrent calls wait. On any failure the image holds undefined bytes.
+  // Throws Error: VG_ERR_NULL_ARGUMENT, VG_ERR_INVALID_SIZE (image 0 bytes), VG_ERR_OUT_OF_RANGE
+  // (a copy outside its file or the image), VG_ERR_INVALID_ENUM (a file index out of range),
+  // VG_ERR_IO (open/read failed), VG_ERR_FILE_CHANGED, VG_ERR_WEIGHTS_CORRUPTED, VG_ERR_TIMEOUT
+  // (the GPU, busy or hung, did not finish the final checksum in time); CudaError.
+  //
+  // When it returns, nothing of the load runs on the GPU any more, unless idle() says otherwise,
+  // which only a failure with VG_ERR_TIMEOUT or a CudaError can leave: the load's zeroing, copies
+  // and checksum may then still be queued or running, writing the image and reading the staging.
+  // For that case: the legacy default stream of the device waits for that work, so an image of
+  // kind Pool may be freed at once (its block is handed out again only after the work) and work
+  // queued later on that stream, or on a blocking stream, runs after it; an image of another
+  // kind must stay allocated until idle() (cudaFree promises no order with the work); the next
+  // load waits for the work before it touches the staging; the destructor does not wait for it,
+  // and leaves the staging, streams and events allocated to the end of the process instead.
   LoadResult load(const LoadRequest& request);
 
  private:
