@@ -92,15 +92,23 @@ for gpu in "${gpus[@]}"; do
   exe="$here/bin/rust_test_gpu"
   name="rust_test_gpu [gpu $gpu]"
   log="$logs/rust_test_gpu.gpu$gpu"
-  CUDA_VISIBLE_DEVICES=$gpu VRAM_REQUIRE_GPU=1 "$exe" --skip no_device:: --skip multi_gpu:: >"$log.log" 2>&1
+  # The witness under load takes minutes: it runs in a stage of its own below.
+  CUDA_VISIBLE_DEVICES=$gpu VRAM_REQUIRE_GPU=1 "$exe" --skip no_device:: --skip multi_gpu:: --skip witness_load:: >"$log.log" 2>&1
   rust_line "$log.log" "$name" $?
   while IFS= read -r line; do note "  $line"; done < <(grep -h '^\[ vramguard \]' "$log.log")
   # The fault trials fault their child processes on purpose (an out-of-bounds kernel, a kernel
   # that holds every SM): memcheck would rightly report the first, and they ran plainly above.
   # The witness trials judge memory by kernel times, which are memcheck's under memcheck (the
   # witness then reads without judging: CUDA_INJECTION64_PATH); they too ran plainly above.
-  CUDA_VISIBLE_DEVICES=$gpu VRAM_REQUIRE_GPU=1 "${memcheck[@]}" "$exe" --skip no_device:: --skip multi_gpu:: --skip faults:: --skip witness:: >"$log.memcheck.log" 2>&1
+  # And the witness-under-load trials: minutes of timed readings, meaningless under memcheck.
+  CUDA_VISIBLE_DEVICES=$gpu VRAM_REQUIRE_GPU=1 "${memcheck[@]}" "$exe" --skip no_device:: --skip multi_gpu:: --skip faults:: --skip witness:: --skip witness_load:: >"$log.memcheck.log" 2>&1
   sanitizer_line "$log.memcheck.log" "$name" $?
+  # The witness under load, plainly (it times kernels): this process's kernels and copies and
+  # another process's PyTorch matmuls, VRAM_WITNESS_LOAD_SECS each (60 by default).
+  name="rust_test_gpu witness_load [gpu $gpu]"
+  CUDA_VISIBLE_DEVICES=$gpu VRAM_REQUIRE_GPU=1 "$exe" witness_load:: >"$log.witness_load.log" 2>&1
+  rust_line "$log.witness_load.log" "$name" $?
+  while IFS= read -r line; do note "  $line"; done < <(grep -h '^\[ witness-load \]' "$log.witness_load.log")
 done
 
 # With two or more GPUs: the tests that need several at once, every GPU visible (issue 19).

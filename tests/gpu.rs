@@ -31,6 +31,8 @@ mod service;
 mod weights;
 #[path = "gpu/witness.rs"]
 mod witness;
+#[path = "gpu/witness_load.rs"]
+mod witness_load;
 
 use libtest_mimic::Arguments;
 
@@ -52,6 +54,7 @@ fn main() -> std::process::ExitCode {
     trials.extend(faults::trials());
     trials.extend(weights::trials());
     trials.extend(witness::trials());
+    trials.extend(witness_load::trials());
     trials.extend(multi_gpu::trials());
 
     warm_up_unified_memory();

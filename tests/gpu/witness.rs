@@ -31,10 +31,10 @@ const HOST_ALLOC_PORTABLE: u32 = 1;
 const HOST_ALLOC_MAPPED: u32 = 2;
 
 /// Mapped pinned host memory made outside vramguard, freed on drop.
-struct MappedHost(*mut c_void);
+pub(crate) struct MappedHost(pub(crate) *mut c_void);
 
 impl MappedHost {
-    fn new(bytes: u64) -> Result<MappedHost, Failed> {
+    pub(crate) fn new(bytes: u64) -> Result<MappedHost, Failed> {
         let mut ptr = std::ptr::null_mut();
         // SAFETY: a valid out-pointer; the memory is freed by Drop.
         let status = unsafe { cudaHostAlloc(&mut ptr, bytes as usize, HOST_ALLOC_PORTABLE | HOST_ALLOC_MAPPED) };
