@@ -276,7 +276,7 @@ fn main() {
             for staging in [64u64 << 20, 128 << 20, 256 << 20] {
                 let slots = ModelSlotManager::with_config(SlotConfig {
                     backing: Some(DeviceBacking { tracker: tracker.clone(), kind: AllocationKind::Device }),
-                    loader: LoaderConfig { staging_bytes: staging, readers },
+                    loader: LoaderConfig { staging_bytes: staging, readers, ..LoaderConfig::default() },
                     ..SlotConfig::default()
                 });
                 let u = vramguard_load(&slots, &set, Verification::Unverified, None);

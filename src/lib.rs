@@ -73,7 +73,7 @@
 //! | forgetting a pointer someone else frees | `VramTracker::record_deallocation` | `vg_forget` | [`Tracker::forget`] |
 //! | is the memory in device memory? | `ResidencyCheck` | `vg_verify`, `vg_check_pointer` | [`Tracker::verify`], [`check_pointer`] |
 //! | a checksum of the bytes | `device_checksum`, `host_checksum` | `vg_checksum_device`, `vg_checksum_host` | [`DeviceBuffer::checksum`], [`host_checksum`] |
-//! | weights files into a model slot, verified | `WeightsLoader` | `vg_loader*`, `vg_load_weights` | [`loader::WeightsLoader`], [`slots::ModelSlotManager::load_weights`] |
+//! | weights files into a model slot, verified | `WeightsLoader` | `vg_loader*`, `vg_load_weights*` | [`loader::WeightsLoader`], [`slots::ModelSlotManager::load_weights`] |
 //!
 //! Budgets, slots, reservations, the monitors and the service exist only in Rust. "Health" is only
 //! the Rust service above them: [`health::HealthMonitor`] runs the residency check periodically and

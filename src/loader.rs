@@ -34,6 +34,14 @@ pub struct LoaderConfig {
     pub staging_bytes: u64,
     /// Reader threads; 0 (the default): one per hardware thread, at most 16.
     pub readers: u32,
+    /// How long one load may take, counted from the call (waiting for another load of the
+    /// loader, reading, copying, the device checksum) before it fails with `VRAM-E019`: a GPU
+    /// that is hung or held by other work never holds the caller longer. `None` (the default):
+    /// the core's, 60 s plus 10 s per GiB of image (`VG_LOAD_TIMEOUT_FLOOR_MS`,
+    /// `VG_LOAD_TIMEOUT_MS_PER_GIB`), about a tenth of a GB/s, far below the slowest load measured
+    /// (one verifying reader, 0.85 GB/s). Zero is refused; a fraction of a millisecond counts as a
+    /// whole one.
+    pub load_timeout: Option<Duration>,
 }
 
 /// 128 MiB: the default pinned staging of one loader.
@@ -41,8 +49,17 @@ pub const DEFAULT_STAGING_BYTES: u64 = 128 << 20;
 
 impl Default for LoaderConfig {
     fn default() -> Self {
-        LoaderConfig { staging_bytes: DEFAULT_STAGING_BYTES, readers: 0 }
+        LoaderConfig { staging_bytes: DEFAULT_STAGING_BYTES, readers: 0, load_timeout: None }
     }
+}
+
+/// A load timeout in whole milliseconds, as the C ABI takes it: zero refused, anything else
+/// rounded up.
+fn timeout_ms(timeout: Duration) -> Result<u64> {
+    if timeout.is_zero() {
+        return Err(Error::InvalidSize("a load timeout of 0 ms".into()));
+    }
+    Ok(u64::try_from(timeout.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX))
 }
 
 /// What a load compares the device's bytes with.
@@ -138,6 +155,8 @@ impl LoadedWeights {
 pub struct WeightsLoader {
     raw: NonNull<sys::vg_loader>,
     info: sys::vg_loader_info,
+    /// `LoaderConfig::load_timeout` in milliseconds; `None`: the core's default for each image.
+    timeout_ms: Option<u64>,
     kept: KeptUntilIdle,
 }
 
@@ -175,12 +194,13 @@ unsafe impl Sync for WeightsLoader {}
 
 impl WeightsLoader {
     /// Allocates the staging memory and streams on `device`. `VRAM-E003` for less than 1 MiB per
-    /// staging slot or over 64 readers; `VRAM-E001` without a GPU; `VRAM-E011` when the host
-    /// cannot pin the memory.
+    /// staging slot, over 64 readers or a load timeout of zero (these before any device is
+    /// touched); `VRAM-E001` without a GPU; `VRAM-E011` when the host cannot pin the memory.
     pub fn new(device: u32, config: &LoaderConfig) -> Result<WeightsLoader> {
         if config.staging_bytes == 0 {
             return Err(Error::InvalidSize("a loader's staging of 0 bytes".into()));
         }
+        let timeout_ms = config.load_timeout.map(timeout_ms).transpose()?;
         let options = sys::vg_loader_options { staging_bytes: config.staging_bytes, readers: config.readers };
         let device = i32::try_from(device).map_err(|_| Error::InvalidDevice(format!("device {device}")))?;
         let mut raw = std::ptr::null_mut();
@@ -190,7 +210,7 @@ impl WeightsLoader {
         let mut info = sys::vg_loader_info::default();
         // SAFETY: a live loader and a valid out-pointer.
         check(unsafe { sys::vg_loader_info_get(raw.as_ptr(), &mut info) })?;
-        Ok(WeightsLoader { raw, info, kept: KeptUntilIdle::default() })
+        Ok(WeightsLoader { raw, info, timeout_ms, kept: KeptUntilIdle::default() })
     }
 
     /// The CUDA ordinal of the loader's device.
@@ -253,8 +273,9 @@ impl WeightsLoader {
     /// says, and returns the slot's tensor table. Errors: `VRAM-E021` (corrupted on the way),
     /// `VRAM-E022` (a file changed since it was validated), `VRAM-E017` (a file cannot be read),
     /// `VRAM-E008` (the buffer is too small), `VRAM-E010` (another device), `VRAM-E019` (the
-    /// GPU, busy or hung, did not finish the load in time). On error the buffer's bytes are
-    /// undefined.
+    /// load's timeout passed: the GPU busy or hung, or the files read too slowly; see
+    /// [`LoaderConfig::load_timeout`]). It never returns later than that timeout. On error the
+    /// buffer's bytes are undefined.
     ///
     /// When it returns, nothing of the load runs on the GPU any more, unless
     /// [`is_idle`](Self::is_idle) says otherwise, which only `VRAM-E019` or a CUDA error can
@@ -316,22 +337,43 @@ impl WeightsLoader {
             Verification::Unverified => (0, None),
         };
         let mut result = sys::vg_load_result::default();
+        let (loader, tracker, dst) = (self.raw.as_ptr(), buffer.tracker_raw(), buffer.as_ptr());
+        let (file_list, file_count) = (files.as_ptr(), files.len() as u64);
+        let (copy_list, copy_count) = (copies.as_ptr(), copies.len() as u64);
+        let expected = expected.as_ref().map_or(std::ptr::null(), |e| e as *const sys::vg_checksum);
+        let image_bytes = layout.total_bytes;
         // SAFETY: every pointer is valid for the call (paths outlive it, the arrays have the
         // lengths passed), the buffer is a live tracked allocation of its tracker.
         check(unsafe {
-            sys::vg_load_weights(
-                self.raw.as_ptr(),
-                buffer.tracker_raw(),
-                buffer.as_ptr(),
-                layout.total_bytes,
-                files.as_ptr(),
-                files.len() as u64,
-                copies.as_ptr(),
-                copies.len() as u64,
-                flags,
-                expected.as_ref().map_or(std::ptr::null(), |e| e as *const sys::vg_checksum),
-                &mut result,
-            )
+            match self.timeout_ms {
+                Some(timeout_ms) => sys::vg_load_weights_within(
+                    loader,
+                    tracker,
+                    dst,
+                    image_bytes,
+                    file_list,
+                    file_count,
+                    copy_list,
+                    copy_count,
+                    flags,
+                    expected,
+                    timeout_ms,
+                    &mut result,
+                ),
+                None => sys::vg_load_weights(
+                    loader,
+                    tracker,
+                    dst,
+                    image_bytes,
+                    file_list,
+                    file_count,
+                    copy_list,
+                    copy_count,
+                    flags,
+                    expected,
+                    &mut result,
+                ),
+            }
         })?;
         let base = buffer.as_ptr() as u64;
         let tensors = layout
@@ -374,3 +416,7 @@ impl Drop for WeightsLoader {
         let _ = unsafe { sys::vg_loader_destroy(self.raw.as_ptr()) };
     }
 }
+
+#[cfg(test)]
+#[path = "loader_tests.rs"]
+mod tests;

@@ -388,3 +388,37 @@ fn load_flags_outside_the_abi_are_refused_before_any_handle() {
     // The known flags pass that check and reach the handles.
     assert_eq!(status_name(load(sys::VG_LOAD_VERIFY | sys::VG_LOAD_EXPECTED)), "VG_ERR_NULL_ARGUMENT");
 }
+
+/// A load's deadline is judged with its flags, before any handle: zero is refused, any other
+/// timeout passes on (to the NULL handles here).
+#[test]
+fn a_load_timeout_of_zero_is_refused_before_any_handle() {
+    let mut result = sys::vg_load_result::default();
+    let mut load = |timeout_ms: u64| {
+        let (loader, tracker, dst) = (null_mut(), null_mut(), null_mut());
+        let flags = sys::VG_LOAD_VERIFY;
+        // SAFETY: every handle and array is NULL with a count of 0, which the core refuses before
+        // reading anything; result is a valid out-pointer.
+        unsafe {
+            sys::vg_load_weights_within(
+                loader,
+                tracker,
+                dst,
+                16,
+                null(),
+                0,
+                null(),
+                0,
+                flags,
+                null(),
+                timeout_ms,
+                &mut result,
+            )
+        }
+    };
+    assert_eq!(status_name(load(0)), "VG_ERR_INVALID_SIZE");
+    assert!(last_error().contains("load timeout of 0 ms"), "{}", last_error());
+    for timeout_ms in [1, u64::from(sys::VG_LOAD_TIMEOUT_FLOOR_MS), u64::MAX] {
+        assert_eq!(status_name(load(timeout_ms)), "VG_ERR_NULL_ARGUMENT", "{timeout_ms} ms");
+    }
+}

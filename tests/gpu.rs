@@ -40,6 +40,9 @@ fn main() -> std::process::ExitCode {
     if std::env::var_os(faults::CHILD_MODE).is_some() {
         faults::child();
     }
+    if std::env::var_os(faults::LOAD_CHILD_MODE).is_some() {
+        faults::load_child();
+    }
     let mut args = Arguments::from_args();
     args.test_threads = Some(1);
     let mut trials = Vec::new();

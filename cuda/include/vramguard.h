@@ -498,6 +498,12 @@ typedef struct vg_weights_copy {
 #define VG_LOAD_VERIFY 1u   /* hash the bytes read on the host, compare */
 #define VG_LOAD_EXPECTED 2u /* compare with `expected` instead of hashing */
 
+/* The deadline of vg_load_weights: 60 s plus 10 s per GiB of image, about a tenth of a GB/s, far
+ * longer than any load on a working GPU takes (the slowest measured, one verifying reader,
+ * 0.85 GB/s). */
+#define VG_LOAD_TIMEOUT_FLOOR_MS 60000ull
+#define VG_LOAD_TIMEOUT_MS_PER_GIB 10000ull
+
 typedef struct vg_load_result {
   vg_checksum checksum;  /* the device checksum of the image: its integrity reference */
   int32_t compared;      /* 1 when it was compared with the host hash or `expected` */
@@ -534,16 +540,20 @@ vg_status vg_loader_idle(vg_loader* loader, int32_t* out_idle);
  * against *expected (VG_LOAD_EXPECTED; expected may be NULL otherwise); flags 0 compares nothing.
  * dst is an allocation of `tracker` on the loader's device (VG_ERR_UNKNOWN_POINTER otherwise,
  * VG_ERR_INVALID_DEVICE for another device) holding at least image_bytes (VG_ERR_OUT_OF_RANGE);
- * vg_free of it waits for the load. One load at a time per loader. flags are judged first, before
- * any handle: a bit that is neither VG_LOAD_VERIFY nor VG_LOAD_EXPECTED -> VG_ERR_INVALID_ENUM,
- * with no loader needed (nor a GPU). Errors: VG_ERR_NULL_ARGUMENT
+ * vg_free of it waits for the load. One load at a time per loader: a second caller waits, within
+ * its own deadline. flags and timeout_ms are judged first, before any handle (so with no loader
+ * and no GPU): a bit that is neither VG_LOAD_VERIFY nor VG_LOAD_EXPECTED -> VG_ERR_INVALID_ENUM,
+ * timeout_ms 0 -> VG_ERR_INVALID_SIZE.
+ *
+ * Deadline: the load returns within timeout_ms milliseconds of the call, whatever the GPU does
+ * (it polls the GPU, never blocks in CUDA): past it, VG_ERR_TIMEOUT (the GPU busy or hung, or the
+ * files read too slowly). Errors: VG_ERR_NULL_ARGUMENT
  * (loader, tracker, dst or out_result NULL; files or copies NULL with a count; a file's path NULL;
  * expected NULL with VG_LOAD_EXPECTED), VG_ERR_IO, VG_ERR_FILE_CHANGED, VG_ERR_WEIGHTS_CORRUPTED,
  * VG_ERR_OUT_OF_RANGE (a copy outside its file or the image, or overlapping another),
  * VG_ERR_INVALID_ENUM (a file index out of range, an unknown flag), VG_ERR_INVALID_SIZE
- * (image_bytes 0), VG_ERR_TIMEOUT (the GPU, busy or hung, did not finish the final device
- * checksum in time), VG_ERR_NO_DEVICE, VG_ERR_CUDA / VG_ERR_CUDA_STICKY. On failure the image's
- * bytes are undefined.
+ * (image_bytes 0, timeout_ms 0), VG_ERR_TIMEOUT (the deadline passed), VG_ERR_NO_DEVICE,
+ * VG_ERR_CUDA / VG_ERR_CUDA_STICKY. On failure the image's bytes are undefined.
  *
  * What still runs: when it returns, nothing of the load runs on the GPU any more, unless
  * vg_loader_idle says otherwise, which only VG_ERR_TIMEOUT or a CUDA status can leave. The load's
@@ -560,6 +570,13 @@ vg_status vg_loader_idle(vg_loader* loader, int32_t* out_idle);
  * (as for vg_free): a VG_KIND_POOL dst allocated just now, or a block whose previous owner's kernel
  * on such a stream still reads it, is not written under that kernel. Work on non-blocking streams
  * or in other processes is not waited for. */
+vg_status vg_load_weights_within(vg_loader* loader, vg_tracker* tracker, void* dst,
+                                 uint64_t image_bytes, const vg_weights_file* files,
+                                 uint64_t file_count, const vg_weights_copy* copies,
+                                 uint64_t copy_count, uint32_t flags, const vg_checksum* expected,
+                                 uint64_t timeout_ms, vg_load_result* out_result);
+/* vg_load_weights_within with a timeout of VG_LOAD_TIMEOUT_FLOOR_MS plus
+ * VG_LOAD_TIMEOUT_MS_PER_GIB per GiB of image_bytes: the same statuses. */
 vg_status vg_load_weights(vg_loader* loader, vg_tracker* tracker, void* dst, uint64_t image_bytes,
                           const vg_weights_file* files, uint64_t file_count,
                           const vg_weights_copy* copies, uint64_t copy_count, uint32_t flags,

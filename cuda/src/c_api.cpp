@@ -7,6 +7,7 @@
 #include <memory>
 #include <mutex>
 #include <new>
+#include <optional>
 #include <string>
 
 #include "copy.hpp"
@@ -710,6 +711,51 @@ vramguard::LoadRequest load_request(void* dst, uint64_t image_bytes, const vg_we
   return request;
 }
 
+// The C ABI's default load timeout is the core's.
+static_assert(VG_LOAD_TIMEOUT_FLOOR_MS == vramguard::kLoadTimeoutFloor.count());
+static_assert(VG_LOAD_TIMEOUT_MS_PER_GIB == vramguard::kLoadTimeoutPerGiB.count());
+
+// vg_load_weights and vg_load_weights_within, under the caller's name; no timeout_ms: the
+// core's default for the image's size.
+vg_status load_weights(const char* function, vg_loader* loader, vg_tracker* tracker, void* dst,
+                       uint64_t image_bytes, const vg_weights_file* files, uint64_t file_count,
+                       const vg_weights_copy* copies, uint64_t copy_count, uint32_t flags,
+                       const vg_checksum* expected, std::optional<uint64_t> timeout_ms,
+                       vg_load_result* out_result) noexcept {
+  return guarded(function, [&] {
+    require_known_load_flags(flags);
+    std::optional<std::chrono::milliseconds> timeout;
+    if (timeout_ms) timeout = checked_timeout(*timeout_ms, "load");
+    require(loader, "loader");
+    require(tracker, "tracker");
+    require(dst, "dst");
+    require(out_result, "out_result");
+    vramguard::LoadRequest request =
+        load_request(dst, image_bytes, files, file_count, copies, copy_count, flags, expected);
+    request.timeout = timeout;
+    // The image is a tracked allocation of the loader's device, held for the load.
+    const vramguard::RecordPin target(tracker->tracker, dst);
+    if (!target) throw Error(VG_ERR_UNKNOWN_POINTER, "dst is not a tracked allocation");
+    if (target->device != loader->loader.device()) {
+      throw Error(VG_ERR_INVALID_DEVICE, "dst is on device " + std::to_string(target->device) +
+                                             ", the loader's is " +
+                                             std::to_string(loader->loader.device()));
+    }
+    if (image_bytes > target->bytes) {
+      throw Error(VG_ERR_OUT_OF_RANGE, "an image of " + std::to_string(image_bytes) +
+                                           " bytes exceeds the allocation of " +
+                                           std::to_string(target->bytes) + " bytes");
+    }
+    const vramguard::LoadResult result = loader->loader.load(request);
+    vg_load_result out{};
+    out.checksum = to_vg_checksum(result.checksum);
+    out.compared = result.compared ? 1 : 0;
+    out.bytes_copied = result.bytes_copied;
+    out.seconds = result.seconds;
+    *out_result = out;
+  });
+}
+
 }  // namespace
 
 extern "C" {
@@ -764,39 +810,21 @@ vg_status vg_loader_idle(vg_loader* loader, int32_t* out_idle) {
   });
 }
 
+vg_status vg_load_weights_within(vg_loader* loader, vg_tracker* tracker, void* dst,
+                                 uint64_t image_bytes, const vg_weights_file* files,
+                                 uint64_t file_count, const vg_weights_copy* copies,
+                                 uint64_t copy_count, uint32_t flags, const vg_checksum* expected,
+                                 uint64_t timeout_ms, vg_load_result* out_result) {
+  return load_weights(__func__, loader, tracker, dst, image_bytes, files, file_count, copies,
+                      copy_count, flags, expected, timeout_ms, out_result);
+}
+
 vg_status vg_load_weights(vg_loader* loader, vg_tracker* tracker, void* dst, uint64_t image_bytes,
                           const vg_weights_file* files, uint64_t file_count,
                           const vg_weights_copy* copies, uint64_t copy_count, uint32_t flags,
                           const vg_checksum* expected, vg_load_result* out_result) {
-  return guarded(__func__, [&] {
-    require_known_load_flags(flags);
-    require(loader, "loader");
-    require(tracker, "tracker");
-    require(dst, "dst");
-    require(out_result, "out_result");
-    const vramguard::LoadRequest request =
-        load_request(dst, image_bytes, files, file_count, copies, copy_count, flags, expected);
-    // The image is a tracked allocation of the loader's device, held for the load.
-    const vramguard::RecordPin target(tracker->tracker, dst);
-    if (!target) throw Error(VG_ERR_UNKNOWN_POINTER, "dst is not a tracked allocation");
-    if (target->device != loader->loader.device()) {
-      throw Error(VG_ERR_INVALID_DEVICE, "dst is on device " + std::to_string(target->device) +
-                                             ", the loader's is " +
-                                             std::to_string(loader->loader.device()));
-    }
-    if (image_bytes > target->bytes) {
-      throw Error(VG_ERR_OUT_OF_RANGE, "an image of " + std::to_string(image_bytes) +
-                                           " bytes exceeds the allocation of " +
-                                           std::to_string(target->bytes) + " bytes");
-    }
-    const vramguard::LoadResult result = loader->loader.load(request);
-    vg_load_result out{};
-    out.checksum = to_vg_checksum(result.checksum);
-    out.compared = result.compared ? 1 : 0;
-    out.bytes_copied = result.bytes_copied;
-    out.seconds = result.seconds;
-    *out_result = out;
-  });
+  return load_weights(__func__, loader, tracker, dst, image_bytes, files, file_count, copies,
+                      copy_count, flags, expected, std::nullopt, out_result);
 }
 
 }  // extern "C"

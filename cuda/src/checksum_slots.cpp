@@ -174,7 +174,7 @@ SlotTable& slot_table() {
 
 Clock::time_point deadline_after(std::chrono::milliseconds timeout) {
   if (timeout < milliseconds{1}) {
-    throw Error(VG_ERR_INVALID_SIZE, "a checksum timeout of " + std::to_string(timeout.count()) +
+    throw Error(VG_ERR_INVALID_SIZE, "a timeout of " + std::to_string(timeout.count()) +
                                          " ms was asked for; it must be at least 1 ms");
   }
   return Clock::now() + std::min(timeout, kLongestTimeout);

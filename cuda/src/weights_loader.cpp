@@ -244,15 +244,24 @@ class ChunkHasher {
   std::uint64_t hashed_ = 0;
 };
 
+// VG_ERR_TIMEOUT for a load whose deadline passed while `what`.
+[[noreturn]] void load_timed_out(std::chrono::milliseconds timeout, const std::string& what) {
+  throw Error(VG_ERR_TIMEOUT,
+              "the load's " + std::to_string(timeout.count()) + " ms passed " + what);
+}
+
 // What the readers of one load share.
 struct LoadState {
   LoadState(const LoadRequest& request, const Plan& plan,
-            const std::vector<std::unique_ptr<FileDescriptor>>& files)
-      : request(request), plan(plan), files(files) {}
+            const std::vector<std::unique_ptr<FileDescriptor>>& files,
+            std::chrono::milliseconds timeout, Clock::time_point deadline)
+      : request(request), plan(plan), files(files), timeout(timeout), deadline(deadline) {}
 
   const LoadRequest& request;
   const Plan& plan;
   const std::vector<std::unique_ptr<FileDescriptor>>& files;
+  const std::chrono::milliseconds timeout;
+  const Clock::time_point deadline;
   std::atomic<std::size_t> next_chunk{0};
   std::atomic<bool> failed{false};
   std::mutex mutex;  // guards the two below
@@ -277,7 +286,7 @@ struct WeightsLoader::Impl {
   std::vector<cudaEvent_t> slot_copied;          // per slot: recorded after the copies out of it
   std::vector<cudaEvent_t> stream_done;          // per stream: recorded after a load's work on it
   cudaEvent_t pool_stream_mark = nullptr;        // recorded on the pool's stream as a load starts
-  std::mutex load_mutex;                         // one load at a time
+  std::timed_mutex load_mutex;                   // one load at a time
   std::atomic<std::uint64_t> progress_done{0};   // bytes read and queued by the current load
   std::atomic<std::uint64_t> progress_total{0};  // bytes the current (or last) load copies
   // Under load_mutex: a load returned while its work may still run on the GPU (writing an image,
@@ -374,8 +383,12 @@ void WeightsLoader::Impl::read_chunks(unsigned reader, LoadState& state) {
       const Chunk& chunk = state.plan.chunks[index];
       unsigned char* buffer = slot(reader, turn);
       cudaEvent_t copied = slot_copied[reader * 2 + turn];
+      if (Clock::now() >= state.deadline) load_timed_out(state.timeout, "while reading the files");
       // The slot's previous copies must have left it before it is overwritten.
-      if (in_flight[turn]) VG_CUDA_CHECK(cudaEventSynchronize(copied));
+      if (in_flight[turn] && !cs::wait_for_event(copied, state.deadline)) {
+        load_timed_out(state.timeout, "before GPU " + std::to_string(device) +
+                                          " copied a staging slot out (busy or hung)");
+      }
       in_flight[turn] = false;
 
       const WeightsFileSpec& spec = request.files[chunk.file];
@@ -498,8 +511,17 @@ std::size_t WeightsLoader::staging_bytes() const noexcept {
   return impl_->chunk_bytes * 2 * impl_->readers;
 }
 
+std::chrono::milliseconds default_load_timeout(std::uint64_t image_bytes) noexcept {
+  constexpr std::uint64_t kGiB = std::uint64_t{1} << 30;
+  const std::uint64_t per_gib = static_cast<std::uint64_t>(kLoadTimeoutPerGiB.count());
+  const std::uint64_t scaled = image_bytes / kGiB * per_gib + image_bytes % kGiB * per_gib / kGiB;
+  // Cut at 2^40 ms (35 years), as every timeout is, so that no sum overflows the clock.
+  return kLoadTimeoutFloor +
+         std::chrono::milliseconds(std::min<std::uint64_t>(scaled, std::uint64_t{1} << 40));
+}
+
 bool WeightsLoader::idle() {
-  std::unique_lock<std::mutex> running(impl_->load_mutex, std::try_to_lock);
+  std::unique_lock<std::timed_mutex> running(impl_->load_mutex, std::try_to_lock);
   if (!running.owns_lock()) return false;  // a load is running
   if (!impl_->work_left) return true;
   detail::ScopedDevice scope(impl_->device);
@@ -512,12 +534,20 @@ LoadResult WeightsLoader::load(const LoadRequest& request) {
   const auto started = Clock::now();
   if (request.device_ptr == nullptr) throw Error(VG_ERR_NULL_ARGUMENT, "device_ptr is null");
   if (request.image_bytes == 0) throw Error(VG_ERR_INVALID_SIZE, "an image of 0 bytes");
+  const std::chrono::milliseconds timeout =
+      request.timeout.value_or(default_load_timeout(request.image_bytes));
+  const Clock::time_point deadline = cs::deadline_after(timeout);
   const Plan plan = make_plan(request, impl_->chunk_bytes);
 
-  std::lock_guard<std::mutex> one_load(impl_->load_mutex);
+  std::unique_lock<std::timed_mutex> one_load(impl_->load_mutex, deadline);
+  if (!one_load.owns_lock()) load_timed_out(timeout, "while another load of this loader ran");
   detail::ScopedDevice scope(impl_->device);
   // An earlier load's work left running may still read the staging this load fills.
-  if (impl_->work_left) (void)impl_->settle(Clock::time_point::max());
+  if (impl_->work_left && !impl_->settle(deadline)) {
+    load_timed_out(timeout,
+                   "while the work of an earlier load, which timed out, still ran on GPU " +
+                       std::to_string(impl_->device) + "; nothing of this load started");
+  }
   impl_->progress_done.store(0, std::memory_order_relaxed);
   impl_->progress_total.store(plan.bytes_copied, std::memory_order_relaxed);
   std::vector<std::unique_ptr<FileDescriptor>> files;
@@ -526,11 +556,12 @@ LoadResult WeightsLoader::load(const LoadRequest& request) {
     require_unchanged(spec, files.back()->status(spec), "since it was validated");
   }
 
-  LoadState state(request, plan, files);
+  LoadState state(request, plan, files, timeout, deadline);
   LoadResult result;
   cudaStream_t first = impl_->streams[0];
   // From the first enqueue on, every way out passes the catch below: the load's work is over
-  // when it returns, unless the load timed out (then that work is fenced, see Impl::fence).
+  // when it returns, unless it is still running at the deadline (then it is fenced, see
+  // Impl::fence, and the load fails with VG_ERR_TIMEOUT or the CUDA error that stopped it).
   try {
     // The image may be Pool memory: allocated on the pool's stream, perhaps just freed there by
     // an owner whose kernels still read it, and handed out again in that stream's order, not in
@@ -565,17 +596,25 @@ LoadResult WeightsLoader::load(const LoadRequest& request) {
       VG_CUDA_CHECK(cudaEventRecord(impl_->stream_done[s], impl_->streams[s]));
       VG_CUDA_CHECK(cudaStreamWaitEvent(first, impl_->stream_done[s], 0));
     }
-    result.checksum = device_checksum(request.device_ptr, request.image_bytes, impl_->device,
-                                      kDefaultChecksumTimeout, first);
-  } catch (const Error& e) {
-    // Past the checksum's deadline the work is left running, fenced; any other failure waits for
-    // it, so that nothing of the load runs after it returns.
-    const bool timed_out = e.status() == VG_ERR_TIMEOUT;
-    (void)impl_->settle(timed_out ? Clock::now() : Clock::time_point::max());
+    const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
+    if (left.count() < 1) load_timed_out(timeout, "before the device checksum could start");
+    result.checksum =
+        device_checksum(request.device_ptr, request.image_bytes, impl_->device, left, first);
+  } catch (const CudaError&) {
+    (void)impl_->settle(deadline);
     throw;
+  } catch (const std::exception& e) {
+    // A failure that is no timeout still waits for the load's work, up to the deadline; work
+    // still running then makes it a timeout, so that only a timeout leaves work behind.
+    if (impl_->settle(deadline)) throw;
+    const Error* error = dynamic_cast<const Error*>(&e);
+    if (error != nullptr && error->status() == VG_ERR_TIMEOUT) throw;
+    load_timed_out(timeout, std::string("before GPU ") + std::to_string(impl_->device) +
+                                " finished the work of a load that had failed: " + e.what());
   } catch (...) {
-    (void)impl_->settle(Clock::time_point::max());
-    throw;
+    if (impl_->settle(deadline)) throw;
+    load_timed_out(timeout, std::string("before GPU ") + std::to_string(impl_->device) +
+                                " finished the work of a load that had failed");
   }
 
   for (std::size_t f = 0; f < files.size(); ++f) {

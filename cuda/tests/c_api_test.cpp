@@ -186,6 +186,26 @@ TEST_F(CApi, LoadFlagsOutsideTheAbiAreRefusedBeforeAnyHandle) {
             VG_ERR_NULL_ARGUMENT);
 }
 
+TEST_F(CApi, ALoadTimeoutOfZeroIsRefusedBeforeAnyHandle) {
+  vg_load_result result{};
+  EXPECT_EQ(vg_load_weights_within(nullptr, nullptr, nullptr, 16, nullptr, 0, nullptr, 0,
+                                   VG_LOAD_VERIFY, nullptr, 0, &result),
+            VG_ERR_INVALID_SIZE);
+  EXPECT_NE(std::string(vg_last_error()).find("load timeout of 0 ms"), std::string::npos)
+      << vg_last_error();
+  // Unknown flags are judged first; any timeout from 1 ms up passes on to the handles.
+  EXPECT_EQ(vg_load_weights_within(nullptr, nullptr, nullptr, 16, nullptr, 0, nullptr, 0, 0x100u,
+                                   nullptr, 0, &result),
+            VG_ERR_INVALID_ENUM);
+  for (const uint64_t timeout_ms :
+       {uint64_t{1}, uint64_t{VG_LOAD_TIMEOUT_FLOOR_MS}, uint64_t{UINT64_MAX}}) {
+    EXPECT_EQ(vg_load_weights_within(nullptr, nullptr, nullptr, 16, nullptr, 0, nullptr, 0,
+                                     VG_LOAD_VERIFY, nullptr, timeout_ms, &result),
+              VG_ERR_NULL_ARGUMENT)
+        << timeout_ms;
+  }
+}
+
 TEST_F(CApi, NoGpuAnswersNoDevice) {
   if (vramguard::testing::gpu_available())
     GTEST_SKIP() << "checks the no-GPU error path; this host has a GPU";

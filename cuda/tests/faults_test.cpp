@@ -1,7 +1,7 @@
 // What vramguard does when the GPU is made busy or broken on purpose, through the fault-injection
-// library (faults.h): the checksum's deadline (R2) while every SM is held, the sticky status after
-// a kernel has corrupted the context (R3), and the memory pool's destructor waiting for its own
-// device. Also the library itself.
+// library (faults.h): the checksum's deadline (R2) and the weights load's while every SM is held,
+// the sticky status after a kernel has corrupted the context (R3), and the memory pool's
+// destructor waiting for its own device. Also the library itself.
 //
 // Not for compute-sanitizer: memcheck rightly reports the out-of-bounds write, and a tool that
 // serialises kernel launches leaves nothing for a deadline to catch. Run this suite plainly.
@@ -9,10 +9,13 @@
 
 #include <cuda_runtime_api.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <thread>
@@ -243,4 +246,173 @@ TEST(MemoryPoolDestruction, MultiGpuSynchronisesThePoolsDeviceNotTheCallers) {
   EXPECT_EQ(cudaStreamQuery(nullptr), cudaSuccess)
       << "~MemoryPool synchronised the caller's device, not the pool's";
   EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+}
+
+// --- A weights load never waits past its deadline, and leaves nothing to write freed memory -----
+
+namespace {
+
+// `bytes` written to a new file in /tmp, removed at the end; spec() describes it as validated.
+class WeightsFile {
+ public:
+  explicit WeightsFile(const std::vector<unsigned char>& bytes) {
+    char name[] = "/tmp/vramguard-load-deadline-XXXXXX";
+    const int fd = mkstemp(name);
+    if (fd >= 0) close(fd);
+    path_ = name;
+    std::ofstream out(path_, std::ios::binary | std::ios::trunc);
+    out.write(reinterpret_cast<const char*>(bytes.data()),
+              static_cast<std::streamsize>(bytes.size()));
+  }
+  ~WeightsFile() { std::remove(path_.c_str()); }
+  WeightsFile(const WeightsFile&) = delete;
+  WeightsFile& operator=(const WeightsFile&) = delete;
+
+  vg_weights_file spec() const {
+    struct stat st {};
+    (void)stat(path_.c_str(), &st);
+    vg_weights_file file{};
+    file.path = path_.c_str();
+    file.size = static_cast<uint64_t>(st.st_size);
+    file.mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+    file.inode = st.st_ino;
+    file.dev = st.st_dev;
+    return file;
+  }
+
+ private:
+  std::string path_;
+};
+
+// Runs in a child process (a held GPU, and staging left to the process on purpose). 0 when every
+// expectation held; each failure is written to stderr.
+int load_deadline_scenario() {
+  int failures = 0;
+  const auto expect = [&](bool held, const std::string& what) {
+    if (!held) {
+      std::fprintf(stderr, "load deadline scenario: FAILED: %s\n", what.c_str());
+      ++failures;
+    }
+  };
+  const auto named = [](vg_status status) {
+    return std::string(vg_status_name(status)) + ": " + vg_last_error();
+  };
+  constexpr unsigned kHoldMs = 8000;
+  constexpr long long kMarginMs = 1000;  // scheduling, and one chunk read past the deadline
+  const std::size_t bytes = 32 * kMiB;
+  std::vector<unsigned char> data(bytes);
+  for (std::size_t i = 0; i < bytes; ++i) data[i] = static_cast<unsigned char>(i * 7 + 1);
+  const WeightsFile file(data);
+  const vg_weights_file spec = file.spec();
+  const vg_weights_copy copy{0, 0, bytes, 0};
+
+  vg_tracker* tracker = nullptr;
+  expect(vg_tracker_create(0, &tracker) == VG_OK, "vg_tracker_create");
+  vg_loader_options options{};
+  options.staging_bytes = 8 * kMiB;  // 4 readers x 2 slots x 1 MiB: most chunks wait for a slot
+  options.readers = 4;
+  vg_loader* loader = nullptr;
+  vg_loader* doomed = nullptr;  // destroyed while its work is left running
+  expect(vg_loader_create(0, &options, &loader) == VG_OK, "vg_loader_create");
+  expect(vg_loader_create(0, &options, &doomed) == VG_OK, "vg_loader_create (second)");
+  void* image = nullptr;
+  void* doomed_image = nullptr;
+  expect(vg_alloc(tracker, bytes, VG_PURPOSE_MODEL_WEIGHTS, VG_KIND_POOL, "w", &image) == VG_OK,
+         "vg_alloc(Pool)");
+  expect(vg_alloc(tracker, bytes, VG_PURPOSE_MODEL_WEIGHTS, VG_KIND_DEVICE, "d", &doomed_image) ==
+             VG_OK,
+         "vg_alloc(Device)");
+  vg_load_result result{};
+  const vg_status warm = vg_load_weights(loader, tracker, image, bytes, &spec, 1, &copy, 1,
+                                         VG_LOAD_VERIFY, nullptr, &result);
+  expect(warm == VG_OK, "a load before the GPU is held: " + named(warm));
+  const auto idle = [](vg_loader* of) {
+    int32_t value = -1;
+    return vg_loader_idle(of, &value) == VG_OK ? value : -1;
+  };
+  expect(idle(loader) == 1, "the loader is idle after a load");
+
+  expect(vg_test_spin_all_sms(0, kHoldMs) == 0, "vg_test_spin_all_sms");
+  std::this_thread::sleep_for(milliseconds(50));  // every block of the spin is resident by now
+  const Clock::time_point held_since = Clock::now();
+
+  // The load waits for nothing past its deadline; its work is left running, and said so.
+  Clock::time_point start = Clock::now();
+  vg_status status = vg_load_weights_within(loader, tracker, image, bytes, &spec, 1, &copy, 1,
+                                            VG_LOAD_VERIFY, nullptr, 500, &result);
+  long long waited = milliseconds_since(start);
+  expect(status == VG_ERR_TIMEOUT, "a load on a held GPU: " + named(status));
+  expect(waited >= 500 && waited < 500 + kMarginMs,
+         "the load returned after " + std::to_string(waited) + " ms, its deadline 500 ms");
+  expect(idle(loader) == 0, "the timed-out load's work is not reported as left running");
+
+  // The next load must not refill staging the left work still copies out of: it waits for that
+  // work, and not past its own deadline either.
+  start = Clock::now();
+  status = vg_load_weights_within(loader, tracker, image, bytes, &spec, 1, &copy, 1, VG_LOAD_VERIFY,
+                                  nullptr, 200, &result);
+  waited = milliseconds_since(start);
+  expect(status == VG_ERR_TIMEOUT, "a second load on the held GPU: " + named(status));
+  expect(std::string(vg_last_error()).find("earlier load") != std::string::npos,
+         std::string("the second load does not say it waited for the first: ") + vg_last_error());
+  expect(waited >= 200 && waited < 200 + kMarginMs,
+         "the second load returned after " + std::to_string(waited) + " ms, its deadline 200 ms");
+
+  // A loader destroyed with its work left running does not wait for it.
+  status = vg_load_weights_within(doomed, tracker, doomed_image, bytes, &spec, 1, &copy, 1,
+                                  VG_LOAD_VERIFY, nullptr, 200, &result);
+  expect(status == VG_ERR_TIMEOUT, "the second loader's load: " + named(status));
+  start = Clock::now();
+  expect(vg_loader_destroy(doomed) == VG_OK, "vg_loader_destroy");
+  waited = milliseconds_since(start);
+  expect(waited < 300, "vg_loader_destroy waited " + std::to_string(waited) + " ms for the GPU");
+  expect(milliseconds_since(held_since) < kHoldMs - 2000, "the spin ended too early to tell");
+  expect(cudaStreamQuery(cudaStreamLegacy) == cudaErrorNotReady, "the GPU should still be held");
+
+  // The Pool image freed at once: its block is handed out again only after the left work, so
+  // what the next owner writes there stays (this copy waits for the spin, then for that work).
+  expect(vg_free(tracker, image) == VG_OK, "vg_free(Pool) after the timeout");
+  void* next = nullptr;
+  expect(vg_alloc(tracker, bytes, VG_PURPOSE_KV_CACHE, VG_KIND_POOL, "next", &next) == VG_OK,
+         "vg_alloc(Pool) again");
+  if (next != image) {
+    std::fprintf(stderr,
+                 "load deadline scenario: the pool handed out another block (%p, not %p): "
+                 "the check below shows less\n",
+                 next, image);
+  }
+  const std::vector<unsigned char> marker(bytes, 0x5A);
+  expect(vg_copy_to_device(tracker, next, 0, marker.data(), bytes) == VG_OK, "vg_copy_to_device");
+  std::vector<unsigned char> back(bytes);
+  expect(vg_copy_to_host(tracker, back.data(), next, 0, bytes) == VG_OK, "vg_copy_to_host");
+  expect(back == marker, "the timed-out load's work wrote the block after it was handed out again");
+
+  // Once the GPU is free the left work ends, the loader says so, and it loads again.
+  const Clock::time_point give_up = Clock::now() + std::chrono::seconds(30);
+  while (idle(loader) == 0 && Clock::now() < give_up) std::this_thread::sleep_for(milliseconds(10));
+  expect(idle(loader) == 1, "the loader never became idle after the GPU was free");
+  status = vg_load_weights(loader, tracker, next, bytes, &spec, 1, &copy, 1, VG_LOAD_VERIFY,
+                           nullptr, &result);
+  expect(status == VG_OK, "a load after the GPU was free: " + named(status));
+  expect(vg_copy_to_host(tracker, back.data(), next, 0, bytes) == VG_OK && back == data,
+         "the image after the GPU was free is not the file");
+
+  expect(cudaDeviceSynchronize() == cudaSuccess, "cudaDeviceSynchronize");
+  expect(vg_free(tracker, next) == VG_OK, "vg_free");
+  expect(vg_free(tracker, doomed_image) == VG_OK, "vg_free(Device)");
+  expect(vg_loader_destroy(loader) == VG_OK, "vg_loader_destroy");
+  expect(vg_tracker_destroy(tracker) == VG_OK, "vg_tracker_destroy");
+  if (failures == 0) std::fprintf(stderr, "load deadline scenario: every expectation held\n");
+  std::fflush(stderr);
+  return failures == 0 ? 0 : 1;
+}
+
+}  // namespace
+
+TEST(LoadDeadline, AHeldGpuFailsTheLoadOnTimeAndItsWorkNeverWritesFreedMemory) {
+  VG_REQUIRE_GPU();
+  // A child process: its loader's staging is left to the process on purpose, and the GPU is held.
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(std::_Exit(load_deadline_scenario()), ::testing::ExitedWithCode(0),
+              "load deadline scenario: every expectation held");
 }

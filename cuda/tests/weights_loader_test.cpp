@@ -3,11 +3,14 @@
 // equals the file's bytes at their offsets with zeros between, corruption in staging is caught,
 // and a file that changed, vanished or lies about its size is refused with its own status.
 // Linked with the tests' build of the core, which alone can corrupt staging (staging_fault.hpp).
+#include "vramguard/weights_loader.hpp"
+
 #include <cuda_runtime_api.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <fstream>
@@ -61,6 +64,20 @@ TEST(WeightsHashing, ZeroWordsAreTheTermsOfZeros) {
   cs::add_zero_words(5, 37, from_count);
   EXPECT_EQ(from_bytes.lane0, from_count.lane0);
   EXPECT_EQ(from_bytes.lane1, from_count.lane1);
+}
+
+TEST(LoadTimeout, DefaultIsAFloorPlusTenSecondsPerGibAndTheAbiSaysTheSame) {
+  using std::chrono::milliseconds;
+  constexpr std::uint64_t kGiB = std::uint64_t{1} << 30;
+  EXPECT_EQ(vramguard::default_load_timeout(0), milliseconds(VG_LOAD_TIMEOUT_FLOOR_MS));
+  EXPECT_EQ(vramguard::default_load_timeout(1), milliseconds(60'000));
+  EXPECT_EQ(vramguard::default_load_timeout(kGiB),
+            milliseconds(VG_LOAD_TIMEOUT_FLOOR_MS + VG_LOAD_TIMEOUT_MS_PER_GIB));
+  EXPECT_EQ(vramguard::default_load_timeout(kGiB + kGiB / 2), milliseconds(75'000));
+  EXPECT_EQ(vramguard::default_load_timeout(80 * kGiB), milliseconds(860'000));
+  // Never past 2^40 ms beyond the floor, whatever the size: no deadline overflows the clock.
+  EXPECT_EQ(vramguard::default_load_timeout(UINT64_MAX),
+            milliseconds(60'000 + (std::int64_t{1} << 40)));
 }
 
 // A file of random bytes in the test's temporary directory, removed at the end.
@@ -241,6 +258,9 @@ TEST_F(Loader, AFileThatChangedVanishedOrIsShorterIsRefusedWithItsOwnStatus) {
   EXPECT_EQ(vg_load_weights(loader_, tracker_, dst, bytes.size() + 1, &spec, 1, &copy, 1,
                             VG_LOAD_VERIFY, nullptr, &result),
             VG_ERR_OUT_OF_RANGE);
+  EXPECT_EQ(vg_load_weights_within(loader_, tracker_, dst, bytes.size(), &spec, 1, &copy, 1,
+                                   VG_LOAD_VERIFY, nullptr, 0, &result),
+            VG_ERR_INVALID_SIZE);
   for (const uint32_t unknown : {0x8000u, 0x100u}) {
     EXPECT_EQ(vg_load_weights(loader_, tracker_, dst, bytes.size(), &spec, 1, &copy, 1,
                               VG_LOAD_VERIFY | unknown, nullptr, &result),

@@ -85,7 +85,7 @@ pub fn run(args: &LoadArgs) -> Result<LoadSummary> {
     let tracker = Device::new(args.device)?.tracker()?;
     let slots = ModelSlotManager::with_config(SlotConfig {
         backing: Some(DeviceBacking { tracker, kind: AllocationKind::Device }),
-        loader: LoaderConfig { staging_bytes: args.staging, readers: args.readers },
+        loader: LoaderConfig { staging_bytes: args.staging, readers: args.readers, ..LoaderConfig::default() },
         ..SlotConfig::default()
     });
     let verification = if args.unverified { Verification::Unverified } else { Verification::HostHash };

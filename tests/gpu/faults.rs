@@ -6,7 +6,11 @@
 //!   cannot run, the check fails past its deadline (VRAM-E019) and `/health/ready` turns 503,
 //!   while `/health/live` still answers 200; the service still stops within its shutdown deadline
 //!   (freeing device memory would wait for the kernel: the shutdown leaves it behind);
-//! - an old healthy verdict goes stale when no check completes (in this process: nothing faults).
+//! - an old healthy verdict goes stale when no check completes (in this process: nothing faults);
+//! - a kernel that fills every SM while a slot loads weights with a short deadline: the load fails
+//!   with VRAM-E019 on time, the slot leaves the table, and its memory, which the load's work left
+//!   running may still write, is kept until that work is over, then freed (a child of its own,
+//!   `LOAD_CHILD_MODE`: its GPU is held and it exits without waiting for it).
 //!
 //! The child starts a `Service`, prints `PORT <n>`, then obeys one line on stdin: `oob`,
 //! `spin <ms>` or `stop`; `stop` shuts the service down within `SHUTDOWN_DEADLINE` and exits 0
@@ -21,12 +25,24 @@ use vramguard::health::{HealthConfig, HealthMonitor, HealthSource, HealthStatus}
 use vramguard::server::ServerConfig;
 use vramguard::service::{Service, ServiceConfig};
 
+use vramguard::loader::LoaderConfig;
+use vramguard::slots::{DeviceBacking, ModelSlotManager, SlotConfig};
+use vramguard::{AllocationKind, Device};
+
 use crate::ensure;
 use crate::gpu_gate::gpu;
 use crate::http_client;
+use crate::model_files::{bf16_layers, temp_dir, write_model};
 
 /// The environment variable that makes this binary a fault child.
 pub const CHILD_MODE: &str = "VRAMGUARD_FAULT_CHILD";
+/// The environment variable that makes this binary the held-GPU load's child.
+pub const LOAD_CHILD_MODE: &str = "VRAMGUARD_LOAD_DEADLINE_CHILD";
+/// The load's deadline in that child, the time the GPU is held, and what a return may take
+/// beyond the deadline (scheduling, one chunk read past it).
+const LOAD_DEADLINE: Duration = Duration::from_millis(500);
+const LOAD_HOLD: Duration = Duration::from_secs(8);
+const LOAD_MARGIN: Duration = Duration::from_secs(1);
 const INTERVAL: Duration = Duration::from_millis(200);
 const CHECK_DEADLINE: Duration = Duration::from_millis(1000);
 const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(3);
@@ -47,6 +63,10 @@ pub fn trials() -> Vec<Trial> {
             a_kernel_holding_every_sm_fails_readiness_not_liveness,
         ),
         gpu("faults::a_healthy_verdict_goes_stale", a_healthy_verdict_goes_stale),
+        gpu(
+            "faults::a_held_gpu_fails_a_slot_load_on_time_and_its_memory_outlives_the_work",
+            a_held_gpu_fails_a_slot_load_on_time_and_its_memory_outlives_the_work,
+        ),
     ]
 }
 
@@ -217,4 +237,98 @@ fn a_healthy_verdict_goes_stale() -> Result<(), Failed> {
     ensure!(old.status == HealthStatus::Stale && !old.ready() && old.live, "{old:?}");
     ensure!(monitor.check_now().status == HealthStatus::Healthy, "a new check is fresh again");
     Ok(())
+}
+
+fn a_held_gpu_fails_a_slot_load_on_time_and_its_memory_outlives_the_work() -> Result<(), Failed> {
+    let started = Instant::now();
+    let mut child = Command::new(std::env::current_exe()?).env(LOAD_CHILD_MODE, "1").stderr(Stdio::piped()).spawn()?;
+    let give_up = Instant::now() + Duration::from_secs(90);
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if Instant::now() > give_up {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err("the held-GPU load's child ran for 90 s".into());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().ok_or("no stderr")?, &mut stderr)?;
+    ensure!(status.success(), "child exit {status:?}:\n{stderr}");
+    println!("[ vramguard ] held-GPU slot load: {}, child done in {:?}", stderr.trim(), started.elapsed());
+    Ok(())
+}
+
+/// The held-GPU load's child: runs the scenario, says how it went on stderr, exits 0 when every
+/// expectation held. Never returns.
+pub fn load_child() -> ! {
+    let code = match held_gpu_load() {
+        Ok(summary) => {
+            eprintln!("{summary}");
+            0
+        }
+        Err(failure) => {
+            eprintln!("load deadline child: FAILED: {}", failure.message().unwrap_or("(no message)"));
+            1
+        }
+    };
+    // SAFETY: _exit skips atexit handlers: the CUDA runtime's own teardown would wait for work
+    // the GPU may still hold; nothing of this process needs flushing but stderr (unbuffered).
+    unsafe { libc::_exit(code) }
+}
+
+fn held_gpu_load() -> Result<String, Failed> {
+    const MIB: u64 = 1 << 20;
+    let dir = temp_dir("load-deadline");
+    let path = dir.join("m.safetensors");
+    write_model(&path, &bf16_layers(16, 1024, 1024), 21)?; // 32 MiB, 32 chunks of 1 MiB
+    let tracker = Device::new(0)?.tracker()?;
+    // Pool slots: their allocation never waits for the GPU (cudaMalloc may), so the load itself
+    // meets the held GPU; the slot's memory is kept all the same, whatever its kind.
+    let slots: ModelSlotManager<String> = ModelSlotManager::with_config(SlotConfig {
+        budget_bytes: u64::MAX,
+        backing: Some(DeviceBacking { tracker: tracker.clone(), kind: AllocationKind::Pool }),
+        loader: LoaderConfig { staging_bytes: 8 * MIB, readers: 4, load_timeout: Some(LOAD_DEADLINE) },
+        unload_min_residency: Duration::ZERO,
+        ..SlotConfig::default()
+    });
+    let key = "m".to_string();
+    // Threads, staging, the pool and the checksum's module made before the GPU is held.
+    slots.load_weights(key.clone(), &[&path])?;
+    slots.deallocate_slot(&key);
+    ensure!(tracker.total_bytes() == 0, "{} bytes tracked before the GPU is held", tracker.total_bytes());
+    let loader = slots.weights_loader().ok_or("no loader after a load")?;
+
+    // SAFETY: a test-only kernel that holds every SM of device 0 of this child for LOAD_HOLD.
+    let launched = unsafe { vg_test_spin_all_sms(0, LOAD_HOLD.as_millis() as u32) };
+    ensure!(launched == 0, "vg_test_spin_all_sms: cuda error {launched}");
+    std::thread::sleep(Duration::from_millis(50)); // every block of the spin is resident by now
+    let held_since = Instant::now();
+
+    let start = Instant::now();
+    let error = slots.load_weights(key.clone(), &[&path]).err().ok_or("a load on a held GPU succeeded")?;
+    let took = start.elapsed();
+    ensure!(error.code() == "VRAM-E019", "a load on a held GPU: {error}");
+    ensure!(took >= LOAD_DEADLINE && took < LOAD_DEADLINE + LOAD_MARGIN, "returned after {took:?}");
+    ensure!(!slots.has_slot(&key), "the failed slot stayed in the table");
+    ensure!(!loader.is_idle()?, "the timed-out load's work is not reported as left running");
+    let kept = tracker.total_bytes();
+    ensure!(kept >= 32 * MIB, "the slot's memory was freed under the left work ({kept} bytes tracked)");
+    ensure!(slots.allocated() == kept, "budget {} and tracker {kept} disagree", slots.allocated());
+    ensure!(held_since.elapsed() < LOAD_HOLD / 2, "the spin ended too early to tell");
+
+    // The spin ends, the left work with it; the loader says so and lets the memory go.
+    let give_up = Instant::now() + Duration::from_secs(30);
+    while !loader.is_idle()? {
+        ensure!(Instant::now() < give_up, "the loader never became idle after the GPU was free");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    ensure!(tracker.total_bytes() == 0, "{} bytes still tracked once the loader was idle", tracker.total_bytes());
+    ensure!(slots.allocated() == 0, "{} bytes still charged to the budget", slots.allocated());
+    slots.load_weights(key.clone(), &[&path])?;
+    ensure!(slots.has_slot(&key), "no slot after the GPU was free");
+    let _ = std::fs::remove_dir_all(dir);
+    Ok(format!("VRAM-E019 after {took:?} (deadline {LOAD_DEADLINE:?}), {kept} bytes kept until the GPU was free"))
 }

@@ -58,7 +58,7 @@ fn manager(tracker: &Tracker, budget: u64, loader: LoaderConfig) -> ModelSlotMan
 
 /// Small staging (4 readers × 2 × 1 MiB) so that even small files cross many chunks.
 fn small_staging() -> LoaderConfig {
-    LoaderConfig { staging_bytes: 8 * MIB, readers: 4 }
+    LoaderConfig { staging_bytes: 8 * MIB, readers: 4, ..LoaderConfig::default() }
 }
 
 /// Where the layout puts each tensor: (file, tensor, offset).

@@ -24,6 +24,7 @@
 // device ranges disjoint, and that each file is still the one the caller validated.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -63,6 +64,14 @@ struct LoaderOptions {
   unsigned readers = 0;
 };
 
+// How long a load may take unless its request says (VG_LOAD_TIMEOUT_FLOOR_MS and
+// VG_LOAD_TIMEOUT_MS_PER_GIB): 60 s plus 10 s per GiB of image, about a tenth of a GB/s, far
+// below the slowest loads measured (one verifying reader, 0.85 GB/s; a cold disk, 1.9 GB/s). Only
+// a GPU that is hung or held by other work, or storage that has all but stopped, reaches it.
+inline constexpr std::chrono::milliseconds kLoadTimeoutFloor{60'000};
+inline constexpr std::chrono::milliseconds kLoadTimeoutPerGiB{10'000};
+std::chrono::milliseconds default_load_timeout(std::uint64_t image_bytes) noexcept;
+
 struct LoadRequest {
   void* device_ptr = nullptr;     // device memory of the loader's device
   std::uint64_t image_bytes = 0;  // bytes zeroed, filled and checksummed from device_ptr
@@ -74,6 +83,10 @@ struct LoadRequest {
   // A checksum known for this image (from an earlier verified load of the same files): compared
   // with the device checksum instead of hashing on the host.
   std::optional<Checksum> expected;
+  // How long the whole load may take, counted from the call: waiting for another load of the
+  // loader, reading, copying and the device checksum. At least 1 ms (Error(VG_ERR_INVALID_SIZE)
+  // otherwise); unset: default_load_timeout(image_bytes).
+  std::optional<std::chrono::milliseconds> timeout;
 };
 
 struct LoadResult {
@@ -110,12 +123,14 @@ class WeightsLoader {
   // Throws CudaError when the streams cannot be queried (a broken context).
   bool idle();
 
-  // Fills the image as described above and returns once it is verified (or has failed). One load
-  // at a time per loader: concurrent calls wait. On any failure the image holds undefined bytes.
-  // Throws Error: VG_ERR_NULL_ARGUMENT, VG_ERR_INVALID_SIZE (image 0 bytes), VG_ERR_OUT_OF_RANGE
-  // (a copy outside its file or the image), VG_ERR_INVALID_ENUM (a file index out of range),
-  // VG_ERR_IO (open/read failed), VG_ERR_FILE_CHANGED, VG_ERR_WEIGHTS_CORRUPTED, VG_ERR_TIMEOUT
-  // (the GPU, busy or hung, did not finish the final checksum in time); CudaError.
+  // Fills the image as described above and returns once it is verified (or has failed), never
+  // later than the request's timeout (polling the GPU, never blocked in CUDA). One load at a time
+  // per loader: concurrent calls wait, within their own timeouts. On any failure the image holds
+  // undefined bytes. Throws Error: VG_ERR_NULL_ARGUMENT, VG_ERR_INVALID_SIZE (image 0 bytes, a
+  // timeout under 1 ms), VG_ERR_OUT_OF_RANGE (a copy outside its file or the image),
+  // VG_ERR_INVALID_ENUM (a file index out of range), VG_ERR_IO (open/read failed),
+  // VG_ERR_FILE_CHANGED, VG_ERR_WEIGHTS_CORRUPTED, VG_ERR_TIMEOUT (the timeout passed: the GPU
+  // busy or hung, or the files read too slowly); CudaError.
   //
   // When it returns, nothing of the load runs on the GPU any more, unless idle() says otherwise,
   // which only a failure with VG_ERR_TIMEOUT or a CudaError can leave: the load's zeroing, copies
