@@ -541,8 +541,9 @@ impl BandwidthWitness {
         let state = &mut *state;
         let mut outcome = WitnessOutcome::default();
         if let Err(error) = self.calibrate_if_due(state, tracker.device(), deadline) {
-            // Without a GPU the residency check itself fails; the witness only says why it is idle.
-            if error.is_device_wide() && !matches!(error, Error::NoDevice(_) | Error::InvalidDevice(_)) {
+            // A sticky error or the deadline fails the check; without a GPU the residency check
+            // itself fails, and the witness only says why it is idle.
+            if matches!(error, Error::CudaSticky(_) | Error::Timeout(_)) {
                 outcome.check_error = Some(error);
                 return outcome;
             }

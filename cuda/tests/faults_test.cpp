@@ -28,6 +28,7 @@
 #include "vramguard/device_memory.hpp"
 #include "vramguard/error.hpp"
 #include "vramguard/memory_pool.hpp"
+#include "weights_file.hpp"
 
 using namespace vramguard;
 using Clock = std::chrono::steady_clock;
@@ -251,38 +252,6 @@ TEST(MemoryPoolDestruction, MultiGpuSynchronisesThePoolsDeviceNotTheCallers) {
 // --- A weights load never waits past its deadline, and leaves nothing to write freed memory -----
 
 namespace {
-
-// `bytes` written to a new file in /tmp, removed at the end; spec() describes it as validated.
-class WeightsFile {
- public:
-  explicit WeightsFile(const std::vector<unsigned char>& bytes) {
-    char name[] = "/tmp/vramguard-load-deadline-XXXXXX";
-    const int fd = mkstemp(name);
-    if (fd >= 0) close(fd);
-    path_ = name;
-    std::ofstream out(path_, std::ios::binary | std::ios::trunc);
-    out.write(reinterpret_cast<const char*>(bytes.data()),
-              static_cast<std::streamsize>(bytes.size()));
-  }
-  ~WeightsFile() { std::remove(path_.c_str()); }
-  WeightsFile(const WeightsFile&) = delete;
-  WeightsFile& operator=(const WeightsFile&) = delete;
-
-  vg_weights_file spec() const {
-    struct stat st {};
-    (void)stat(path_.c_str(), &st);
-    vg_weights_file file{};
-    file.path = path_.c_str();
-    file.size = static_cast<uint64_t>(st.st_size);
-    file.mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
-    file.inode = st.st_ino;
-    file.dev = st.st_dev;
-    return file;
-  }
-
- private:
-  std::string path_;
-};
 
 // Runs in a child process (a held GPU, and staging left to the process on purpose). 0 when every
 // expectation held; each failure is written to stderr.

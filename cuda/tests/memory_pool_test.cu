@@ -20,6 +20,7 @@
 #include "vramguard.h"
 #include "vramguard/device_memory.hpp"
 #include "vramguard/memory_pool.hpp"
+#include "weights_file.hpp"
 
 namespace {
 
@@ -165,43 +166,6 @@ TEST(PoolFreeOrdering, FreedBlockWaitsForTheReaderBeforeAnotherStreamGetsIt) {
   EXPECT_EQ(cudaStreamDestroy(created), cudaSuccess);
   EXPECT_EQ(cudaFree(sum), cudaSuccess);
 }
-
-namespace {
-
-// `words` written to a new file in /tmp, removed at the end; spec() describes it as validated.
-class WeightsFile {
- public:
-  explicit WeightsFile(const std::vector<unsigned>& words) {
-    char name[] = "/tmp/vramguard-pool-order-XXXXXX";
-    const int fd = mkstemp(name);
-    EXPECT_GE(fd, 0);
-    close(fd);
-    path_ = name;
-    std::ofstream out(path_, std::ios::binary | std::ios::trunc);
-    out.write(reinterpret_cast<const char*>(words.data()),
-              static_cast<std::streamsize>(words.size() * sizeof(unsigned)));
-  }
-  ~WeightsFile() { std::remove(path_.c_str()); }
-  WeightsFile(const WeightsFile&) = delete;
-  WeightsFile& operator=(const WeightsFile&) = delete;
-
-  vg_weights_file spec() const {
-    struct stat st {};
-    EXPECT_EQ(stat(path_.c_str(), &st), 0);
-    vg_weights_file file{};
-    file.path = path_.c_str();
-    file.size = static_cast<uint64_t>(st.st_size);
-    file.mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
-    file.inode = st.st_ino;
-    file.dev = st.st_dev;
-    return file;
-  }
-
- private:
-  std::string path_;
-};
-
-}  // namespace
 
 TEST(PoolFreeOrdering, AWeightsLoadIntoTheReusedBlockWaitsForTheReader) {
   // The loader writes on non-blocking streams of its own, which by themselves wait for nothing:

@@ -23,6 +23,7 @@
 #include "staging_fault.hpp"
 #include "vramguard.h"
 #include "vramguard/checksum.hpp"
+#include "weights_file.hpp"
 
 namespace {
 
@@ -80,41 +81,6 @@ TEST(LoadTimeout, DefaultIsAFloorPlusTenSecondsPerGibAndTheAbiSaysTheSame) {
             milliseconds(60'000 + (std::int64_t{1} << 40)));
 }
 
-// A file of random bytes in the test's temporary directory, removed at the end.
-class TempFile {
- public:
-  TempFile(const std::vector<unsigned char>& bytes) {
-    char name[] = "/tmp/vramguard-weights-XXXXXX";
-    const int fd = mkstemp(name);
-    EXPECT_GE(fd, 0);
-    close(fd);
-    path_ = name;
-    write(bytes);
-  }
-  ~TempFile() { std::remove(path_.c_str()); }
-  void write(const std::vector<unsigned char>& bytes) const {
-    std::ofstream out(path_, std::ios::binary | std::ios::trunc);
-    out.write(reinterpret_cast<const char*>(bytes.data()),
-              static_cast<std::streamsize>(bytes.size()));
-  }
-  const std::string& path() const { return path_; }
-
-  vg_weights_file spec() const {
-    struct stat st {};
-    EXPECT_EQ(stat(path_.c_str(), &st), 0);
-    vg_weights_file file{};
-    file.path = path_.c_str();
-    file.size = static_cast<uint64_t>(st.st_size);
-    file.mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
-    file.inode = st.st_ino;
-    file.dev = st.st_dev;
-    return file;
-  }
-
- private:
-  std::string path_;
-};
-
 class Loader : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -154,7 +120,7 @@ TEST_F(Loader, TheImageHoldsEachCopyAtItsOffsetWithZerosBetween) {
     file_bytes.insert(file_bytes.end(), bytes.begin(), bytes.end());
     device_end = device_offset + size;
   }
-  TempFile file(file_bytes);
+  WeightsFile file(file_bytes);
   const vg_weights_file spec = file.spec();
   void* dst = nullptr;
   ASSERT_EQ(
@@ -198,7 +164,7 @@ TEST_F(Loader, TheImageHoldsEachCopyAtItsOffsetWithZerosBetween) {
 
 TEST_F(Loader, CorruptionBetweenTheReadAndTheCopyIsCaught) {
   const auto bytes = random_bytes(5u << 20, 3);
-  TempFile file(bytes);
+  WeightsFile file(bytes);
   const vg_weights_file spec = file.spec();
   const vg_weights_copy copy{0, 0, bytes.size(), 0};
   void* dst = nullptr;
@@ -222,7 +188,7 @@ TEST_F(Loader, CorruptionBetweenTheReadAndTheCopyIsCaught) {
 
 TEST_F(Loader, AFileThatChangedVanishedOrIsShorterIsRefusedWithItsOwnStatus) {
   const auto bytes = random_bytes(3u << 20, 4);
-  TempFile file(bytes);
+  WeightsFile file(bytes);
   const vg_weights_file spec = file.spec();
   const vg_weights_copy copy{0, 0, bytes.size(), 0};
   void* dst = nullptr;

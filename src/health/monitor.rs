@@ -227,16 +227,13 @@ impl HealthMonitor {
             device.total_bytes = residency.device_total_bytes;
             device.used_bytes = residency.device_used_bytes;
         }
-        let (bandwidth, changed): (Vec<&ViolationReport>, Vec<&ViolationReport>) = findings
-            .violations
-            .iter()
-            .partition(|v| v.error_kind == RESIDENCY_VIOLATION && v.reason.starts_with("bandwidth"));
-        if let Some(first) = changed.iter().find(|v| v.error_kind == INTEGRITY_VIOLATION) {
-            let slots = changed.iter().filter(|v| v.error_kind == INTEGRITY_VIOLATION).count();
-            crate::events::integrity_failed(self.tracker.device(), slots, &first.description);
+        let changed: Vec<&ViolationReport> =
+            findings.violations.iter().filter(|v| v.error_kind == INTEGRITY_VIOLATION).collect();
+        if let Some(first) = changed.first() {
+            crate::events::integrity_failed(self.tracker.device(), changed.len(), &first.description);
         }
-        if let Some(first) = bandwidth.first() {
-            crate::events::bandwidth_violation(self.tracker.device(), bandwidth.len(), &first.description);
+        if let Some(first) = findings.host_backed.first() {
+            crate::events::bandwidth_violation(self.tracker.device(), findings.host_backed.len(), first);
         }
         let counter = match (&check_error, findings.violations.is_empty()) {
             (Some(_), _) => &self.counters.failed,
@@ -436,6 +433,8 @@ struct Findings {
     residency: Option<ResidencyReport>,
     violations: Vec<ViolationReport>,
     not_judged: Vec<NotJudgedReport>,
+    /// The descriptions of the weights the witness confirmed host-backed (within `violations`).
+    host_backed: Vec<String>,
     /// Errors of the check itself, in the order the parts ran.
     errors: Vec<Error>,
 }
@@ -446,8 +445,13 @@ impl Findings {
         integrity: IntegrityFindings,
         witnessed: Option<&WitnessOutcome>,
     ) -> Findings {
-        let mut findings =
-            Findings { residency: None, violations: Vec::new(), not_judged: Vec::new(), errors: Vec::new() };
+        let mut findings = Findings {
+            residency: None,
+            violations: Vec::new(),
+            not_judged: Vec::new(),
+            host_backed: Vec::new(),
+            errors: Vec::new(),
+        };
         let mut flagged = Vec::new();
         match verification {
             Ok(residency) => {
@@ -462,6 +466,9 @@ impl Findings {
         findings.errors.extend(integrity.check_error);
         if let Some(witnessed) = witnessed {
             findings.violations.extend(bandwidth_violations(witnessed));
+            findings
+                .host_backed
+                .extend(witnessed.readings.iter().filter(|r| r.host_backed()).map(|r| r.description.clone()));
             // Weights the GPU cannot read: a violation, once (the sweep may have flagged them).
             findings.violations.extend(
                 witnessed.unreadable.iter().filter(|u| !flagged.contains(&u.allocation.id)).map(unreadable_violation),

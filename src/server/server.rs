@@ -504,6 +504,17 @@ mod tests {
         });
     }
 
+    /// Whether the connection has been told to close (without waiting for it).
+    fn evicted(admitted: &Admitted) -> bool {
+        block_on(async {
+            tokio::select! {
+                biased;
+                _ = admitted.evict.notified() => true,
+                _ = std::future::ready(()) => false,
+            }
+        })
+    }
+
     #[test]
     fn the_bound_evicts_the_silent_then_the_slow_then_the_least_recently_served() {
         let open = Arc::new(OpenConnections::new(2));
@@ -512,15 +523,6 @@ mod tests {
         first.touch();
         second.started();
         let third = open.admit(false);
-        let evicted = |admitted: &Admitted| {
-            block_on(async {
-                tokio::select! {
-                    biased;
-                    _ = admitted.evict.notified() => true,
-                    _ = std::future::ready(()) => false,
-                }
-            })
-        };
         assert!(evicted(&second), "a connection mid-head goes before one that was served");
         assert!(!evicted(&first) && !evicted(&third));
         assert_eq!(open.lock().len(), 2);
@@ -538,15 +540,6 @@ mod tests {
         served.touch();
         let started = open.admit(true);
         let silent = open.admit(false);
-        let evicted = |admitted: &Admitted| {
-            block_on(async {
-                tokio::select! {
-                    biased;
-                    _ = admitted.evict.notified() => true,
-                    _ = std::future::ready(()) => false,
-                }
-            })
-        };
         assert!(open.evict_unserved() && evicted(&silent), "the silent one first");
         assert!(open.evict_unserved() && evicted(&started), "then the one mid-head");
         assert!(!open.evict_unserved(), "never one that was served");
