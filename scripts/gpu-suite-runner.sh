@@ -164,7 +164,7 @@ for exe in "$here"/bin/rust_*; do
   sanitizer_line "$logs/$name.memcheck.log" "$name" $?
 done
 
-# The README's examples, as a user would run them.
+# The documented examples, as a user would run them.
 for exe in "$here"/bin/example_*; do
   name="$(basename "$exe")"
   "$exe" >"$logs/$name.log" 2>&1

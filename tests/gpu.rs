@@ -78,7 +78,7 @@ fn main() -> std::process::ExitCode {
 }
 
 /// The first migration of managed memory makes the driver reserve about 124 MiB of device memory
-/// for its unified-memory bookkeeping, once per context (measured on the H100, README "GPU test suite"); the
+/// for its unified-memory bookkeeping, once per context (measured on the H100, docs/testing.md "GPU test suite"); the
 /// leak baseline is taken after it, and after the first kernel launch.
 fn warm_up_unified_memory() {
     for device in vramguard::Device::all().unwrap_or_default() {

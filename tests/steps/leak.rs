@@ -13,7 +13,7 @@ pub struct Baseline {
 
 impl Baseline {
     /// None without a GPU. Taken after one migration of managed memory: the first makes the
-    /// driver reserve about 124 MiB for its own bookkeeping until the context ends (README, "GPU
+    /// driver reserve about 124 MiB for its own bookkeeping until the context ends (docs/testing.md, "GPU
     /// test suite"), and the residency scenarios use managed memory; and after one checksum, whose
     /// module and stream the context keeps.
     pub fn take(gate: &Gate) -> Option<Baseline> {
